@@ -1,0 +1,44 @@
+# Every target creates .venv itself: a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test test-unit test-integration demo lint bench clean dev-up dev-down
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests -q
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit -q
+
+test-integration: $(STAMP)
+	$(PY) -m pytest tests/integration -q
+
+demo: $(STAMP)
+	$(VENV)/bin/freshet demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check features pipelines replay infra tests bench
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+dev-up: $(STAMP)
+	$(VENV)/bin/freshet dev up
+
+dev-down: $(STAMP)
+	$(VENV)/bin/freshet dev down
+
+clean:
+	-$(VENV)/bin/freshet dev down
+	rm -rf .freshet data build *.egg-info

@@ -1,0 +1,1 @@
+"""Freshet's stream processor: topology, validation, windows, sinks and the CLI."""

@@ -1,0 +1,98 @@
+"""The ``freshet`` command line: one entry point for every Freshet job.
+
+Each sub-command lives in a small module of its own; this file only builds the
+parser, applies the shared options, and turns a :class:`FreshetError` into one
+clear line on stderr with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from features.errors import FreshetError
+
+EPILOG = """\
+Configuration comes from flags, then FRESHET_* environment variables, then the
+local stack started by `freshet dev up` (recorded in .freshet/dev.env):
+  FRESHET_KAFKA_BOOTSTRAP   Kafka bootstrap servers, e.g. 127.0.0.1:9092
+  FRESHET_REDIS_URL         Redis URL, e.g. redis://127.0.0.1:6379/0
+  FRESHET_OFFLINE_ROOT      root directory of the Parquet offline log (default data/offline)
+  FRESHET_STATE_DIR         window state directory (default .freshet/state)
+  FRESHET_KAFKA_CONFIG      JSON object of extra librdkafka settings (SASL, SSL, ...)
+
+Typical session:
+  freshet dev up                         # local broker + Redis as child processes
+  freshet validate --repo examples/fraud # check definitions against freshet.lock
+  freshet topics --repo examples/fraud   # create source, .dlq and .late topics
+  freshet run --repo examples/fraud      # compute features into Redis and Parquet
+  freshet get --repo examples/fraud --view card_spend_5m card-00001
+  freshet dev down
+"""
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """Flags that override FRESHET_* settings; shared by every command that connects."""
+    group = parser.add_argument_group("connection (override FRESHET_* variables)")
+    group.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
+    group.add_argument("--redis-url", metavar="URL", help="Redis URL (redis:// or rediss://)")
+    group.add_argument("--offline-root", metavar="DIR", help="root of the Parquet offline log")
+    group.add_argument("--state-dir", metavar="DIR", help="window state directory")
+    group.add_argument(
+        "-X", dest="kafka_overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="extra librdkafka setting passed through unchanged (repeatable), e.g. -X security.protocol=SASL_SSL",
+    )
+
+
+def add_repo_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "--repo", required=required, metavar="DIR",
+        help="feature repository: a directory of *.py and *.yaml definitions",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipelines import commands_dev, commands_repo, commands_run
+
+    parser = argparse.ArgumentParser(
+        prog="freshet",
+        description=(
+            "Freshet: streaming feature pipeline. Windowed aggregations over Kafka topics, "
+            "the freshest value per entity in Redis, every value in a Parquet log."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (commands_repo, commands_dev, commands_run):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("quixstreams").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except FreshetError as exc:
+        print(f"freshet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"freshet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

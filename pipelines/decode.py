@@ -1,0 +1,88 @@
+"""Decode and validate raw source records against the source schema.
+
+A record that fails (bad JSON, not an object, missing key, missing or
+unparsable timestamp, wrong type) raises :class:`InvalidEvent` with a short
+machine-readable reason and a human-readable detail; the topology sends it to
+the dead-letter topic with its original bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from features.definitions import Source
+from features.durations import parse_event_time_ms
+
+EVENT_TIME_FIELD = "__event_ts"
+SOURCE_PARTITION_FIELD = "__src_partition"
+SOURCE_OFFSET_FIELD = "__src_offset"
+MAX_ABS_EVENT_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+class InvalidEvent(Exception):
+    """A record that cannot be processed: ``reason`` is one of a few fixed codes."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _check_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_float(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v not in (float("inf"), float("-inf"))
+
+
+_CHECKS = {
+    "str": lambda v: isinstance(v, str),
+    "int": _check_int,
+    "float": _check_float,
+    "bool": lambda v: isinstance(v, bool),
+}
+
+
+class EventDecoder:
+    """Turns raw bytes into a validated event dict with its event time attached."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self._fields = [(f, _CHECKS[t], t) for f, t in source.event_schema.items()]
+        self._key = source.key
+        self._ts = source.timestamp
+
+    def decode(self, raw: bytes | str | None) -> dict[str, Any]:
+        if raw is None:
+            raise InvalidEvent("empty", "record has no value")
+        try:
+            event = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidEvent("bad_json", f"not valid JSON: {exc}") from None
+        if not isinstance(event, dict):
+            raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(event).__name__}")
+        key = event.get(self._key)
+        if key is None or key == "":
+            raise InvalidEvent("missing_key", f"key field {self._key!r} is missing or empty")
+        if self._ts not in event or event[self._ts] is None:
+            raise InvalidEvent("missing_timestamp", f"timestamp field {self._ts!r} is missing")
+        try:
+            ts = parse_event_time_ms(event[self._ts])
+        except ValueError as exc:
+            raise InvalidEvent("bad_timestamp", str(exc)) from None
+        if not 0 <= ts <= MAX_ABS_EVENT_TIME_MS:
+            raise InvalidEvent("bad_timestamp", f"timestamp {event[self._ts]!r} is outside 1970..9999")
+        for field, check, type_name in self._fields:
+            value = event.get(field)
+            if value is None:
+                if field == self._key:
+                    continue
+                raise InvalidEvent("missing_field", f"field {field!r} is missing or null")
+            if not check(value):
+                raise InvalidEvent(
+                    "wrong_type", f"field {field!r} should be {type_name}, got {type(value).__name__} {value!r}"
+                )
+        event[EVENT_TIME_FIELD] = ts
+        return event

@@ -3,19 +3,140 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+from pathlib import Path
 from typing import Any
+
+from features.definitions import FeatureView
+from features.errors import ConfigError, PipelineError
+from features.registry import Registry
+
+log = logging.getLogger("freshet")
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("demo", help="the main job: local stack, synthetic card stream, features")
+    from pipelines.cli import add_connection_options, add_repo_option
+
+    p = sub.add_parser(
+        "run", help="run the stream processor for one source topic",
+        description="Consume a source topic, validate events (invalid -> <topic>.dlq), compute every "
+        "selected view's windows (late events -> <topic>.late), write the freshest value per entity "
+        "to Redis and every value to the Parquet log. Scale out by starting more processes with the "
+        "same --group. SIGTERM/SIGINT flush the sinks and commit before exit.",
+    )
+    add_repo_option(p)
+    p.add_argument("--view", action="append", metavar="NAME", help="only this view (repeatable; default: all)")
+    p.add_argument("--topic", help="the source topic, when the repository reads several")
+    p.add_argument("--group", help="consumer group (default freshet.<topic>); its state lives in the state dir")
+    p.add_argument("--until-caught-up", action="store_true",
+                   help="stop once every assigned partition has been read to its end (for jobs and tests)")
+    p.add_argument("--no-online", action="store_true", help="do not write Redis")
+    p.add_argument("--no-offline", action="store_true", help="do not write the Parquet log")
+    p.add_argument("--commit-interval", type=float, default=1.0, metavar="SECONDS",
+                   help="checkpoint interval: Parquet durability and offset commits (default 1.0)")
+    p.add_argument("--trust-message-key", action="store_true",
+                   help="skip re-keying: only if producers always key messages by the entity field")
+    p.add_argument("--progress-interval", type=float, default=5.0, metavar="SECONDS",
+                   help="how often to log events/s, lag, late and invalid counts (default 5)")
+    add_connection_options(p)
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser(
+        "get", help="print an entity's feature values from Redis as JSON",
+        description="Read the latest values of a view for one or more entities from Redis, with "
+        "feature_ts (the event time from which the value holds), age and staleness.",
+    )
+    add_repo_option(p)
+    p.add_argument("--view", required=True, action="append", metavar="NAME", help="view (repeatable)")
+    p.add_argument("entities", nargs="+", metavar="ENTITY")
+    add_connection_options(p)
+    p.set_defaults(handler=cmd_get)
+
+    p = sub.add_parser(
+        "demo", help="the main job: local stack, synthetic card stream, features in Redis and Parquet",
+        description="Start the local stack unless FRESHET_KAFKA_BOOTSTRAP/FRESHET_REDIS_URL point to one, "
+        "provision topics, produce a synthetic card-transaction stream (out-of-order, late and "
+        "malformed events included), run the pipeline until caught up, then print fresh features "
+        "read back from Redis, the counts, and where the Parquet log is.",
+    )
+    p.add_argument("--repo", default=None, help="feature repository (default: the shipped examples/fraud)")
+    p.add_argument("--events", type=int, default=40_000, help="number of events (default 40000)")
+    p.add_argument("--cards", type=int, default=2_000, help="number of cards (default 2000)")
+    p.add_argument("--seed", type=int, default=7, help="random seed of the stream (default 7)")
+    p.add_argument("--keep-stack", action="store_true", help="leave a stack the demo started running")
+    add_connection_options(p)
     p.set_defaults(handler=cmd_demo)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from infra.localstack import start_stack
-    from pipelines.config import stack_dir
+def select_views(registry: Registry, names: list[str] | None, topic: str | None) -> list[FeatureView]:
+    by_topic = registry.views_by_topic(names)
+    if topic is not None:
+        if topic not in by_topic:
+            raise PipelineError(f"no selected view reads topic {topic!r}; topics: {', '.join(by_topic)}")
+        return by_topic[topic]
+    if len(by_topic) > 1:
+        raise PipelineError(
+            f"the selected views read {len(by_topic)} topics ({', '.join(by_topic)}): one process runs one "
+            "source topic; choose with --topic or --view"
+        )
+    return next(iter(by_topic.values()))
 
-    info = start_stack(stack_dir())
-    print(f"local stack running: broker {info.kafka_bootstrap}, redis {info.redis_url}")
-    print("missing: the stream processor (freshet run) is not built yet")
-    return 1
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from infra.settings import kafka_client_config
+    from infra.topics import provision_topics, source_topic_specs
+    from pipelines.config import settings_from_args
+    from pipelines.runner import run_pipeline
+    from pipelines.topology import PipelineConfig, build_pipeline
+
+    registry = Registry.load(args.repo)
+    registry.require_lock_consistent()
+    views = select_views(registry, args.view, args.topic)
+    settings = settings_from_args(args)
+    kafka = kafka_client_config(settings)
+    if settings.redis_url is None and not args.no_online:
+        raise ConfigError("no Redis configured: set FRESHET_REDIS_URL, pass --redis-url, run `freshet dev up`, "
+                          "or use --no-online")
+    source = views[0].source
+    provision_topics(kafka, source_topic_specs(source.topic, source.partitions))
+    group = args.group or f"freshet.{source.topic}"
+    config = PipelineConfig(
+        kafka_config=kafka, consumer_group=group, state_dir=Path(settings.state_dir) / group,
+        offline_root=None if args.no_offline else Path(settings.offline_root),
+        redis_url=None if args.no_online else settings.redis_url,
+        commit_interval_s=args.commit_interval, rekey=not args.trust_message_key,
+    )
+    pipeline = build_pipeline(views, config)
+    log.info("running %d view(s) on %s (group %s): %s", len(views), source.topic, group,
+             ", ".join(f"{v.name} v{v.version}" for v in views))
+    stats = run_pipeline(pipeline, until_caught_up=args.until_caught_up, interval_s=args.progress_interval)
+    print(json.dumps({"topic": source.topic, "group": group, **stats}, indent=2))
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    from features.online_reader import OnlineReader
+    from pipelines.config import settings_from_args
+
+    registry = Registry.load(args.repo)
+    views = [registry.view(name) for name in args.view]
+    settings = settings_from_args(args)
+    if settings.redis_url is None:
+        raise ConfigError("no Redis configured: set FRESHET_REDIS_URL, pass --redis-url or run `freshet dev up`")
+    reader = OnlineReader(settings.redis_url)
+    try:
+        values = reader.read(views, args.entities)
+    finally:
+        reader.close()
+    out: dict[str, dict[str, Any]] = {}
+    for value in values:
+        out.setdefault(str(value.entity), {})[value.view] = value.as_dict()
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import run_demo
+
+    return run_demo(args)

@@ -1,0 +1,79 @@
+"""Dead-letter and late-event outputs: nothing is dropped silently.
+
+Invalid records go to ``<topic>.dlq`` with their original bytes and the reason
+in headers; late events go to ``<topic>.late`` as JSON with the view, the
+window and how late they were. Both are produced to the same partition as the
+source record and flushed at every checkpoint, before offsets are committed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from confluent_kafka import Producer
+from quixstreams.sinks import BaseSink
+
+from features.definitions import FeatureView, Source
+from features.errors import SinkError
+from pipelines.decode import EVENT_TIME_FIELD
+from pipelines.stats import PipelineStats
+
+
+class SideOutputs(BaseSink):
+    """Produces DLQ and late records; a Quix sink only so checkpoints flush it."""
+
+    def __init__(self, source: Source, producer_config: dict[str, Any], stats: PipelineStats,
+                 flush_timeout_s: float = 30.0) -> None:
+        super().__init__()
+        self._source = source
+        self._stats = stats
+        self._timeout = flush_timeout_s
+        self._producer = Producer({"linger.ms": 20, **producer_config})
+        self._errors: list[str] = []
+
+    def _on_delivery(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def dead_letter(self, raw: bytes | None, key: bytes | str | None, reason: str, detail: str,
+                    partition: int, offset: int) -> None:
+        with self._stats._lock:
+            self._stats.invalid[reason] += 1
+        headers = [
+            ("freshet.reason", reason.encode()),
+            ("freshet.detail", detail.encode()[:1000]),
+            ("freshet.source.topic", self._source.topic.encode()),
+            ("freshet.source.partition", str(partition).encode()),
+            ("freshet.source.offset", str(offset).encode()),
+        ]
+        self._producer.produce(self._source.dlq_topic, value=raw, key=key, partition=partition,
+                               headers=headers, on_delivery=self._on_delivery)
+        self._producer.poll(0)
+
+    def late(self, view: FeatureView, event: dict[str, Any], key: str, late_by_ms: int,
+             start: int, end: int, partition: int, offset: int) -> None:
+        with self._stats._lock:
+            self._stats.late[view.name] += 1
+        body = {
+            "view": view.name, "version": view.version, "entity": key,
+            "event_ts": event.get(EVENT_TIME_FIELD), "late_by_ms": late_by_ms,
+            "window_start": start, "window_end": end,
+            "source_partition": partition, "source_offset": offset,
+            "event": {k: v for k, v in event.items() if not k.startswith("__")},
+        }
+        headers = [("freshet.view", view.name.encode()), ("freshet.late_by_ms", str(late_by_ms).encode())]
+        self._producer.produce(self._source.late_topic, value=json.dumps(body).encode(), key=key,
+                               partition=partition, headers=headers, on_delivery=self._on_delivery)
+        self._producer.poll(0)
+
+    # --- the Quix sink interface: flushed at each checkpoint --------------
+
+    def add(self, *args: Any, **kwargs: Any) -> None:  # records never reach it through the graph
+        return None
+
+    def flush(self) -> None:
+        remaining = self._producer.flush(self._timeout)
+        if remaining or self._errors:
+            errors, self._errors = self._errors[:3], []
+            raise SinkError(f"side outputs: {remaining} record(s) undelivered, errors: {errors}")

@@ -1,0 +1,38 @@
+"""Counters of one pipeline run: read, invalid (by reason), late and emitted (by view)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PipelineStats:
+    """Shared by the operators and sinks of one run; read by progress reports."""
+
+    read: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+    late: Counter[str] = field(default_factory=Counter)
+    emitted: Counter[str] = field(default_factory=Counter)
+    online_writes: int = 0
+    offline_rows: int = 0
+    started: float = field(default_factory=time.monotonic)
+    processed_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "read": self.read,
+                "valid": self.read - sum(self.invalid.values()),
+                "invalid": sum(self.invalid.values()),
+                "invalid_by_reason": dict(self.invalid),
+                "late": sum(self.late.values()),
+                "late_by_view": dict(self.late),
+                "emitted_by_view": dict(self.emitted),
+                "online_writes": self.online_writes,
+                "offline_rows": self.offline_rows,
+                "elapsed_s": round(time.monotonic() - self.started, 3),
+            }

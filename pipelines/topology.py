@@ -1,0 +1,245 @@
+"""The one topology builder: the views of a source -> a Quix Streams dataframe graph.
+
+Live runs (`freshet run`) and replays use this same function, so both compute
+exactly the same values. The graph:
+
+    raw bytes -> decode + validate (invalid -> <topic>.dlq) -> [re-key by entity]
+      -> event time from the event -> per view: window(view.state_name)
+         with all aggregations in one aggregator, late events -> <topic>.late
+      -> emitted value -> FeatureSink (Redis newer-wins + Parquet log)
+
+Windows close with Quix Streams' default per-key strategy: the watermark moves
+only with event times read from the log, never with the wall clock, so a replay
+reproduces the live run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quixstreams import Application
+from quixstreams.context import message_context
+from quixstreams.dataframe import StreamingDataFrame
+from quixstreams.kafka.configuration import ConnectionConfig
+
+from features.definitions import FeatureView, HoppingWindow, SlidingWindow, Source, TumblingWindow
+from features.errors import PipelineError
+from pipelines.aggregator import ViewAggregator
+from pipelines.decode import (
+    EVENT_TIME_FIELD,
+    SOURCE_OFFSET_FIELD,
+    SOURCE_PARTITION_FIELD,
+    EventDecoder,
+    InvalidEvent,
+)
+from pipelines.feature_sink import EmittedValue, FeatureSink
+from pipelines.offline_sink import ParquetLogWriter
+from pipelines.online_sink import RedisOnlineWriter
+from pipelines.side_outputs import SideOutputs
+from pipelines.stats import PipelineStats
+
+log = logging.getLogger(__name__)
+AGG_NAME = "features"
+
+
+@dataclass
+class PipelineConfig:
+    """Everything a run or a replay needs besides the views."""
+
+    kafka_config: dict[str, Any]
+    consumer_group: str
+    state_dir: Path
+    offline_root: Path | None
+    redis_url: str | None
+    auto_offset_reset: str = "earliest"
+    commit_interval_s: float = 1.0
+    rekey: bool = True
+    session_timeout_ms: int = 6000
+    parquet_roll_rows: int = 200_000
+    parquet_roll_seconds: float = 300.0
+    extra_consumer_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Pipeline:
+    app: Application
+    source: Source
+    views: list[FeatureView]
+    stats: PipelineStats
+    online: RedisOnlineWriter | None
+
+    def close(self) -> None:
+        if self.online is not None:
+            self.online.close()
+
+
+@dataclass
+class _Current:
+    """The event being processed: windows emit while it is current (processing is sequential)."""
+
+    ts: int = 0
+    partition: int = 0
+    offset: int = 0
+
+
+def single_source(views: list[FeatureView]) -> Source:
+    if not views:
+        raise PipelineError("no views selected")
+    topics = {v.source.topic for v in views}
+    if len(topics) != 1:
+        raise PipelineError(f"one pipeline reads one topic; the selected views read {sorted(topics)}")
+    return views[0].source
+
+
+def build_pipeline(views: list[FeatureView], config: PipelineConfig,
+                   stats: PipelineStats | None = None) -> Pipeline:
+    source = single_source(views)
+    stats = stats or PipelineStats()
+    kafka = dict(config.kafka_config)
+    bootstrap = kafka.pop("bootstrap.servers")
+    app = _make_app(bootstrap, kafka, config)
+    side = SideOutputs(source, {"bootstrap.servers": bootstrap, **kafka}, stats)
+    topic = app.topic(source.topic, value_deserializer="bytes", key_deserializer="bytes")
+    sdf = app.dataframe(topic)
+    sdf._processing_context.sink_manager.register(side)  # flushed at every checkpoint
+
+    sdf = _decode(sdf, source, side, stats)
+    if config.rekey:
+        key_field = views[0].entity_key
+        sdf = sdf.group_by(lambda v: str(v[key_field]), name=f"rekey_{key_field}")
+    current = _Current()
+
+    processed = stats.processed_offsets
+
+    def set_current(value: dict[str, Any]) -> None:
+        if config.rekey:  # progress of the repartition topic, for lag and --until-caught-up
+            ctx = message_context()
+            processed[(ctx.topic, ctx.partition)] = ctx.offset
+        current.ts = value[EVENT_TIME_FIELD]
+        current.partition = value[SOURCE_PARTITION_FIELD]
+        current.offset = value[SOURCE_OFFSET_FIELD]
+
+    sdf = sdf.update(set_current).set_timestamp(lambda value, key, ts, headers: value[EVENT_TIME_FIELD])
+
+    online = RedisOnlineWriter(config.redis_url, on_written=lambda n: _count_online(stats, n)) \
+        if config.redis_url else None
+    for view in views:
+        if view.entity_key != views[0].entity_key and config.rekey:
+            raise PipelineError(
+                f"view {view.name!r} keys by {view.entity_key!r} but {views[0].name!r} by "
+                f"{views[0].entity_key!r}: run them in separate pipelines (--view)"
+            )
+        offline = ParquetLogWriter(config.offline_root, view, roll_rows=config.parquet_roll_rows,
+                                   roll_seconds=config.parquet_roll_seconds) if config.offline_root else None
+        branch = _window(sdf, view, side)
+        branch = branch.apply(_emitter(view, current), metadata=True).filter(lambda v: v is not None)
+        branch.sink(FeatureSink(view, online, offline, stats))
+    return Pipeline(app, source, views, stats, online)
+
+
+def _make_app(bootstrap: str, kafka: dict[str, Any], config: PipelineConfig) -> Application:
+    common = {"bootstrap.servers": bootstrap, **kafka}
+    # SASL/SSL and other client settings reach every Quix client (admin included)
+    broker: Any = ConnectionConfig.from_librdkafka_dict(common, ignore_extras=True) if kafka else bootstrap
+    return Application(
+        broker_address=broker,
+        consumer_group=config.consumer_group,
+        auto_offset_reset=config.auto_offset_reset,  # type: ignore[arg-type]
+        state_dir=str(config.state_dir),
+        commit_interval=config.commit_interval_s,
+        processing_guarantee="at-least-once",
+        consumer_extra_config={
+            **common,
+            "session.timeout.ms": config.session_timeout_ms,
+            "allow.auto.create.topics": False,
+            **config.extra_consumer_config,
+        },
+        producer_extra_config={**common, "linger.ms": 10},
+        loglevel=None,
+    )
+
+
+def _count_online(stats: PipelineStats, n: int) -> None:
+    stats.online_writes += n
+
+
+def _decode(sdf: StreamingDataFrame, source: Source, side: SideOutputs,
+            stats: PipelineStats) -> StreamingDataFrame:
+    decoder = EventDecoder(source)
+
+    def decode(raw: bytes | None, key: Any, _ts: int, _headers: Any) -> dict[str, Any] | None:
+        ctx = message_context()
+        stats.read += 1
+        stats.processed_offsets[(ctx.topic, ctx.partition)] = ctx.offset
+        try:
+            event = decoder.decode(raw)
+        except InvalidEvent as exc:
+            side.dead_letter(raw, key, exc.reason, exc.detail, ctx.partition, ctx.offset)
+            return None
+        event[SOURCE_PARTITION_FIELD] = ctx.partition
+        event[SOURCE_OFFSET_FIELD] = ctx.offset
+        return event
+
+    return sdf.apply(decode, metadata=True).filter(lambda v: v is not None)
+
+
+def _window(sdf: StreamingDataFrame, view: FeatureView, side: SideOutputs) -> StreamingDataFrame:
+    def on_late(value: Any, key: Any, timestamp_ms: int, late_by_ms: int, start: int, end: int,
+                _name: str, _topic: str, _partition: int, _offset: int) -> bool:
+        side.late(view, value, str(key), late_by_ms, start, end,
+                  value[SOURCE_PARTITION_FIELD], value[SOURCE_OFFSET_FIELD])
+        return False  # reported on the late topic and counted; no log line per event
+
+    window = view.window
+    name = view.state_name
+    definition: Any
+    if isinstance(window, TumblingWindow):
+        definition = sdf.tumbling_window(window.size, grace_ms=view.grace, name=name, on_late=on_late)
+    elif isinstance(window, HoppingWindow):
+        definition = sdf.hopping_window(window.size, window.step, grace_ms=view.grace, name=name, on_late=on_late)
+    elif isinstance(window, SlidingWindow):
+        definition = sdf.sliding_window(window.size, grace_ms=view.grace, name=name, on_late=on_late)
+    else:  # pragma: no cover - the models admit no other window
+        raise PipelineError(f"unsupported window {window!r}")
+    aggregated = definition.agg(**{AGG_NAME: ViewAggregator(view)})
+    return aggregated.final() if view.emit == "final" else aggregated.current()
+
+
+def current_window_start(view: FeatureView, ts: int) -> int:
+    """For `current` emission: the start of the window containing ``ts`` that ends soonest.
+
+    Tumbling: the one window; hopping: the earliest-starting window that still
+    contains ``ts`` (the most history up to ``ts``); sliding: the window ending at ``ts``.
+    """
+    window = view.window
+    if isinstance(window, SlidingWindow):
+        return ts - window.size
+    # Quix Streams' windows start at multiples of step and contain ts when start > ts - size
+    return max(0, ((ts - window.size) // window.step + 1) * window.step)
+
+
+def _emitter(view: FeatureView, current: _Current) -> Any:
+    entity_type = view.source.event_schema[view.entity_key]
+    cast = int if entity_type == "int" else (lambda k: k == "True") if entity_type == "bool" else str
+    is_current = view.emit == "current"
+    is_sliding = isinstance(view.window, SlidingWindow)
+
+    def emit(result: dict[str, Any], key: Any, _ts: int, _headers: Any) -> EmittedValue | None:
+        start, end = result["start"], result["end"]
+        if is_current:
+            ts = current.ts
+            if is_sliding:
+                if end != ts:
+                    return None
+            elif start != current_window_start(view, ts):
+                return None
+            feature_ts = ts
+        else:
+            feature_ts = end
+        entity = cast(key.decode() if isinstance(key, bytes) else key)
+        return (entity, feature_ts, start, end, result[AGG_NAME], current.partition, current.offset)
+
+    return emit

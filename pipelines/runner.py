@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import TopicPartition
 
+from pipelines.offsets import EndOffsetProbe
 from pipelines.topology import Pipeline
 
 log = logging.getLogger("freshet.run")
@@ -26,7 +27,7 @@ class Lag:
     partitions: int
 
 
-def measure_lag(pipeline: Pipeline) -> Lag | None:
+def measure_lag(pipeline: Pipeline, probe: EndOffsetProbe) -> Lag | None:
     """Lag of every non-changelog partition assigned to this process (None before assignment)."""
     app = pipeline.app
     consumer = app._consumer  # the Quix consumer: no public accessor
@@ -40,11 +41,11 @@ def measure_lag(pipeline: Pipeline) -> Lag | None:
     total = 0
     caught_up = True
     processed = pipeline.stats.processed_offsets
+    ends = probe.end_offsets((tp.topic, tp.partition) for tp in assignment)
     for tp in assignment:
-        low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10,
-                                                   cached=False)
+        high = ends[(tp.topic, tp.partition)]
         done = processed.get((tp.topic, tp.partition), -1) + 1
-        position = max(done, committed.get((tp.topic, tp.partition), -1), low)
+        position = max(done, committed.get((tp.topic, tp.partition), -1))
         behind = max(0, high - position)
         total += behind
         caught_up = caught_up and behind == 0
@@ -67,6 +68,7 @@ class ProgressMonitor:
         self._last_report = time.monotonic()
         self._last_read = 0
         self._confirmations = 0
+        self._probe = EndOffsetProbe(pipeline.kafka_config)
 
     def start(self) -> None:
         self._thread.start()
@@ -74,6 +76,7 @@ class ProgressMonitor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=15)
+        self._probe.close()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.check_s):
@@ -85,7 +88,7 @@ class ProgressMonitor:
     def _tick(self) -> None:
         now = time.monotonic()
         need_lag = self.until_caught_up or now - self._last_report >= self.interval_s
-        lag = measure_lag(self.pipeline) if need_lag else None
+        lag = measure_lag(self.pipeline, self._probe) if need_lag else None
         if now - self._last_report >= self.interval_s:
             stats = self.pipeline.stats.snapshot()
             rate = (int(stats["read"]) - self._last_read) / (now - self._last_report)  # type: ignore[call-overload]

@@ -70,6 +70,7 @@ class Pipeline:
     views: list[FeatureView]
     stats: PipelineStats
     online: RedisOnlineWriter | None
+    kafka_config: dict[str, Any]
 
     def close(self) -> None:
         if self.online is not None:
@@ -137,7 +138,7 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
         branch = _window(sdf, view, side)
         branch = branch.apply(_emitter(view, current), metadata=True).filter(lambda v: v is not None)
         branch.sink(FeatureSink(view, online, offline, stats))
-    return Pipeline(app, source, views, stats, online)
+    return Pipeline(app, source, views, stats, online, dict(config.kafka_config))
 
 
 def _make_app(bootstrap: str, kafka: dict[str, Any], config: PipelineConfig) -> Application:

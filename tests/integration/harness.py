@@ -1,0 +1,105 @@
+"""Helpers for integration tests: topics, producing known events, running, reading outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from features.definitions import FeatureView
+from features.offline_layout import list_parts, view_schema
+from infra.topics import provision_topics, source_topic_specs
+from pipelines.offsets import EndOffsetProbe
+from pipelines.runner import run_pipeline
+from pipelines.topology import PipelineConfig, build_pipeline
+from tests.integration.conftest import Servers
+
+
+def retarget(views: list[FeatureView], topic: str, partitions: int | None = None) -> list[FeatureView]:
+    """The same views on another topic (each test gets a topic of its own)."""
+    update: dict[str, Any] = {"topic": topic}
+    if partitions is not None:
+        update["partitions"] = partitions
+    return [v.model_copy(update={"source": v.source.model_copy(update=update)}) for v in views]
+
+
+def provision(servers: Servers, topic: str, partitions: int) -> None:
+    provision_topics(servers.kafka_config(), source_topic_specs(topic, partitions))
+
+
+def produce(servers: Servers, topic: str, records: list[tuple[int, str | None, Any]]) -> list[tuple[int, int]]:
+    """Produce (partition, key, value) in order; value dicts become JSON. Returns (partition, offset) each."""
+    producer = Producer({**servers.kafka_config(), "linger.ms": 5, "enable.idempotence": False})
+    placed: list[tuple[int, int] | None] = [None] * len(records)
+
+    def make_callback(i: int) -> Any:
+        def callback(err: Any, msg: Any) -> None:
+            if err is not None:
+                raise RuntimeError(f"delivery failed: {err}")
+            placed[i] = (msg.partition(), msg.offset())
+        return callback
+
+    for i, (partition, key, value) in enumerate(records):
+        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+        producer.produce(topic, value=raw, key=key, partition=partition, on_delivery=make_callback(i))
+        producer.flush(10)  # one at a time: offsets follow the list order exactly
+    missing = [i for i, p in enumerate(placed) if p is None]
+    if missing:
+        raise RuntimeError(f"records {missing} were not delivered")
+    return [p for p in placed if p is not None]
+
+
+def pipeline_config(servers: Servers, work: Path, group: str, **kw: Any) -> PipelineConfig:
+    return PipelineConfig(
+        kafka_config=servers.kafka_config(), consumer_group=group, state_dir=work / "state" / group,
+        offline_root=work / "offline", redis_url=servers.redis_url, commit_interval_s=0.5, **kw,
+    )
+
+
+def run_until_caught_up(views: list[FeatureView], config: PipelineConfig) -> dict[str, Any]:
+    pipeline = build_pipeline(views, config)
+    return run_pipeline(pipeline, until_caught_up=True, interval_s=5.0)
+
+
+def read_log(root: Path, view: FeatureView) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    schema = view_schema(view)
+    for path in list_parts(root, view):
+        table = pq.read_table(path, schema=schema)
+        for row in table.to_pylist():
+            for col in ("feature_ts", "window_start", "window_end", "produced_at"):
+                row[col] = int(row[col].timestamp() * 1000)
+            rows.append(row)
+    return rows
+
+
+def read_topic(servers: Servers, topic: str, timeout_s: float = 20.0) -> list[Any]:
+    """Every record of a topic, read with assign() up to the current end offsets."""
+    admin = AdminClient(servers.kafka_config())
+    partitions = len(admin.list_topics(timeout=10).topics[topic].partitions)
+    consumer = Consumer({**servers.kafka_config(), "group.id": "reader", "enable.auto.commit": False,
+                         "allow.auto.create.topics": False})
+    try:
+        probe = EndOffsetProbe(servers.kafka_config())
+        ends = {p: end for (_t, p), end in probe.end_offsets((topic, p) for p in range(partitions)).items()}
+        probe.close()
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions) if ends[p] > 0])
+        records: list[Any] = []
+        done = {p for p, end in ends.items() if end == 0}
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while len(done) < partitions and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            records.append(msg)
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                done.add(msg.partition())
+        return records
+    finally:
+        consumer.close()

@@ -1,0 +1,139 @@
+"""Freshness: how long from a producer's send until the event's value is readable in Redis.
+
+The measured view is built here, not taken from the example: freshness needs a
+view that writes on every event, so a 1-minute tumbling window with
+``emit="current"`` (count and sum of amount) on the example's source. The
+pipeline runs on this process's main thread (Quix Streams installs signal
+handlers, which only the main thread may do); a spawned child process produces
+at a steady rate and polls Redis (see :mod:`bench.load`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import statistics
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import PARTITIONS, Stack, example_views, say
+from bench.load import LoadPlan, LoadResult, probe_into
+from features.definitions import Aggregation, FeatureView, TumblingWindow
+
+FRESHNESS_VIEW = "bench_freshness_1m"
+
+
+@dataclass
+class Freshness:
+    view: FeatureView
+    rate: int
+    seconds: float
+    result: LoadResult
+    rekey: bool
+
+    @property
+    def achieved_rate(self) -> float:
+        return self.result.produced / self.result.produce_s if self.result.produce_s else 0.0
+
+    @property
+    def kept_up(self) -> bool:
+        # within 2% of the target rate and never more than 100 ms behind schedule
+        return self.achieved_rate >= 0.98 * self.rate and self.result.max_behind_ms <= 100
+
+    def percentile(self, p: float) -> float | None:
+        values = sorted(self.result.latencies_ms)
+        if not values:
+            return None
+        if len(values) == 1:
+            return values[0]
+        return statistics.quantiles(values, n=1000, method="inclusive")[round(p * 10) - 1]
+
+    @property
+    def max_ms(self) -> float | None:
+        return max(self.result.latencies_ms) if self.result.latencies_ms else None
+
+
+def freshness_view(topic: str) -> FeatureView:
+    """A tumbling 1-minute view that emits on every event, on the example's source."""
+    source = example_views(topic)[0].source
+    return FeatureView(
+        name=FRESHNESS_VIEW,
+        version=1,
+        source=source,
+        window=TumblingWindow(size="1m"),
+        grace="5s",
+        emit="current",
+        ttl="10m",
+        aggregations=(
+            Aggregation(function="count", name="txn_count_1m"),
+            Aggregation(function="sum", column="amount", name="amount_sum_1m"),
+        ),
+        description="benchmark only: written to Redis on every event",
+    )
+
+
+def measure_freshness(stack: Stack, rate: int, seconds: float, workdir: Path, run_id: str,
+                      rekey: bool = True) -> Freshness:
+    from infra.topics import provision_topics, source_topic_specs
+    from pipelines.runner import run_pipeline
+    from pipelines.topology import PipelineConfig, build_pipeline
+
+    topic = f"bench-{run_id}.fresh"
+    provision_topics(stack.kafka_config, source_topic_specs(topic, PARTITIONS))
+    view = freshness_view(topic)
+    run_dir = workdir / f"freshness-{uuid.uuid4().hex[:6]}"
+    pipeline = build_pipeline([view], PipelineConfig(
+        kafka_config=stack.kafka_config, consumer_group=f"bench-{run_dir.name}",
+        state_dir=run_dir / "state", offline_root=run_dir / "offline", redis_url=stack.redis_url,
+        auto_offset_reset="earliest", commit_interval_s=1.0, rekey=rekey,
+    ))
+    plan = LoadPlan(bootstrap=stack.kafka_bootstrap, redis_url=stack.redis_url, topic=topic,
+                    view_name=view.name, view_version=view.version, rate=rate, seconds=seconds)
+    outcome: list[LoadResult] = []
+    finished = threading.Event()
+
+    def control() -> None:
+        context = multiprocessing.get_context("spawn")
+        out = context.Queue()
+        child = context.Process(target=probe_into, args=(plan, out), name="bench-load", daemon=True)
+        child.start()
+        try:
+            budget = plan.warmup_timeout_s + seconds * 3 + plan.settle_s + 60
+            outcome.append(out.get(timeout=budget))
+        except queue.Empty:
+            outcome.append(LoadResult(error="the load process did not report back in time"))
+        finally:
+            child.join(timeout=10)
+            if child.is_alive():
+                child.kill()
+                child.join()
+            # stop the pipeline; repeat in case run() had not started its loop yet
+            while not finished.is_set():
+                pipeline.app.stop()
+                finished.wait(1.0)
+
+    say(f"freshness: {rate:,} events/s for {seconds:g}s into {topic}, view {view.name} "
+        f"({view.window.describe()}, {view.emit}), rekey={rekey}")
+    controller = threading.Thread(target=control, name="bench-freshness", daemon=True)
+    controller.start()
+    try:
+        snapshot = run_pipeline(pipeline, until_caught_up=False, interval_s=5.0,
+                                report=lambda m: say("      " + m))
+    finally:
+        finished.set()
+        controller.join(timeout=30)
+    result = outcome[0] if outcome else LoadResult(error="no result from the load process")
+    if result.error:
+        say(f"      freshness probe failed: {result.error}")
+    say(f"      pipeline read {snapshot['read']:,}, Redis writes {snapshot['online_writes']:,}")
+    return Freshness(view, rate, seconds, result, rekey)
+
+
+def summarize(fresh: Freshness) -> str:
+    p50, p99, top = fresh.percentile(50), fresh.percentile(99), fresh.max_ms
+    if p50 is None or p99 is None or top is None:
+        return "no samples resolved"
+    return (f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {top:.1f} ms over {len(fresh.result.latencies_ms):,} "
+            f"samples ({fresh.result.missing} unresolved)")

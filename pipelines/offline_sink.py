@@ -7,15 +7,18 @@ that changed is written whole to a temporary name and renamed over
 memory) once it holds ``roll_rows`` rows or is ``roll_seconds`` old, so a long
 run makes few, large files.
 
-After a crash the pipeline reprocesses from the last committed offset and,
-being deterministic, emits again exactly the rows whose source offset is at or
-after the first row it emits now. So the first time a source partition shows
-up in this process, rows at or after that offset are removed from the files
-already on disk: the log never holds a row twice and never loses one.
+After a crash the pipeline reprocesses from the last committed offsets and,
+being deterministic, emits again exactly the rows flushed after that commit:
+those can only be in the files the last flush touched. Each flush records
+those files in ``_last_flush.json``; on restart their rows' identities
+(entity, window, source partition and offset) are loaded and a re-emitted row
+with one of them is skipped. So the log never holds a row twice and never
+loses one, whichever partitions or offsets the run resumes from.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -25,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.definitions import FeatureView
 from features.errors import OfflineStoreError
-from features.offline_layout import date_of, list_parts, part_path, view_schema
+from features.offline_layout import date_of, part_path, view_dir, view_schema
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +65,15 @@ class ParquetLogWriter:
         self._clock = clock
         self._compression = compression
         self._open: dict[tuple[int, str], OpenPart] = {}
-        self._recovered: set[int] = set()
+        self._manifest = view_dir(self.root, view) / MANIFEST
+        self._already_written = self._load_last_flush()
+        self._skipped = 0
 
     def add(self, row: tuple[Any, ...], partition: int, offset: int, feature_ts: int) -> None:
         """``row`` holds the schema's columns in order (times as epoch ms)."""
-        if partition not in self._recovered:
-            self._recover(partition, offset)
+        if self._already_written and _identity(row) in self._already_written:
+            self._skipped += 1  # written by the run before a crash, emitted again now
+            return
         date = date_of(feature_ts)
         part = self._open.get((partition, date))
         if part is None:
@@ -84,8 +89,10 @@ class ParquetLogWriter:
         """Make every changed open part durable; close parts that are full or old. Returns rows written."""
         written = 0
         now = self._clock()
+        touched = []
         for key, part in list(self._open.items()):
             if part.rows > part.written_rows:
+                touched.append(part.path)
                 written += part.rows - part.written_rows
                 self._write(part.path, pa.Table.from_arrays(
                     [pa.array(c, type=f.type) for c, f in zip(part.columns, self.schema, strict=True)],
@@ -94,6 +101,8 @@ class ParquetLogWriter:
                 part.written_rows = part.rows
             if part.rows >= self._roll_rows or now - part.opened_at >= self._roll_seconds:
                 del self._open[key]
+        if touched:
+            self._record_last_flush(touched)
         return written
 
     def discard_uncommitted(self) -> None:
@@ -114,29 +123,46 @@ class ParquetLogWriter:
         except OSError as exc:
             raise OfflineStoreError(f"cannot write {path}: {exc}") from exc
 
-    def _recover(self, partition: int, first_offset: int) -> None:
-        """Remove rows at or after ``first_offset`` that an interrupted run left behind."""
-        self._recovered.add(partition)
-        for path in list_parts(self.root, self.view, partition):
-            if _max_offset(path) < first_offset:
+    def _record_last_flush(self, paths: list[Path]) -> None:
+        doc = {"files": [str(p.relative_to(self._manifest.parent)) for p in paths]}
+        tmp = self._manifest.with_name(f".{MANIFEST}.tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, self._manifest)
+
+    def _load_last_flush(self) -> set[tuple[Any, ...]]:
+        """Identities of the rows the previous run flushed last (maybe after its last commit)."""
+        if not self._manifest.exists():
+            return set()
+        try:
+            files = json.loads(self._manifest.read_text())["files"]
+        except (ValueError, KeyError) as exc:
+            raise OfflineStoreError(f"{self._manifest} is damaged ({exc}); delete it to continue") from exc
+        seen: set[tuple[Any, ...]] = set()
+        for name in files:
+            path = self._manifest.parent / name
+            if not path.exists():
                 continue
             table = pq.read_table(path, schema=self.schema)
-            keep = table.filter(pc.less(table["source_offset"], first_offset))
-            log.info("recovery: %s keeps %d of %d rows (offsets before %d)", path, keep.num_rows,
-                     table.num_rows, first_offset)
-            if keep.num_rows == 0:
-                path.unlink()
-            else:
-                self._write(path, keep)
+            columns = [table.column(i).to_pylist() for i in IDENTITY_COLUMNS]
+            for ident in zip(*columns, strict=True):
+                seen.add(tuple(_epoch_ms(v) for v in ident))
+        log.info("%s: %d row(s) from the last flush of a previous run will not be written twice",
+                 self.view.name, len(seen))
+        return seen
+
+    @property
+    def skipped(self) -> int:
+        return self._skipped
 
 
-def _max_offset(path: Path) -> int:
-    meta = pq.ParquetFile(path).metadata
-    index = meta.schema.to_arrow_schema().get_field_index("source_offset")
-    best = -1
-    for g in range(meta.num_row_groups):
-        stats = meta.row_group(g).column(index).statistics
-        if stats is None or not stats.has_min_max:
-            return 1 << 62  # unknown: treat as possibly overlapping
-        best = max(best, int(stats.max))
-    return best
+# entity, window_start, window_end, source_partition, source_offset
+IDENTITY_COLUMNS = (0, 2, 3, -3, -2)
+MANIFEST = "_last_flush.json"
+
+
+def _identity(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(row[i] for i in IDENTITY_COLUMNS)
+
+
+def _epoch_ms(value: Any) -> Any:
+    return int(value.timestamp() * 1000) if hasattr(value, "timestamp") else value

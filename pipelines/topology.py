@@ -28,6 +28,7 @@ from quixstreams.kafka.configuration import ConnectionConfig
 from features.definitions import FeatureView, HoppingWindow, SlidingWindow, Source, TumblingWindow
 from features.errors import PipelineError
 from pipelines.aggregator import ViewAggregator
+from pipelines.broker_quirks import correct_watermarks
 from pipelines.decode import (
     EVENT_TIME_FIELD,
     SOURCE_OFFSET_FIELD,
@@ -71,10 +72,14 @@ class Pipeline:
     stats: PipelineStats
     online: RedisOnlineWriter | None
     kafka_config: dict[str, Any]
+    closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
         if self.online is not None:
             self.online.close()
+        for close in self.closers:
+            close()
+        self.closers.clear()
 
 
 @dataclass
@@ -102,6 +107,7 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
     kafka = dict(config.kafka_config)
     bootstrap = kafka.pop("bootstrap.servers")
     app = _make_app(bootstrap, kafka, config)
+    probe = correct_watermarks(app._consumer, {"bootstrap.servers": bootstrap, **kafka})
     side = SideOutputs(source, {"bootstrap.servers": bootstrap, **kafka}, stats)
     topic = app.topic(source.topic, value_deserializer="bytes", key_deserializer="bytes")
     sdf = app.dataframe(topic)
@@ -111,6 +117,7 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
     if config.rekey:
         key_field = views[0].entity_key
         sdf = sdf.group_by(lambda v: str(v[key_field]), name=f"rekey_{key_field}")
+        sdf = sdf.filter(_first_delivery, stateful=True)
     current = _Current()
 
     processed = stats.processed_offsets
@@ -138,7 +145,7 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
         branch = _window(sdf, view, side)
         branch = branch.apply(_emitter(view, current), metadata=True).filter(lambda v: v is not None)
         branch.sink(FeatureSink(view, online, offline, stats))
-    return Pipeline(app, source, views, stats, online, dict(config.kafka_config))
+    return Pipeline(app, source, views, stats, online, dict(config.kafka_config), [probe.close])
 
 
 def _make_app(bootstrap: str, kafka: dict[str, Any], config: PipelineConfig) -> Application:
@@ -185,6 +192,21 @@ def _decode(sdf: StreamingDataFrame, source: Source, side: SideOutputs,
         return event
 
     return sdf.apply(decode, metadata=True).filter(lambda v: v is not None)
+
+
+def _first_delivery(value: dict[str, Any], state: Any) -> bool:
+    """Drop a record the repartition topic holds twice (at-least-once after a crash).
+
+    Per entity, events of one source partition arrive in source order, so one
+    whose source offset is not above the last one seen is a duplicate.
+    """
+    slot = f"src{value[SOURCE_PARTITION_FIELD]}"
+    offset = value[SOURCE_OFFSET_FIELD]
+    last = state.get(slot)
+    if last is not None and offset <= last:
+        return False
+    state.set(slot, offset)
+    return True
 
 
 def _window(sdf: StreamingDataFrame, view: FeatureView, side: SideOutputs) -> StreamingDataFrame:

@@ -111,16 +111,17 @@ def _aggregators(view: FeatureView) -> dict[str, BaseAggregator]:  # type: ignor
     return out
 
 
-def _window(sdf: StreamingDataFrame, view: FeatureView) -> StreamingDataFrame:
+def _window(sdf: StreamingDataFrame, view: FeatureView, on_late: Any) -> StreamingDataFrame:
     window = view.window
     name = f"bare_{view.name}"
     definition: Any
     if isinstance(window, TumblingWindow):
-        definition = sdf.tumbling_window(window.size, grace_ms=view.grace, name=name)
+        definition = sdf.tumbling_window(window.size, grace_ms=view.grace, name=name, on_late=on_late)
     elif isinstance(window, HoppingWindow):
-        definition = sdf.hopping_window(window.size, window.step, grace_ms=view.grace, name=name)
+        definition = sdf.hopping_window(window.size, window.step, grace_ms=view.grace, name=name,
+                                        on_late=on_late)
     elif isinstance(window, SlidingWindow):
-        definition = sdf.sliding_window(window.size, grace_ms=view.grace, name=name)
+        definition = sdf.sliding_window(window.size, grace_ms=view.grace, name=name, on_late=on_late)
     else:  # pragma: no cover
         raise SystemExit(f"unsupported window {window!r}")
     aggregated = definition.agg(**_aggregators(view))
@@ -134,6 +135,7 @@ class BareApp:
                  commit_interval_s: float = 1.0, session_timeout_ms: int = 6000) -> None:
         self.read = 0
         self.emitted: Counter[str] = Counter()
+        self.late: Counter[str] = Counter()
         self.app = Application(
             broker_address=bootstrap,
             consumer_group=consumer_group,
@@ -151,7 +153,7 @@ class BareApp:
         sdf = self.app.dataframe(topic)
         sdf = sdf.update(self._count_read).filter(make_validator(views))
         for view in views:
-            _window(sdf, view).update(self._emit_counter(view.name))
+            _window(sdf, view, self._late_counter(view.name)).update(self._emit_counter(view.name))
 
     def _count_read(self, _value: Any) -> None:
         self.read += 1
@@ -161,6 +163,15 @@ class BareApp:
 
         def count(_value: Any) -> None:
             emitted[name] += 1
+
+        return count
+
+    def _late_counter(self, name: str) -> Any:
+        late = self.late
+
+        def count(*_args: Any) -> bool:
+            late[name] += 1
+            return False  # counted, not logged (Freshet sends them to its late topic instead)
 
         return count
 

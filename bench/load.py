@@ -45,7 +45,7 @@ class LoadPlan:
 
 @dataclass
 class LoadResult:
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # resolved samples, in send order
     samples: int = 0
     produced: int = 0
     produce_s: float = 0.0
@@ -100,7 +100,7 @@ class _Poller:
         self.plan = plan
         self.client = client
         self.incoming: queue.SimpleQueue[tuple[str, int, float]] = queue.SimpleQueue()
-        self.latencies_ms: list[float] = []
+        self.resolved: list[tuple[float, float]] = []  # (send time, latency ms)
         self.producing_done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-poller", daemon=True)
 
@@ -128,7 +128,7 @@ class _Poller:
                 still = []
                 for (key, ts, sent), value in zip(pending, values, strict=True):
                     if value is not None and int(value) >= ts:
-                        self.latencies_ms.append((now - sent) * 1000)
+                        self.resolved.append((sent, (now - sent) * 1000))
                     else:
                         still.append((key, ts, sent))
                 pending = still
@@ -176,7 +176,7 @@ def probe(plan: LoadPlan) -> LoadResult:
         producer.flush(30)
         poller.producing_done.set()
         poller.join()
-        result.latencies_ms = poller.latencies_ms
+        result.latencies_ms = [latency for _sent, latency in sorted(poller.resolved)]  # in send order
     finally:
         client.close()
     return result

@@ -36,8 +36,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"comma-separated engine configs among {', '.join(CONFIGS)} "
                              f"(default: {','.join(DEFAULT_CONFIGS)})")
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration (median reported)")
-    parser.add_argument("--rate", type=int, default=5_000, help="freshness: events per second")
+    parser.add_argument("--rate", default="5000,1000",
+                        help="freshness: events per second, a comma-separated list is measured in turn "
+                             "(default 5000,1000: the target load, and a load this machine sustains)")
     parser.add_argument("--seconds", type=float, default=20.0, help="freshness: seconds of steady load")
+    parser.add_argument("--fetch-wait-ms", type=int, default=10,
+                        help="freshness: one more measurement at the lowest rate with the pipeline's "
+                             "fetch.wait.max.ms set to this (default 10; 0 skips it)")
     parser.add_argument("--no-rekey-freshness", action="store_true",
                         help="freshness: run the pipeline with rekey=False")
     parser.add_argument("--skip-throughput", action="store_true")
@@ -52,12 +57,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.seconds = QUICK_SECONDS
     args.workloads = _choices(args.views, list(WORKLOADS), "--views")
     args.config_list = _choices(args.configs, list(CONFIGS), "--configs")
-    for name, value in (("--events", args.events), ("--repeat", args.repeat), ("--rate", args.rate)):
+    try:
+        args.rates = [int(part) for part in args.rate.split(",") if part.strip()]
+    except ValueError:
+        parser.error(f"--rate must be integers separated by commas, got {args.rate!r}")
+    if not args.rates:
+        parser.error("--rate needs at least one rate")
+    for name, value in (("--events", args.events), ("--repeat", args.repeat), ("--rate", min(args.rates))):
         if value < 1:
             parser.error(f"{name} must be at least 1, got {value}")
     if args.seconds <= 0:
         parser.error(f"--seconds must be positive, got {args.seconds}")
     return args
+
+
+def freshness_plan(args: argparse.Namespace) -> list[tuple[int, dict[str, int]]]:
+    """Each rate with Freshet's consumer defaults, then the lowest rate with a short fetch wait."""
+    plan: list[tuple[int, dict[str, int]]] = [(rate, {}) for rate in args.rates]
+    if args.fetch_wait_ms > 0:
+        plan.append((min(args.rates), {"fetch.wait.max.ms": args.fetch_wait_ms}))
+    return plan
 
 
 def _choices(text: str, allowed: list[str], flag: str) -> list[str]:
@@ -80,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="freshet-bench-"))
     topic: Topic | None = None
     runs: list[Run] = []
-    fresh: Freshness | None = None
+    fresh: list[Freshness] = []
     say("timings vary from run to run (shared cores, in-memory broker); treat single runs as indicative")
     try:
         with stack(workdir) as running:
@@ -88,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_throughput:
                 topic = make_topic(running, args.events, run_id)
                 runs = run_all(running, topic, args.workloads, args.config_list, args.repeat, workdir)
-            if not args.skip_freshness:
-                fresh = measure_freshness(running, args.rate, args.seconds, workdir, run_id,
-                                          rekey=not args.no_rekey_freshness)
-                say(f"      {summarize(fresh)}")
+            for rate, overrides in [] if args.skip_freshness else freshness_plan(args):
+                result = measure_freshness(running, rate, args.seconds, workdir, run_id,
+                                           rekey=not args.no_rekey_freshness, consumer_overrides=overrides)
+                say(f"      {summarize(result)}")
+                fresh.append(result)
             section = render(running, topic, runs, fresh, time.perf_counter() - started, args.quick)
     finally:
         if args.keep_workdir:
@@ -102,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_record:
         record(section)
         say(f"appended to {RESULTS}")
-    failed = any(not r.complete for r in runs) or (fresh is not None and bool(fresh.result.error))
+    failed = any(not r.complete for r in runs) or any(f.result.error for f in fresh)
     say(f"done in {time.perf_counter() - started:.0f}s")
     return 1 if failed else 0
 

@@ -51,6 +51,7 @@ class Run:
     wall_s: float
     complete: bool
     emitted: dict[str, int] = field(default_factory=dict)
+    late: dict[str, int] = field(default_factory=dict)
     note: str = ""
 
     @property
@@ -111,8 +112,9 @@ def run_freshet(stack: Stack, topic: Topic, workload: str, config: str, workdir:
     wall = time.perf_counter() - started
     complete, note = _freshet_complete(snapshot, topic, stats.processed_offsets, config)
     emitted = {str(k): int(v) for k, v in dict(snapshot["emitted_by_view"]).items()}  # type: ignore[call-overload]
+    late = {str(k): int(v) for k, v in dict(snapshot["late_by_view"]).items()}  # type: ignore[call-overload]
     return Run(workload, config, topic.records, clock.seconds, wall, complete and not clock.stalled,
-               emitted, note)
+               emitted, late, note)
 
 
 def _freshet_complete(snapshot: dict[str, Any], topic: Topic, processed: dict[tuple[str, int], int],
@@ -146,7 +148,8 @@ def run_bare(stack: Stack, topic: Topic, workload: str, workdir: Path) -> Run:
     wall = time.perf_counter() - started
     complete = app.read == topic.records and not clock.stalled
     note = "" if complete else f"read {app.read:,} of {topic.records:,} records"
-    return Run(workload, "bare", topic.records, clock.seconds, wall, complete, dict(app.emitted), note)
+    return Run(workload, "bare", topic.records, clock.seconds, wall, complete, dict(app.emitted),
+               dict(app.late), note)
 
 
 def run_all(stack: Stack, topic: Topic, workloads: list[str], configs: list[str], repeat: int,

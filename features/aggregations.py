@@ -14,8 +14,9 @@ reference. Nothing here imports Kafka, Redis or Arrow.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 State = Any
 

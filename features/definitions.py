@@ -9,7 +9,7 @@ Kafka, Redis or Arrow.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -223,7 +223,7 @@ class SlidingWindow(_WindowBase):
         return f"sliding {format_duration(self.size)}"
 
 
-Window = Annotated[Union[TumblingWindow, HoppingWindow, SlidingWindow], Field(discriminator="type")]
+Window = Annotated[TumblingWindow | HoppingWindow | SlidingWindow, Field(discriminator="type")]
 WINDOW_TYPES = ("tumbling", "hopping", "sliding")
 
 

@@ -9,7 +9,7 @@ milliseconds, the unit of event time.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from features.errors import DefinitionError
 
@@ -91,6 +91,6 @@ def parse_event_time_ms(value: object) -> int:
                 f"timestamp {value!r} is neither epoch milliseconds nor ISO-8601"
             ) from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         return int(parsed.timestamp() * 1000)
     raise ValueError(f"timestamp {value!r} has type {type(value).__name__}; expected int ms or ISO-8601 text")

@@ -9,7 +9,7 @@ Times are UTC millisecond timestamps.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,7 +43,7 @@ def view_dir(root: Path, view: FeatureView) -> Path:
 
 
 def date_of(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
 def part_path(root: Path, view: FeatureView, date: str, partition: int, first_offset: int) -> Path:

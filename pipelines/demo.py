@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ def run_demo(args: argparse.Namespace) -> int:
         say("[1/5] using the configured stack")
     say(f"      broker {settings.kafka_bootstrap}, redis {settings.redis_url}")
 
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:4]
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:4]
     views = _demo_views(registry, run_id)
     source = views[0].source
     kafka = kafka_client_config(settings)
@@ -112,7 +112,7 @@ def _print_features(redis_url: str, views: list[FeatureView], cards: list[str]) 
     rows = []
     for value in values:
         features = ", ".join(f"{k}={_fmt(v)}" for k, v in value.features.items())
-        ts = (datetime.fromtimestamp(value.feature_ts / 1000, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        ts = (datetime.fromtimestamp(value.feature_ts / 1000, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
               if value.feature_ts else "-")
         age = f"{value.age_ms / 1000:,.0f}s" if value.age_ms is not None else "-"
         rows.append([str(value.entity), value.view, features if value.found else "(no value yet)", ts, age])

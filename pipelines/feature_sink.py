@@ -41,7 +41,7 @@ class FeatureSink(BaseSink):
         if self._offline is not None:
             row = (entity, feature_ts, start, end, *(features[n] for n in self._names),
                    src_partition, src_offset, int(time.time() * 1000))
-            self._offline.add(row, src_partition, src_offset, feature_ts)
+            self._offline.add(row, partition, src_partition, src_offset, feature_ts)
         if self._online is not None:
             self._online.add(online_key(self.view.name, self.view.version, entity), feature_ts, src_offset,
                              self._ttl, encode_fields(features, start, end))

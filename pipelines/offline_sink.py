@@ -9,10 +9,13 @@ run makes few, large files.
 
 After a crash the pipeline reprocesses from the last committed offsets and,
 being deterministic, emits again exactly the rows flushed after that commit:
-those can only be in the files the last flush touched. Each flush records
-those files in ``_last_flush.json``; on restart their rows' identities
-(entity, window, source partition and offset) are loaded and a re-emitted row
-with one of them is skipped. So the log never holds a row twice and never
+those can only be in the files the last flush touched. Regeneration happens per
+*input* partition (the partition the windows read: the source, or the
+repartition topic when re-keying), so each flush records, per input partition,
+the files it touched in ``_last_flush-<input partition>.json``. The first time
+an input partition emits in a process, the identities (entity, window, source
+partition and offset) of the rows in those files are loaded, and a re-emitted
+row with one of them is skipped. So the log never holds a row twice and never
 loses one, whichever partitions or offsets the run resumes from.
 """
 
@@ -42,20 +45,20 @@ class OpenPart:
     path: Path
     first_offset: int
     opened_at: float
-    columns: list[list[Any]]
-    written_rows: int = 0  # rows already durable in the file on disk
-    extra: dict[str, Any] = field(default_factory=dict)
+    columns: list[list[Any]]  # rows added since the last checkpoint
+    batches: list[pa.RecordBatch] = field(default_factory=list)  # rows already durable on disk
+    written_rows: int = 0
 
     @property
     def rows(self) -> int:
-        return len(self.columns[0])
+        return self.written_rows + len(self.columns[0])
 
 
 class ParquetLogWriter:
     """Appends one view's emitted values to its offline log."""
 
-    def __init__(self, root: Path, view: FeatureView, *, roll_rows: int = 200_000,
-                 roll_seconds: float = 300.0, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, root: Path, view: FeatureView, *, roll_rows: int = 100_000,
+                 roll_seconds: float = 120.0, clock: Callable[[], float] = time.monotonic,
                  compression: str = "zstd") -> None:
         self.root = Path(root)
         self.view = view
@@ -64,24 +67,29 @@ class ParquetLogWriter:
         self._roll_seconds = roll_seconds
         self._clock = clock
         self._compression = compression
-        self._open: dict[tuple[int, str], OpenPart] = {}
-        self._manifest = view_dir(self.root, view) / MANIFEST
-        self._already_written = self._load_last_flush()
+        self._open: dict[tuple[int, int, str], OpenPart] = {}
+        self._dir = view_dir(self.root, view)
+        self._already_written: dict[int, set[tuple[Any, ...]]] = {}
         self._skipped = 0
 
-    def add(self, row: tuple[Any, ...], partition: int, offset: int, feature_ts: int) -> None:
-        """``row`` holds the schema's columns in order (times as epoch ms)."""
-        if self._already_written and _identity(row) in self._already_written:
+    def add(self, row: tuple[Any, ...], input_partition: int, partition: int, offset: int,
+            feature_ts: int) -> None:
+        """``row`` holds the schema's columns in order (times as epoch ms); ``partition`` and
+        ``offset`` are the source's, ``input_partition`` the one the windows read."""
+        seen = self._already_written.get(input_partition)
+        if seen is None:
+            seen = self._already_written[input_partition] = self._load_last_flush(input_partition)
+        if seen and _identity(row) in seen:
             self._skipped += 1  # written by the run before a crash, emitted again now
             return
         date = date_of(feature_ts)
-        part = self._open.get((partition, date))
+        part = self._open.get((input_partition, partition, date))
         if part is None:
             part = OpenPart(
                 part_path(self.root, self.view, date, partition, offset), offset, self._clock(),
                 [[] for _ in self.schema],
             )
-            self._open[(partition, date)] = part
+            self._open[(input_partition, partition, date)] = part
         for column, value in zip(part.columns, row, strict=True):
             column.append(value)
 
@@ -89,20 +97,24 @@ class ParquetLogWriter:
         """Make every changed open part durable; close parts that are full or old. Returns rows written."""
         written = 0
         now = self._clock()
-        touched = []
+        touched: dict[int, list[Path]] = {}
         for key, part in list(self._open.items()):
-            if part.rows > part.written_rows:
-                touched.append(part.path)
-                written += part.rows - part.written_rows
-                self._write(part.path, pa.Table.from_arrays(
+            new_rows = len(part.columns[0])
+            if new_rows:
+                touched.setdefault(key[0], []).append(part.path)
+                written += new_rows
+                # only the new rows are converted; earlier ones stay as Arrow batches
+                part.batches.append(pa.RecordBatch.from_arrays(
                     [pa.array(c, type=f.type) for c, f in zip(part.columns, self.schema, strict=True)],
                     schema=self.schema,
                 ))
-                part.written_rows = part.rows
+                self._write(part.path, pa.Table.from_batches(part.batches, schema=self.schema))
+                part.written_rows += new_rows
+                part.columns = [[] for _ in self.schema]
             if part.rows >= self._roll_rows or now - part.opened_at >= self._roll_seconds:
                 del self._open[key]
-        if touched:
-            self._record_last_flush(touched)
+        for input_partition, paths in touched.items():
+            self._record_last_flush(input_partition, paths)
         return written
 
     def discard_uncommitted(self) -> None:
@@ -111,8 +123,7 @@ class ParquetLogWriter:
             if part.written_rows == 0:
                 del self._open[key]
             else:
-                for column in part.columns:
-                    del column[part.written_rows:]
+                part.columns = [[] for _ in self.schema]
 
     def _write(self, path: Path, table: pa.Table) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,31 +134,36 @@ class ParquetLogWriter:
         except OSError as exc:
             raise OfflineStoreError(f"cannot write {path}: {exc}") from exc
 
-    def _record_last_flush(self, paths: list[Path]) -> None:
-        doc = {"files": [str(p.relative_to(self._manifest.parent)) for p in paths]}
-        tmp = self._manifest.with_name(f".{MANIFEST}.tmp")
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, self._manifest)
+    def _manifest(self, input_partition: int) -> Path:
+        return self._dir / f"_last_flush-{input_partition}.json"
 
-    def _load_last_flush(self) -> set[tuple[Any, ...]]:
-        """Identities of the rows the previous run flushed last (maybe after its last commit)."""
-        if not self._manifest.exists():
+    def _record_last_flush(self, input_partition: int, paths: list[Path]) -> None:
+        manifest = self._manifest(input_partition)
+        doc = {"files": [str(p.relative_to(self._dir)) for p in paths]}
+        tmp = manifest.with_name(f".{manifest.name}.tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, manifest)
+
+    def _load_last_flush(self, input_partition: int) -> set[tuple[Any, ...]]:
+        """Identities of the rows an earlier run flushed last from this input partition."""
+        manifest = self._manifest(input_partition)
+        if not manifest.exists():
             return set()
         try:
-            files = json.loads(self._manifest.read_text())["files"]
+            files = json.loads(manifest.read_text())["files"]
         except (ValueError, KeyError) as exc:
-            raise OfflineStoreError(f"{self._manifest} is damaged ({exc}); delete it to continue") from exc
+            raise OfflineStoreError(f"{manifest} is damaged ({exc}); delete it to continue") from exc
         seen: set[tuple[Any, ...]] = set()
         for name in files:
-            path = self._manifest.parent / name
+            path = self._dir / name
             if not path.exists():
                 continue
             table = pq.read_table(path, schema=self.schema)
             columns = [table.column(i).to_pylist() for i in IDENTITY_COLUMNS]
             for ident in zip(*columns, strict=True):
                 seen.add(tuple(_epoch_ms(v) for v in ident))
-        log.info("%s: %d row(s) from the last flush of a previous run will not be written twice",
-                 self.view.name, len(seen))
+        log.info("%s: %d row(s) from the last flush of a previous run on input partition %d will "
+                 "not be written twice", self.view.name, len(seen), input_partition)
         return seen
 
     @property
@@ -157,7 +173,6 @@ class ParquetLogWriter:
 
 # entity, window_start, window_end, source_partition, source_offset
 IDENTITY_COLUMNS = (0, 2, 3, -3, -2)
-MANIFEST = "_last_flush.json"
 
 
 def _identity(row: tuple[Any, ...]) -> tuple[Any, ...]:

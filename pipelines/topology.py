@@ -59,8 +59,8 @@ class PipelineConfig:
     commit_interval_s: float = 1.0
     rekey: bool = True
     session_timeout_ms: int = 6000
-    parquet_roll_rows: int = 200_000
-    parquet_roll_seconds: float = 300.0
+    parquet_roll_rows: int = 100_000
+    parquet_roll_seconds: float = 120.0
     extra_consumer_config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -114,23 +114,14 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
     sdf._processing_context.sink_manager.register(side)  # flushed at every checkpoint
 
     sdf = _decode(sdf, source, side, stats)
+    sdf = sdf.set_timestamp(lambda value, key, ts, headers: value[EVENT_TIME_FIELD])
+    current = _Current()
     if config.rekey:
         key_field = views[0].entity_key
         sdf = sdf.group_by(lambda v: str(v[key_field]), name=f"rekey_{key_field}")
-        sdf = sdf.filter(_first_delivery, stateful=True)
-    current = _Current()
-
-    processed = stats.processed_offsets
-
-    def set_current(value: dict[str, Any]) -> None:
-        if config.rekey:  # progress of the repartition topic, for lag and --until-caught-up
-            ctx = message_context()
-            processed[(ctx.topic, ctx.partition)] = ctx.offset
-        current.ts = value[EVENT_TIME_FIELD]
-        current.partition = value[SOURCE_PARTITION_FIELD]
-        current.offset = value[SOURCE_OFFSET_FIELD]
-
-    sdf = sdf.update(set_current).set_timestamp(lambda value, key, ts, headers: value[EVENT_TIME_FIELD])
+        sdf = sdf.filter(_first_delivery(current, stats), stateful=True)
+    else:
+        sdf = sdf.update(_track_current(current))
 
     online = RedisOnlineWriter(config.redis_url, on_written=lambda n: _count_online(stats, n)) \
         if config.redis_url else None
@@ -178,7 +169,7 @@ def _decode(sdf: StreamingDataFrame, source: Source, side: SideOutputs,
             stats: PipelineStats) -> StreamingDataFrame:
     decoder = EventDecoder(source)
 
-    def decode(raw: bytes | None, key: Any, _ts: int, _headers: Any) -> dict[str, Any] | None:
+    def decode(raw: bytes | None, key: Any, _ts: int, _headers: Any) -> list[dict[str, Any]]:
         ctx = message_context()
         stats.read += 1
         stats.processed_offsets[(ctx.topic, ctx.partition)] = ctx.offset
@@ -186,27 +177,49 @@ def _decode(sdf: StreamingDataFrame, source: Source, side: SideOutputs,
             event = decoder.decode(raw)
         except InvalidEvent as exc:
             side.dead_letter(raw, key, exc.reason, exc.detail, ctx.partition, ctx.offset)
-            return None
+            return []
         event[SOURCE_PARTITION_FIELD] = ctx.partition
         event[SOURCE_OFFSET_FIELD] = ctx.offset
-        return event
+        return [event]
 
-    return sdf.apply(decode, metadata=True).filter(lambda v: v is not None)
+    # expand: an invalid record becomes no record at all (it went to the DLQ)
+    return sdf.apply(decode, metadata=True, expand=True)
 
 
-def _first_delivery(value: dict[str, Any], state: Any) -> bool:
+def _track_current(current: _Current) -> Any:
+    def track(value: dict[str, Any]) -> None:
+        current.ts = value[EVENT_TIME_FIELD]
+        current.partition = value[SOURCE_PARTITION_FIELD]
+        current.offset = value[SOURCE_OFFSET_FIELD]
+
+    return track
+
+
+def _first_delivery(current: _Current, stats: PipelineStats) -> Any:
     """Drop a record the repartition topic holds twice (at-least-once after a crash).
 
     Per entity, events of one source partition arrive in source order, so one
-    whose source offset is not above the last one seen is a duplicate.
+    whose source offset is not above the last one seen is a duplicate. Also
+    tracks the current event and the repartition topic's progress (for lag).
     """
-    slot = f"src{value[SOURCE_PARTITION_FIELD]}"
-    offset = value[SOURCE_OFFSET_FIELD]
-    last = state.get(slot)
-    if last is not None and offset <= last:
-        return False
-    state.set(slot, offset)
-    return True
+    processed = stats.processed_offsets
+
+    def first_delivery(value: dict[str, Any], state: Any) -> bool:
+        ctx = message_context()
+        processed[(ctx.topic, ctx.partition)] = ctx.offset
+        partition = value[SOURCE_PARTITION_FIELD]
+        offset = value[SOURCE_OFFSET_FIELD]
+        slot = f"src{partition}"
+        last = state.get(slot)
+        if last is not None and offset <= last:
+            return False
+        state.set(slot, offset)
+        current.ts = value[EVENT_TIME_FIELD]
+        current.partition = partition
+        current.offset = offset
+        return True
+
+    return first_delivery
 
 
 def _window(sdf: StreamingDataFrame, view: FeatureView, side: SideOutputs) -> StreamingDataFrame:

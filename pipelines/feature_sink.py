@@ -51,6 +51,7 @@ class FeatureSink(BaseSink):
             try:
                 self._online.flush()
             except OnlineStoreUnavailable as exc:
+                self._stats.backpressured += 1
                 log.warning("view %s: %s; pausing input for %.0fs (nothing is lost)",
                             self.view.name, exc, BACKPRESSURE_RETRY_S)
                 self.on_paused()

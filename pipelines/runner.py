@@ -28,7 +28,7 @@ class Lag:
 
 
 def measure_lag(pipeline: Pipeline, probe: EndOffsetProbe) -> Lag | None:
-    """Lag of every non-changelog partition assigned to this process (None before assignment)."""
+    """Committed lag of every non-changelog partition assigned here (None before assignment)."""
     app = pipeline.app
     consumer = app._consumer  # the Quix consumer: no public accessor
     regular = set(app._topic_manager.non_changelog_topics)
@@ -40,12 +40,11 @@ def measure_lag(pipeline: Pipeline, probe: EndOffsetProbe) -> Lag | None:
                                               timeout=10)}
     total = 0
     caught_up = True
-    processed = pipeline.stats.processed_offsets
     ends = probe.end_offsets((tp.topic, tp.partition) for tp in assignment)
     for tp in assignment:
         high = ends[(tp.topic, tp.partition)]
-        done = processed.get((tp.topic, tp.partition), -1) + 1
-        position = max(done, committed.get((tp.topic, tp.partition), -1))
+        # committed offsets only: they move after the sinks flushed (not while backpressured)
+        position = max(committed.get((tp.topic, tp.partition), 0), 0)
         behind = max(0, high - position)
         total += behind
         caught_up = caught_up and behind == 0

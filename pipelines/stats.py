@@ -18,6 +18,7 @@ class PipelineStats:
     emitted: Counter[str] = field(default_factory=Counter)
     online_writes: int = 0
     offline_rows: int = 0
+    backpressured: int = 0
     started: float = field(default_factory=time.monotonic)
     processed_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -34,5 +35,6 @@ class PipelineStats:
                 "emitted_by_view": dict(self.emitted),
                 "online_writes": self.online_writes,
                 "offline_rows": self.offline_rows,
+                "backpressured": self.backpressured,
                 "elapsed_s": round(time.monotonic() - self.started, 3),
             }

@@ -1,0 +1,58 @@
+"""Record validation: each failure has a fixed reason; valid events get their event time."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from features import Source
+from pipelines.decode import EVENT_TIME_FIELD, EventDecoder, InvalidEvent
+
+SOURCE = Source(name="tx", topic="tx", key="card_id", timestamp="ts",
+                schema={"card_id": "str", "amount": "float", "n": "int", "ok": "bool", "ts": "int"})
+GOOD = {"card_id": "c1", "amount": 12.5, "n": 3, "ok": True, "ts": 1_700_000_000_000}
+
+
+def decode(value: object) -> dict[str, object]:
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return EventDecoder(SOURCE).decode(raw)
+
+
+def test_valid_event_gets_event_time() -> None:
+    event = decode(GOOD)
+    assert event[EVENT_TIME_FIELD] == 1_700_000_000_000
+    assert decode({**GOOD, "amount": 12})["amount"] == 12  # an int is a valid float
+
+
+def test_iso_timestamps_are_accepted_for_int_or_str_fields() -> None:
+    source = Source(name="tx", topic="tx", key="k", timestamp="ts", schema={"k": "str", "ts": "str"})
+    event = EventDecoder(source).decode(b'{"k": "a", "ts": "2023-11-14T22:13:20Z"}')
+    assert event[EVENT_TIME_FIELD] == 1_700_000_000_000
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (b"{not json", "bad_json"),
+    (b"\xff\xfe", "bad_json"),
+    (b"[1, 2]", "not_an_object"),
+    ({**GOOD, "card_id": None}, "missing_key"),
+    ({k: v for k, v in GOOD.items() if k != "card_id"}, "missing_key"),
+    ({k: v for k, v in GOOD.items() if k != "ts"}, "missing_timestamp"),
+    ({**GOOD, "ts": "last tuesday"}, "bad_timestamp"),
+    ({**GOOD, "ts": -5}, "bad_timestamp"),
+    ({**GOOD, "amount": "ten"}, "wrong_type"),
+    ({**GOOD, "n": 1.5}, "wrong_type"),
+    ({**GOOD, "n": True}, "wrong_type"),
+    ({**GOOD, "ok": "yes"}, "wrong_type"),
+    ({**GOOD, "amount": None}, "missing_field"),
+])
+def test_invalid_records_have_a_reason(value: object, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as exc:
+        decode(value)
+    assert exc.value.reason == reason
+    assert exc.value.detail
+
+
+def test_empty_value() -> None:
+    with pytest.raises(InvalidEvent, match="empty"):
+        EventDecoder(SOURCE).decode(None)

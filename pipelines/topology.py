@@ -224,7 +224,7 @@ def _first_delivery(current: _Current, stats: PipelineStats) -> Any:
 
 def _window(sdf: StreamingDataFrame, view: FeatureView, side: SideOutputs) -> StreamingDataFrame:
     def on_late(value: Any, key: Any, timestamp_ms: int, late_by_ms: int, start: int, end: int,
-                _name: str, _topic: str, _partition: int, _offset: int) -> bool:
+                store_name: str, topic: str, partition: int, offset: int) -> bool:
         side.late(view, value, str(key), late_by_ms, start, end,
                   value[SOURCE_PARTITION_FIELD], value[SOURCE_OFFSET_FIELD])
         return False  # reported on the late topic and counted; no log line per event

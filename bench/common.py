@@ -20,6 +20,14 @@ PARTITIONS = 4
 TUMBLING_VIEW = "card_spend_5m"
 
 
+def load_average() -> float:
+    """The 1-minute load average (other work on the machine skews every figure)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
 def say(message: str) -> None:
     """Progress goes to stderr, so stdout holds only the Markdown section."""
     print(message, file=sys.stderr, flush=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import PARTITIONS, Stack, example_views, say
+from bench.common import PARTITIONS, Stack, example_views, load_average, say
 from bench.load import LoadPlan, LoadResult, probe_into
 from features.definitions import Aggregation, FeatureView, TumblingWindow
 
@@ -34,6 +34,7 @@ class Freshness:
     result: LoadResult
     rekey: bool
     consumer_overrides: dict[str, Any]
+    load_before: float = 0.0
 
     @property
     def consumer(self) -> str:
@@ -141,6 +142,7 @@ def measure_freshness(stack: Stack, rate: int, seconds: float, workdir: Path, ru
 
     say(f"freshness: {rate:,} events/s for {seconds:g}s into {topic}, view {view.name} "
         f"({view.window.describe()}, {view.emit}), rekey={rekey}, consumer {consumer_overrides or 'defaults'}")
+    load = load_average()
     controller = threading.Thread(target=control, name="bench-freshness", daemon=True)
     controller.start()
     try:
@@ -153,7 +155,7 @@ def measure_freshness(stack: Stack, rate: int, seconds: float, workdir: Path, ru
     if result.error:
         say(f"      freshness probe failed: {result.error}")
     say(f"      pipeline read {snapshot['read']:,}, Redis writes {snapshot['online_writes']:,}")
-    return Freshness(view, rate, seconds, result, rekey, dict(consumer_overrides or {}))
+    return Freshness(view, rate, seconds, result, rekey, dict(consumer_overrides or {}), load)
 
 
 def summarize(fresh: Freshness) -> str:

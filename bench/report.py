@@ -31,15 +31,18 @@ Method.
   `run_pipeline(until_caught_up=True)`, Redis and Parquet sinks on) with
   `rekey=True` (the default) and `rekey=False`, and a bare Quix Streams
   application computing the same windows, with the same consumer settings and
-  changelog topics, that writes nothing. The rate is records / (time of the last
+  changelog topics, that writes nothing (built-in Count and Sum; count-distinct
+  of merchant as a small custom aggregator, since Quix's Collect is not allowed
+  with `.current()`). The rate is records / (time of the last
   record processed - time of the first one), sampled every 20 ms from a thread,
   so the consumer-group join and the shutdown are excluded. Two workloads: all
   example views (tumbling 5m + hopping 1h/5m + sliding 10m) and the tumbling
   5m view alone.
 - **Freshness.** A child process produces at a steady rate (by default
   5,000/s, then 1,000/s, then 1,000/s again with the pipeline's
-  `fetch.wait.max.ms` at 10 ms; 20 s each) with event time = wall clock, into a pipeline running a 1-minute tumbling view that emits on
-  every event (`emit="current"`). For every 50th event it polls the entity's
+  `fetch.wait.max.ms` at 50 ms; 20 s each) with event time = wall clock,
+  into a pipeline running a 1-minute tumbling view that emits on every event
+  (`emit="current"`). For every 50th event it polls the entity's
   Redis hash every 5 ms until `__ts` reaches the event's time. The figure is
   send -> visible in Redis: producer batching (linger 5 ms) + broker + consume +
   re-key hop + processing + the Redis writer's batching (at most 50 ms) + the
@@ -80,8 +83,8 @@ def _fmt_rate(value: float | None) -> str:
 
 
 def throughput_table(runs: list[Run]) -> list[str]:
-    lines = ["| workload | engine | events/s | processing s | wall s (incl. join) | vs bare |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| workload | engine | events/s | processing s | wall s (incl. join) | vs bare | load avg before |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     workloads = list(dict.fromkeys(r.workload for r in runs))
     for workload in workloads:
         mine = [r for r in runs if r.workload == workload]
@@ -98,8 +101,9 @@ def throughput_table(runs: list[Run]) -> list[str]:
                 shown += " (" + ", ".join(_fmt_rate(r.rate) for r in group) + ")"
             if any(not r.complete for r in group):
                 shown += " INCOMPLETE: " + "; ".join(r.note for r in group if not r.complete)
+            loads = ", ".join(f"{r.load_before:.2f}" for r in group)
             lines.append(f"| {workload} | {CONFIGS[config]} | {shown} | {seconds or 0:.1f} | {wall or 0:.1f} "
-                         f"| {ratio} |")
+                         f"| {ratio} | {loads} |")
     return lines
 
 
@@ -109,13 +113,13 @@ def freshness_table(results: list[Freshness]) -> list[str]:
 
     lines = [
         "| target rate | pipeline consumer | producer achieved | pipeline kept up | samples | p50 ms "
-        "| p99 ms | max ms | unresolved | median first -> last tenth |",
-        "| ---: | --- | ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| p99 ms | max ms | unresolved | median first -> last tenth | load avg before |",
+        "| ---: | --- | ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for fresh in results:
         r = fresh.result
         if r.error:
-            lines.append(f"| {fresh.rate:,}/s | {fresh.consumer} | probe failed: {r.error} | | | | | | | |")
+            lines.append(f"| {fresh.rate:,}/s | {fresh.consumer} | probe failed: {r.error} | | | | | | | | |")
             continue
         trend = fresh.trend
         shown = f"{trend[0]:,.0f} -> {trend[1]:,.0f} ms" if trend else "-"
@@ -125,7 +129,7 @@ def freshness_table(results: list[Freshness]) -> list[str]:
             f"| {producer} (max {r.max_behind_ms:,.0f} ms late) "
             f"| {'yes' if fresh.pipeline_kept_up else '**no**'} | {len(r.latencies_ms):,} "
             f"| {ms(fresh.percentile(50))} | {ms(fresh.percentile(99))} | {ms(fresh.max_ms)} | {r.missing} "
-            f"| {shown} |"
+            f"| {shown} | {fresh.load_before:.2f} |"
         )
     return lines
 
@@ -178,6 +182,8 @@ def render(stack: Stack, topic: Topic | None, runs: list[Run], fresh: list[Fresh
 NOTES = [
     "- Timings vary between runs by several percent or more; one run per configuration unless "
     "`--repeat` was given (then the median, with each run in brackets).",
+    "- The load average column is the machine's 1-minute load when a measurement started: anything "
+    "well above zero means other work shared the cores (on a 2-core machine that halves what is left).",
     "- Every engine runs in one Python process on one core (Quix Streams processes records "
     "sequentially); the broker, Redis and the benchmark's own threads share the same machine's cores.",
     "- The broker is tansu with in-memory storage, not Kafka: fetch and produce costs differ from a "
@@ -195,7 +201,7 @@ NOTES = [
     "- tansu was seen to answer a fetch with no data only after fetch.wait.max.ms (librdkafka default "
     "500 ms) even when data arrives meanwhile, where Kafka answers as soon as fetch.min.bytes (1) is "
     "there: each consume hop then adds 0-500 ms (two hops with rekey=True). The fetch.wait.max.ms row "
-    "shows the figure without most of that wait.",
+    "shows the figure with a shorter wait (which makes tansu busier: at 10 ms it used ~70% of a core here).",
     "- At a rate above what one pipeline process sustains on this machine the freshness figure is "
     "backlog, not freshness: see the 'pipeline kept up' column and the latency trend.",
 ]

@@ -40,9 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="freshness: events per second, a comma-separated list is measured in turn "
                              "(default 5000,1000: the target load, and a load this machine sustains)")
     parser.add_argument("--seconds", type=float, default=20.0, help="freshness: seconds of steady load")
-    parser.add_argument("--fetch-wait-ms", type=int, default=10,
+    parser.add_argument("--fetch-wait-ms", type=int, default=50,
                         help="freshness: one more measurement at the lowest rate with the pipeline's "
-                             "fetch.wait.max.ms set to this (default 10; 0 skips it)")
+                             "fetch.wait.max.ms set to this (default 50; 0 skips it)")
     parser.add_argument("--no-rekey-freshness", action="store_true",
                         help="freshness: run the pipeline with rekey=False")
     parser.add_argument("--skip-throughput", action="store_true")

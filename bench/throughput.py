@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.bare import BareApp
-from bench.common import PARTITIONS, TUMBLING_VIEW, ProgressClock, Stack, example_views, say
+from bench.common import (
+    PARTITIONS,
+    TUMBLING_VIEW,
+    ProgressClock,
+    Stack,
+    example_views,
+    load_average,
+    say,
+)
 from features.definitions import FeatureView
 from pipelines.synthetic import StreamSpec, StreamSummary, produce
 
@@ -53,6 +61,7 @@ class Run:
     emitted: dict[str, int] = field(default_factory=dict)
     late: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    load_before: float = 0.0
 
     @property
     def rate(self) -> float | None:
@@ -102,6 +111,7 @@ def run_freshet(stack: Stack, topic: Topic, workload: str, config: str, workdir:
 
     clock = ProgressClock(lambda: stats.read, signature, topic.records, on_stall=pipeline.app.stop)
     say(f"  {workload} / {config}: {CONFIGS[config]}")
+    load = load_average()
     started = time.perf_counter()
     clock.start()
     try:
@@ -114,7 +124,7 @@ def run_freshet(stack: Stack, topic: Topic, workload: str, config: str, workdir:
     emitted = {str(k): int(v) for k, v in dict(snapshot["emitted_by_view"]).items()}  # type: ignore[call-overload]
     late = {str(k): int(v) for k, v in dict(snapshot["late_by_view"]).items()}  # type: ignore[call-overload]
     return Run(workload, config, topic.records, clock.seconds, wall, complete and not clock.stalled,
-               emitted, late, note)
+               emitted, late, note, load)
 
 
 def _freshet_complete(snapshot: dict[str, Any], topic: Topic, processed: dict[tuple[str, int], int],
@@ -139,6 +149,7 @@ def run_bare(stack: Stack, topic: Topic, workload: str, workdir: Path) -> Run:
     clock = ProgressClock(lambda: app.read, lambda: app.read, topic.records,
                           on_target=app.app.stop, on_stall=app.app.stop)
     say(f"  {workload} / bare: {CONFIGS['bare']}")
+    load = load_average()
     started = time.perf_counter()
     clock.start()
     try:
@@ -149,7 +160,7 @@ def run_bare(stack: Stack, topic: Topic, workload: str, workdir: Path) -> Run:
     complete = app.read == topic.records and not clock.stalled
     note = "" if complete else f"read {app.read:,} of {topic.records:,} records"
     return Run(workload, "bare", topic.records, clock.seconds, wall, complete, dict(app.emitted),
-               dict(app.late), note)
+               dict(app.late), note, load)
 
 
 def run_all(stack: Stack, topic: Topic, workloads: list[str], configs: list[str], repeat: int,

@@ -9,6 +9,7 @@ Times are UTC millisecond timestamps.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import UTC, datetime
 from pathlib import Path
 

@@ -24,7 +24,18 @@ def online_key(view: str, version: int, entity: object) -> str:
 
 
 def encode_value(value: Any) -> str:
+    """JSON text of a feature value (fast paths for the common scalar types)."""
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is float and value == value and value not in (_INF, -_INF):
+        return repr(value)
+    if value is None:
+        return "null"
     return json.dumps(value, separators=(",", ":"))
+
+
+_INF = float("inf")
 
 
 def decode_value(text: str | bytes | None) -> Any:

@@ -8,8 +8,9 @@ the dead-letter topic with its original bytes.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from quixstreams.utils.json import loads as json_loads  # orjson, which Quix Streams ships
 
 from features.definitions import Source
 from features.durations import parse_event_time_ms
@@ -58,8 +59,8 @@ class EventDecoder:
         if raw is None:
             raise InvalidEvent("empty", "record has no value")
         try:
-            event = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            event = json_loads(raw if isinstance(raw, bytes) else raw.encode())
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
             raise InvalidEvent("bad_json", f"not valid JSON: {exc}") from None
         if not isinstance(event, dict):
             raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(event).__name__}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from quixstreams.sinks import BaseSink, SinkBackpressureError
@@ -25,7 +26,8 @@ EmittedValue = tuple[Any, int, int, int, dict[str, Any], int, int]
 
 class FeatureSink(BaseSink):
     def __init__(self, view: FeatureView, online: RedisOnlineWriter | None,
-                 offline: ParquetLogWriter | None, stats: PipelineStats) -> None:
+                 offline: ParquetLogWriter | None, stats: PipelineStats,
+                 emitter: Callable[[dict[str, Any], Any], EmittedValue | None]) -> None:
         super().__init__()
         self.view = view
         self._online = online
@@ -33,11 +35,17 @@ class FeatureSink(BaseSink):
         self._stats = stats
         self._names = view.feature_names()
         self._ttl = view.ttl
+        self._emit = emitter
+        self._emitted = stats.emitted
 
-    def add(self, value: EmittedValue, key: Any, timestamp: int, headers: Any, topic: str,
+    def add(self, value: dict[str, Any], key: Any, timestamp: int, headers: Any, topic: str,
             partition: int, offset: int) -> None:
-        entity, feature_ts, start, end, features, src_partition, src_offset = value
-        self._stats.emitted[self.view.name] += 1
+        """``value`` is a window result; ``partition`` the one the windows read."""
+        emitted = self._emit(value, key)
+        if emitted is None:
+            return
+        entity, feature_ts, start, end, features, src_partition, src_offset = emitted
+        self._emitted[self.view.name] += 1
         if self._offline is not None:
             row = (entity, feature_ts, start, end, *(features[n] for n in self._names),
                    src_partition, src_offset, int(time.time() * 1000))

@@ -133,9 +133,8 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
             )
         offline = ParquetLogWriter(config.offline_root, view, roll_rows=config.parquet_roll_rows,
                                    roll_seconds=config.parquet_roll_seconds) if config.offline_root else None
-        branch = _window(sdf, view, side)
-        branch = branch.apply(_emitter(view, current), metadata=True).filter(lambda v: v is not None)
-        branch.sink(FeatureSink(view, online, offline, stats))
+        # the sink turns window results into emitted values itself: two dataframe steps fewer
+        _window(sdf, view, side).sink(FeatureSink(view, online, offline, stats, _emitter(view, current)))
     return Pipeline(app, source, views, stats, online, dict(config.kafka_config), [probe.close])
 
 
@@ -263,7 +262,7 @@ def _emitter(view: FeatureView, current: _Current) -> Any:
     is_current = view.emit == "current"
     is_sliding = isinstance(view.window, SlidingWindow)
 
-    def emit(result: dict[str, Any], key: Any, _ts: int, _headers: Any) -> EmittedValue | None:
+    def emit(result: dict[str, Any], key: Any) -> EmittedValue | None:
         start, end = result["start"], result["end"]
         if is_current:
             ts = current.ts

@@ -37,6 +37,7 @@ class FeatureSink(BaseSink):
         self._ttl = view.ttl
         self._emit = emitter
         self._emitted = stats.emitted
+        self._skipped_seen = 0
 
     def add(self, value: dict[str, Any], key: Any, timestamp: int, headers: Any, topic: str,
             partition: int, offset: int) -> None:
@@ -66,6 +67,8 @@ class FeatureSink(BaseSink):
                 raise SinkBackpressureError(retry_after=BACKPRESSURE_RETRY_S) from exc
         if self._offline is not None:
             self._stats.offline_rows += self._offline.checkpoint()
+            self._stats.offline_skipped += self._offline.skipped - self._skipped_seen
+            self._skipped_seen = self._offline.skipped
 
     def on_paused(self) -> None:
         if self._offline is not None:

@@ -45,7 +45,8 @@ class RedisOnlineWriter:
         self._on_written = on_written
         self._pending: dict[str, PendingWrite] = {}
         self._oldest: float | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _pending
+        self._write_lock = threading.Lock()  # one batch in flight at a time
         self._unavailable = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -78,27 +79,40 @@ class RedisOnlineWriter:
             log.debug("redis write deferred: %s", exc)
 
     def write_pending(self) -> int:
-        with self._lock:
-            if not self._pending:
+        """Write the pending batch. The lock only guards swapping it: adds never wait on Redis."""
+        with self._write_lock:
+            with self._lock:
+                if not self._pending:
+                    self._oldest = None
+                    return 0
+                batch, self._pending = self._pending, {}
                 self._oldest = None
-                return 0
-            batch = list(self._pending.values())
             try:
                 pipe = self._client.pipeline(transaction=False)
-                for key, ts, offset, ttl, fields in batch:
+                for key, ts, offset, ttl, fields in batch.values():
                     self._script(keys=[key], args=[ts, offset, ttl, *fields], client=pipe)
                 pipe.execute()
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                self._restore(batch)
                 self._unavailable = True
                 raise OnlineStoreUnavailable(f"redis unavailable: {exc}") from exc
             except redis.RedisError as exc:
+                self._restore(batch)
                 raise OnlineStoreError(f"redis rejected a batch of {len(batch)} writes: {exc}") from exc
             self._unavailable = False
-            self._pending.clear()
-            self._oldest = None
         if self._on_written:
             self._on_written(len(batch))
         return len(batch)
+
+    def _restore(self, batch: dict[str, PendingWrite]) -> None:
+        """Put a failed batch back, keeping whichever value per key is newer."""
+        with self._lock:
+            for key, write in batch.items():
+                current = self._pending.get(key)
+                if current is None or (write[1], write[2]) > (current[1], current[2]):
+                    self._pending[key] = write
+            if self._oldest is None:
+                self._oldest = self._clock()
 
     def flush(self) -> None:
         self.write_pending()

@@ -19,6 +19,7 @@ class PipelineStats:
     online_writes: int = 0
     offline_rows: int = 0
     backpressured: int = 0
+    offline_skipped: int = 0
     started: float = field(default_factory=time.monotonic)
     processed_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -36,5 +37,6 @@ class PipelineStats:
                 "online_writes": self.online_writes,
                 "offline_rows": self.offline_rows,
                 "backpressured": self.backpressured,
+                "offline_skipped_after_restart": self.offline_skipped,
                 "elapsed_s": round(time.monotonic() - self.started, 3),
             }

@@ -28,6 +28,7 @@ from quixstreams.kafka.configuration import ConnectionConfig
 from features.definitions import FeatureView, HoppingWindow, SlidingWindow, Source, TumblingWindow
 from features.errors import PipelineError
 from pipelines.aggregator import ViewAggregator
+from pipelines.bounds import EndGuard
 from pipelines.broker_quirks import correct_watermarks
 from pipelines.decode import (
     EVENT_TIME_FIELD,
@@ -62,6 +63,7 @@ class PipelineConfig:
     parquet_roll_rows: int = 100_000
     parquet_roll_seconds: float = 120.0
     extra_consumer_config: dict[str, Any] = field(default_factory=dict)
+    end_guard: EndGuard | None = None  # replays: stop exactly at planned end offsets
 
 
 @dataclass
@@ -113,7 +115,9 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
     sdf = app.dataframe(topic)
     sdf._processing_context.sink_manager.register(side)  # flushed at every checkpoint
 
-    sdf = _decode(sdf, source, side, stats)
+    if config.end_guard is not None:
+        config.end_guard.install(app)
+    sdf = _decode(sdf, source, side, stats, config.end_guard)
     sdf = sdf.set_timestamp(lambda value, key, ts, headers: value[EVENT_TIME_FIELD])
     current = _Current()
     if config.rekey:
@@ -165,11 +169,13 @@ def _count_online(stats: PipelineStats, n: int) -> None:
 
 
 def _decode(sdf: StreamingDataFrame, source: Source, side: SideOutputs,
-            stats: PipelineStats) -> StreamingDataFrame:
+            stats: PipelineStats, guard: EndGuard | None) -> StreamingDataFrame:
     decoder = EventDecoder(source)
 
     def decode(raw: bytes | None, key: Any, _ts: int, _headers: Any) -> list[dict[str, Any]]:
         ctx = message_context()
+        if guard is not None and not guard.admit(ctx.partition, ctx.offset):
+            return []
         stats.read += 1
         stats.processed_offsets[(ctx.topic, ctx.partition)] = ctx.offset
         try:

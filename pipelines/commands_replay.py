@@ -1,0 +1,189 @@
+"""`freshet replay`, `freshet parity`, `freshet status`: history rebuilt from the log, and checked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from features.errors import ReplayError
+from features.offline_layout import list_parts, view_dir
+from features.registry import Registry
+
+
+def register(sub: Any) -> None:
+    from pipelines.cli import add_connection_options, add_repo_option
+
+    p = sub.add_parser(
+        "replay", help="rebuild a view's offline history by replaying its topic through the same topology",
+        description="Fix the end offsets now (or the offsets for --to), read from --from with a fresh "
+        "consumer group and state, run the same topology as `freshet run`, stop exactly at the end "
+        "offsets and write the Parquet log (by default into the view's own v<version> directory). "
+        "Redis is untouched unless --online. Interrupted? Run the same command again: it resumes the "
+        "unfinished plan and ends with the same log as an uninterrupted replay. Afterwards "
+        "`freshet run --view NAME --from-replay` continues live from where the replay stopped, "
+        "with its window state (the versioning handover).",
+    )
+    add_repo_option(p)
+    p.add_argument("--view", action="append", required=True, metavar="NAME", help="view to rebuild (repeatable)")
+    p.add_argument("--from", dest="from_spec", default="earliest", metavar="earliest|ISO-8601",
+                   help="where to start: the earliest offset, or the first record at/after a time (default earliest)")
+    p.add_argument("--to", dest="to_spec", default="end", metavar="end|ISO-8601",
+                   help="where to stop: the end offsets now, or the first record at/after a time (default end)")
+    p.add_argument("--online", action="store_true", help="also write Redis (newer-wins keeps live values current)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes in the replay's group (default 1)")
+    p.add_argument("--replace", action="store_true",
+                   help="delete the view's existing log in the target directory before replaying")
+    p.add_argument("--trust-message-key", action="store_true", help="skip re-keying (see `freshet run`)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker-id", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--plan", default=None, help=argparse.SUPPRESS)
+    add_connection_options(p)
+    p.set_defaults(handler=cmd_replay)
+
+    p = sub.add_parser(
+        "parity", help="compare two offline logs of a view row for row",
+        description="Compare the logs of a view under two roots (or view directories), ignoring "
+        "produced_at. Rows are matched by entity, window and source offset; reports missing rows "
+        "(in A only), extra rows (in B only) and value differences (floats within --rel-tol/--abs-tol). "
+        "Exit 0 when equal, 1 on any difference.",
+    )
+    p.add_argument("--view", required=True, metavar="NAME")
+    p.add_argument("--a", required=True, metavar="DIR", help="offline root or view directory A")
+    p.add_argument("--b", required=True, metavar="DIR", help="offline root or view directory B")
+    p.add_argument("--version", type=int, default=None, help="compare only this version")
+    p.add_argument("--rel-tol", type=float, default=1e-9, help="relative float tolerance (default 1e-9)")
+    p.add_argument("--abs-tol", type=float, default=1e-9, help="absolute float tolerance (default 1e-9)")
+    p.add_argument("--show", type=int, default=5, help="examples of each kind to print (default 5)")
+    p.set_defaults(handler=cmd_parity)
+
+    p = sub.add_parser(
+        "status", help="per view and version: consumer lag and the time range its log covers",
+        description="For each view and version: the live consumer group's lag, the log's rows, files and "
+        "the feature_ts range it covers, and the replays recorded for it.",
+    )
+    add_repo_option(p)
+    p.add_argument("--group", help="live consumer group (default freshet.<topic>)")
+    add_connection_options(p)
+    p.set_defaults(handler=cmd_status)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from infra.settings import kafka_client_config
+    from infra.topics import provision_topics, source_topic_specs
+    from pipelines.commands_run import select_views
+    from pipelines.config import settings_from_args
+    from replay.plan import ReplayPlan, commit_start, find_unfinished, make_plan, plan_key
+    from replay.runner import ProgressLine, run_worker, run_workers
+
+    if args.workers < 1 or args.workers > 64:
+        raise ReplayError(f"--workers {args.workers} is out of range: allowed 1 to 64")
+    registry = Registry.load(args.repo)
+    registry.require_lock_consistent()
+    views = select_views(registry, args.view, None)
+    settings = settings_from_args(args)
+    kafka = kafka_client_config(settings)
+    offline_root = Path(settings.offline_root)
+
+    if args.worker:
+        plan = ReplayPlan.model_validate_json(Path(args.plan).read_text())
+        stats = run_worker(plan, views, kafka, settings.redis_url, None, args.worker_id)
+        print(json.dumps(stats))
+        return 0
+
+    if args.online and settings.redis_url is None:
+        raise ReplayError("--online needs Redis: set FRESHET_REDIS_URL or pass --redis-url")
+    started = time.monotonic()
+    unfinished = find_unfinished(offline_root, plan_key(views, args.from_spec, args.to_spec))
+    if unfinished is not None:
+        plan = unfinished
+        print(f"resuming unfinished replay {plan.plan_id} (end offsets fixed {plan.created_at})", file=sys.stderr)
+    else:
+        for view in views:
+            existing = list_parts(offline_root, view)
+            if existing and not args.replace:
+                raise ReplayError(
+                    f"view {view.name!r} v{view.version} already has {len(existing)} log file(s) under "
+                    f"{offline_root}: replay into a scratch location with --offline-root DIR, or rebuild "
+                    "it with --replace")
+            if existing:
+                shutil.rmtree(view_dir(offline_root, view))
+        source = views[0].source
+        provision_topics(kafka, source_topic_specs(source.topic, source.partitions))
+        plan = make_plan(kafka, views, from_spec=args.from_spec, to_spec=args.to_spec,
+                         offline_root=offline_root, state_root=Path(settings.state_dir), online=args.online,
+                         rekey=not args.trust_message_key)
+        commit_start(kafka, plan)
+        plan.save()
+        print(f"replay {plan.plan_id}: {plan.total:,} events of {plan.topic} "
+              f"(offsets {plan.start} -> {plan.end}) into {offline_root}", file=sys.stderr)
+    progress = ProgressLine(plan)
+    if args.workers == 1:
+        stats = run_worker(plan, views, kafka, settings.redis_url, progress)
+    else:
+        command = [sys.executable, "-m", "pipelines.cli", "replay", "--repo", args.repo, "--plan", str(plan.path()),
+                   *[x for v in args.view for x in ("--view", v)], "--offline-root", str(offline_root),
+                   "--state-dir", str(settings.state_dir)]
+        if settings.kafka_bootstrap:
+            command += ["--bootstrap", settings.kafka_bootstrap]
+        if settings.redis_url:
+            command += ["--redis-url", settings.redis_url]
+        command += [x for kv in args.kafka_overrides for x in ("-X", kv)]
+        stats = run_workers(plan, args.workers, command, kafka, progress)
+    elapsed = time.monotonic() - started
+    if not stats.get("finished"):
+        print(json.dumps({"plan": plan.plan_id, "finished": False, **_summary(stats, elapsed)}, indent=2))
+        print("replay interrupted: run the same command again to resume it", file=sys.stderr)
+        return 1
+    plan.mark_done()
+    print(json.dumps({"plan": plan.plan_id, "finished": True, "events": plan.total,
+                      "workers": args.workers, **_summary(stats, elapsed)}, indent=2))
+    return 0
+
+
+def _summary(stats: dict[str, Any], elapsed: float) -> dict[str, Any]:
+    return {
+        "read": stats.get("read", 0), "values_written": stats.get("offline_rows", 0),
+        "online_writes": stats.get("online_writes", 0), "late": stats.get("late", 0),
+        "invalid": stats.get("invalid", 0), "seconds": round(elapsed, 1),
+        "events_per_s": round(stats.get("read", 0) / elapsed) if elapsed > 0 else None,
+    }
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from replay.parity import compare
+
+    report = compare(args.view, Path(args.a), Path(args.b), version=args.version,
+                     rel_tol=args.rel_tol, abs_tol=args.abs_tol)
+    print(f"view {report.view}: {report.rows_a:,} rows in A, {report.rows_b:,} rows in B")
+    print(f"missing from B: {len(report.missing)}; extra in B: {len(report.extra)}; "
+          f"value differences: {len(report.different)}; duplicates A/B: {report.duplicates_a}/{report.duplicates_b}")
+    for label, rows in (("missing", report.missing), ("extra", report.extra)):
+        for row in rows[: args.show]:
+            print(f"  {label}: {_short(row)}")
+    for a, b in report.different[: args.show]:
+        cols = sorted(c for c in set(a) | set(b) if c != "produced_at" and a.get(c) != b.get(c))
+        print(f"  differs: {_short(a)}: " + ", ".join(f"{c} {a.get(c)!r} != {b.get(c)!r}" for c in cols))
+    print("parity: OK" if report.equal else "parity: DIFFERENT")
+    return 0 if report.equal else 1
+
+
+def _short(row: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in row.items() if k != "produced_at")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from infra.settings import kafka_client_config
+    from pipelines.config import settings_from_args
+    from replay.status import view_status
+
+    registry = Registry.load(args.repo)
+    settings = settings_from_args(args)
+    kafka = kafka_client_config(settings) if settings.kafka_bootstrap else None
+    rows = view_status(registry, kafka, Path(settings.offline_root), args.group)
+    print(json.dumps(rows, indent=2, default=str))
+    return 0

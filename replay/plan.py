@@ -1,0 +1,170 @@
+"""A replay plan: which views, which offsets, which group and state; saved so a rerun resumes it.
+
+The end is fixed when the plan is made: the true end offsets (see
+:class:`pipelines.offsets.EndOffsetProbe`, which does not trust the broker's
+reported watermark), or the offsets for ``--to``. The plan is written to
+``<offline root>/_replays/<id>.json``; the same command after a crash finds the
+unfinished plan and resumes it (same end offsets, consumer group and state),
+so the log ends up equal to an uninterrupted replay's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+from pydantic import BaseModel
+
+from features.definitions import FeatureView
+from features.errors import ReplayError
+from pipelines.offsets import EndOffsetProbe
+
+
+class ReplayPlan(BaseModel):
+    plan_id: str
+    topic: str
+    partitions: int
+    views: list[tuple[str, int]]
+    from_spec: str
+    to_spec: str
+    start: dict[int, int]
+    end: dict[int, int]
+    group: str
+    state_dir: str
+    offline_root: str
+    online: bool
+    rekey: bool
+    created_at: str
+    status: str = "running"  # running | done
+    finished_at: str | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(max(0, self.end[p] - self.start[p]) for p in self.end)
+
+    def path(self) -> Path:
+        return plan_dir(Path(self.offline_root)) / f"{self.plan_id}.json"
+
+    def save(self) -> None:
+        path = self.path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(self.model_dump_json(indent=2))
+        os.replace(tmp, path)
+
+    def mark_done(self) -> None:
+        self.status = "done"
+        self.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.save()
+
+
+def plan_dir(offline_root: Path) -> Path:
+    return offline_root / "_replays"
+
+
+def plan_key(views: list[FeatureView], from_spec: str, to_spec: str) -> str:
+    text = json.dumps([sorted((v.name, v.version) for v in views), from_spec, to_spec])
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def find_plans(offline_root: Path) -> list[ReplayPlan]:
+    folder = plan_dir(offline_root)
+    if not folder.exists():
+        return []
+    plans = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            plans.append(ReplayPlan.model_validate_json(path.read_text()))
+        except ValueError as exc:
+            raise ReplayError(f"{path} is not a valid replay plan ({exc}); delete it to continue") from exc
+    return plans
+
+
+def find_unfinished(offline_root: Path, key: str) -> ReplayPlan | None:
+    for plan in find_plans(offline_root):
+        if plan.status != "done" and plan.plan_id.startswith(key):
+            return plan
+    return None
+
+
+def parse_time_spec(spec: str, what: str) -> int | None:
+    """None for 'earliest'/'end', else epoch ms of an ISO-8601 time (naive = UTC)."""
+    if spec in ("earliest", "end"):
+        return None
+    try:
+        parsed = datetime.fromisoformat(spec)
+    except ValueError:
+        raise ReplayError(f"{what} {spec!r} is not 'earliest'/'end' or an ISO-8601 time such as "
+                          "2026-11-22T10:00:00Z") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def offsets_for_time(kafka_config: dict[str, Any], topic: str, partitions: int, ts_ms: int,
+                     fallback: dict[int, int]) -> dict[int, int]:
+    """First offset whose log timestamp is >= ts_ms, per partition (fallback where there is none)."""
+    consumer = Consumer({**kafka_config, "group.id": f"freshet-plan-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "allow.auto.create.topics": False})
+    try:
+        found = consumer.offsets_for_times([TopicPartition(topic, p, ts_ms) for p in range(partitions)], timeout=15)
+    finally:
+        consumer.close()
+    return {tp.partition: (tp.offset if tp.offset >= 0 else fallback[tp.partition]) for tp in found}
+
+
+def make_plan(kafka_config: dict[str, Any], views: list[FeatureView], *, from_spec: str, to_spec: str,
+              offline_root: Path, state_root: Path, online: bool, rekey: bool) -> ReplayPlan:
+    source = views[0].source
+    from_ms = parse_time_spec(from_spec, "--from")
+    to_ms = parse_time_spec(to_spec, "--to")
+    if from_ms is not None and to_ms is not None and to_ms <= from_ms:
+        raise ReplayError(f"--to {to_spec} is not after --from {from_spec}")
+    probe = EndOffsetProbe(kafka_config)
+    try:
+        ends = probe.end_offsets((source.topic, p) for p in range(source.partitions))
+        lows = _low_offsets(kafka_config, source.topic, source.partitions)
+    finally:
+        probe.close()
+    true_end = {p: ends[(source.topic, p)] for p in range(source.partitions)}
+    end = true_end if to_ms is None else offsets_for_time(kafka_config, source.topic, source.partitions, to_ms, true_end)
+    start = lows if from_ms is None else offsets_for_time(kafka_config, source.topic, source.partitions, from_ms, true_end)
+    start = {p: min(start[p], end[p]) for p in end}
+    key = plan_key(views, from_spec, to_spec)
+    plan_id = f"{key}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+    group = f"freshet-replay-{plan_id}"
+    return ReplayPlan(
+        plan_id=plan_id, topic=source.topic, partitions=source.partitions,
+        views=[(v.name, v.version) for v in views], from_spec=from_spec, to_spec=to_spec,
+        start=start, end=end, group=group, state_dir=str(state_root / group),
+        offline_root=str(offline_root), online=online, rekey=rekey,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _low_offsets(kafka_config: dict[str, Any], topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer({**kafka_config, "group.id": f"freshet-plan-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "allow.auto.create.topics": False})
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in range(partitions)}
+    finally:
+        consumer.close()
+
+
+def commit_start(kafka_config: dict[str, Any], plan: ReplayPlan) -> None:
+    """Give the plan's fresh group its start offsets (Quix then starts from them)."""
+    consumer = Consumer({**kafka_config, "group.id": plan.group, "enable.auto.commit": False,
+                         "allow.auto.create.topics": False})
+    try:
+        offsets = [TopicPartition(plan.topic, p, off) for p, off in plan.start.items() if off > 0]
+        if offsets:
+            consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()

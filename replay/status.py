@@ -1,0 +1,73 @@
+"""`freshet status`: per view and version, the live group's lag and the range its log covers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from confluent_kafka import Consumer, TopicPartition
+
+from features.offline_layout import list_parts
+from features.registry import Registry
+from pipelines.offsets import EndOffsetProbe
+from replay.plan import find_plans
+
+
+def log_range(root: Path, view: Any) -> dict[str, Any]:
+    files = list_parts(root, view)
+    rows, low, high = 0, None, None
+    for path in files:
+        meta = pq.ParquetFile(path).metadata
+        rows += meta.num_rows
+        index = meta.schema.to_arrow_schema().get_field_index("feature_ts")
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(index).statistics
+            if stats is not None and stats.has_min_max:
+                lo, hi = _ms(stats.min), _ms(stats.max)
+                low = lo if low is None else min(low, lo)
+                high = hi if high is None else max(high, hi)
+    return {"files": len(files), "rows": rows, "feature_ts_from": _iso(low), "feature_ts_to": _iso(high)}
+
+
+def _ms(value: Any) -> int:
+    return int(value.timestamp() * 1000) if hasattr(value, "timestamp") else int(value)
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+
+
+def group_lag(kafka: dict[str, Any], group: str, topic: str, partitions: int) -> dict[str, Any]:
+    consumer = Consumer({**kafka, "group.id": group, "enable.auto.commit": False, "allow.auto.create.topics": False})
+    probe = EndOffsetProbe(kafka)
+    try:
+        ends = probe.end_offsets((topic, p) for p in range(partitions))
+        committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    finally:
+        probe.close()
+        consumer.close()
+    per = {tp.partition: max(0, ends[(topic, tp.partition)] - max(tp.offset, 0)) for tp in committed}
+    started = any(tp.offset >= 0 for tp in committed)
+    return {"group": group, "lag": sum(per.values()) if started else None, "by_partition": per,
+            "started": started}
+
+
+def view_status(registry: Registry, kafka: dict[str, Any] | None, root: Path, group: str | None) -> list[dict[str, Any]]:
+    plans = find_plans(root)
+    out = []
+    for view in registry.views.values():
+        row: dict[str, Any] = {"view": view.name, "version": view.version, "topic": view.source.topic,
+                               "log": log_range(root, view)}
+        if kafka is not None:
+            row["live"] = group_lag(kafka, group or f"freshet.{view.source.topic}", view.source.topic,
+                                    view.source.partitions)
+        row["replays"] = [{"plan": p.plan_id, "status": p.status, "created_at": p.created_at,
+                           "group": p.group, "end": p.end} for p in plans if [view.name, view.version] in
+                          [list(x) for x in p.views]]
+        out.append(row)
+    return out
+
+
+

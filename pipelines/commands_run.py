@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
     p.add_argument("--view", action="append", metavar="NAME", help="only this view (repeatable; default: all)")
     p.add_argument("--topic", help="the source topic, when the repository reads several")
     p.add_argument("--group", help="consumer group (default freshet.<topic>); its state lives in the state dir")
+    p.add_argument("--from-replay", action="store_true",
+                   help="continue where the last finished `freshet replay` of these views stopped: its group, "
+                   "window state and log directory (the versioning handover)")
     p.add_argument("--until-caught-up", action="store_true",
                    help="stop once every assigned partition has been read to its end (for jobs and tests)")
     p.add_argument("--no-online", action="store_true", help="do not write Redis")
@@ -107,12 +110,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         redis_url=None if args.no_online else settings.redis_url,
         commit_interval_s=args.commit_interval, rekey=not args.trust_message_key,
     )
+    if args.from_replay:
+        plan = latest_finished_replay(Path(settings.offline_root), views)
+        group = plan.group
+        config.consumer_group, config.state_dir = plan.group, Path(plan.state_dir)
+        config.offline_root, config.rekey = Path(plan.offline_root), plan.rekey
+        log.info("continuing replay %s (ended at offsets %s) in group %s", plan.plan_id, plan.end, plan.group)
     pipeline = build_pipeline(views, config)
     log.info("running %d view(s) on %s (group %s): %s", len(views), source.topic, group,
              ", ".join(f"{v.name} v{v.version}" for v in views))
     stats = run_pipeline(pipeline, until_caught_up=args.until_caught_up, interval_s=args.progress_interval)
     print(json.dumps({"topic": source.topic, "group": group, **stats}, indent=2))
     return 0
+
+
+def latest_finished_replay(offline_root: Path, views: list[FeatureView]) -> Any:
+    from replay.plan import find_plans
+
+    wanted = sorted([v.name, v.version] for v in views)
+    done = [p for p in find_plans(offline_root)
+            if p.status == "done" and sorted([list(x) for x in p.views]) == wanted]
+    if not done:
+        raise PipelineError(
+            f"no finished replay of {', '.join(f'{v.name} v{v.version}' for v in views)} under {offline_root}: "
+            "run `freshet replay` for exactly these views first (same --offline-root)")
+    return max(done, key=lambda p: p.finished_at or "")
 
 
 def cmd_get(args: argparse.Namespace) -> int:

@@ -1,0 +1,172 @@
+"""Replays: parity with the live log, resume after SIGKILL, workers, and the versioning handover."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from features.registry import Registry
+from pipelines.synthetic import StreamSpec
+from pipelines.synthetic import produce as produce_stream
+from replay.parity import compare
+from tests.integration.conftest import Servers
+from tests.integration.harness import pipeline_config, provision, read_log, run_until_caught_up
+
+REPO_YAML = """\
+sources:
+  - name: tx
+    topic: {topic}
+    partitions: 3
+    key: card_id
+    timestamp: ts
+    schema: {{card_id: str, amount: float, merchant: str, country: str, ts: int}}
+views:
+  - name: spend_5m
+    version: {version}
+    source: tx
+    window: {{type: tumbling, size: {size}}}
+    grace: 30s
+    emit: final
+    ttl: 1d
+    aggregations:
+      - {{function: count, name: n}}
+      - {{function: sum, column: amount, name: total}}
+  - name: spend_hop
+    source: tx
+    window: {{type: hopping, size: 10m, step: 5m}}
+    grace: 30s
+    emit: final
+    ttl: 1d
+    aggregations:
+      - {{function: count, name: n}}
+      - {{function: mean, column: amount, name: avg}}
+  - name: activity_2m
+    source: tx
+    window: {{type: sliding, size: 2m}}
+    grace: 10s
+    emit: current
+    ttl: 1d
+    aggregations:
+      - {{function: count, name: n}}
+      - {{function: count_distinct, column: merchant, name: merchants}}
+"""
+END_MS = 1_700_000_000_000
+
+
+@dataclass
+class Stream:
+    servers: Servers
+    topic: str
+    repo: Path
+    live_root: Path
+    views: list[str]
+
+    def env(self, root: Path) -> dict[str, str]:
+        return {**os.environ, "FRESHET_KAFKA_BOOTSTRAP": self.servers.kafka_bootstrap,
+                "FRESHET_REDIS_URL": self.servers.redis_url, "FRESHET_OFFLINE_ROOT": str(root / "offline"),
+                "FRESHET_STATE_DIR": str(root / "state")}
+
+
+def write_repo(path: Path, topic: str, version: int = 1, size: str = "5m") -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "views.yaml").write_text(REPO_YAML.format(topic=topic, version=version, size=size))
+    return path
+
+
+def freshet(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def stream(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stream]:
+    """A topic with out-of-order, late and malformed events on 3 partitions, and its live log."""
+    base = tmp_path_factory.mktemp("replay")
+    topic = f"replay-{base.name}"
+    repo = write_repo(base / "repo", topic)
+    provision(servers, topic, 3)
+    produce_stream(servers.kafka_config(), topic,
+                   StreamSpec(events=12_000, cards=150, span_ms=30 * 60_000, end_ms=END_MS, seed=21,
+                              late_share=0.02, out_of_order_share=0.1))
+    views = list(Registry.load(repo).views.values())
+    stats = run_until_caught_up(views, pipeline_config(servers, base / "live", f"live-{topic}"))
+    assert stats["late"] > 0 and stats["invalid"] > 0  # the stream has what the tests claim
+    yield Stream(servers, topic, repo, base / "live" / "offline", [v.name for v in views])
+
+
+def test_replay_with_two_workers_equals_the_live_log(stream: Stream, tmp_path: Path) -> None:
+    args = ["replay", "--repo", str(stream.repo), "--workers", "2"] + [x for v in stream.views for x in ("--view", v)]
+    result = freshet(*args, env=stream.env(tmp_path))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert '"finished": true' in result.stdout
+    for view in stream.views:
+        parity = freshet("parity", "--view", view, "--a", str(stream.live_root), "--b", str(tmp_path / "offline"),
+                         env=stream.env(tmp_path))
+        assert parity.returncode == 0, parity.stdout
+        assert "parity: OK" in parity.stdout
+        assert read_log(stream.live_root, Registry.load(stream.repo).view(view))  # not two empty logs
+
+
+def test_sigkill_during_replay_then_same_command(stream: Stream, tmp_path: Path) -> None:
+    args = ["replay", "--repo", str(stream.repo), "--view", "spend_5m", "--view", "activity_2m"]
+    cmd = [sys.executable, "-m", "pipelines.cli", *args]
+    first = subprocess.Popen(cmd, env=stream.env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((tmp_path / "offline").glob("*/v1/date=*/part-*.parquet")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert first.poll() is None, "the replay ended before it could be killed"
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    again = freshet(*args, env=stream.env(tmp_path))
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert "resuming unfinished replay" in again.stderr
+    for view in ("spend_5m", "activity_2m"):
+        report = compare(view, stream.live_root, tmp_path / "offline")
+        assert report.equal, (view, len(report.missing), len(report.extra), len(report.different))
+
+
+def test_refuses_to_replay_over_an_existing_log(stream: Stream) -> None:
+    env = {**stream.env(stream.live_root.parent), "FRESHET_OFFLINE_ROOT": str(stream.live_root)}
+    result = freshet("replay", "--repo", str(stream.repo), "--view", "spend_5m", env=env)
+    assert result.returncode == 2
+    assert "--offline-root" in result.stderr and "--replace" in result.stderr
+
+
+def test_versioning_handover(servers: Servers, unique: str, tmp_path: Path) -> None:
+    """Bump a view's window, replay the new version, continue live: equal to a replay of the whole range."""
+    topic = f"handover-{unique}"
+    provision(servers, topic, 3)
+    first_half = StreamSpec(events=4_000, cards=100, span_ms=20 * 60_000, end_ms=END_MS - 10 * 60_000, seed=1,
+                            late_share=0.01)
+    produce_stream(servers.kafka_config(), topic, first_half)
+    repo_v2 = write_repo(tmp_path / "repo", topic, version=2, size="10m")  # the bumped view
+    env = {**os.environ, "FRESHET_KAFKA_BOOTSTRAP": servers.kafka_bootstrap, "FRESHET_REDIS_URL": servers.redis_url,
+           "FRESHET_OFFLINE_ROOT": str(tmp_path / "offline"), "FRESHET_STATE_DIR": str(tmp_path / "state")}
+    replayed = freshet("replay", "--repo", str(repo_v2), "--view", "spend_5m", env=env)
+    assert replayed.returncode == 0, (replayed.stdout + replayed.stderr)[-3000:]
+
+    second_half = StreamSpec(events=4_000, cards=100, span_ms=10 * 60_000, end_ms=END_MS, seed=2, late_share=0.01)
+    produce_stream(servers.kafka_config(), topic, second_half)
+    live = freshet("run", "--repo", str(repo_v2), "--view", "spend_5m", "--from-replay", "--until-caught-up",
+                   env=env)
+    assert live.returncode == 0, (live.stdout + live.stderr)[-3000:]
+
+    whole = {**env, "FRESHET_OFFLINE_ROOT": str(tmp_path / "whole")}
+    reference = freshet("replay", "--repo", str(repo_v2), "--view", "spend_5m", env=whole)
+    assert reference.returncode == 0, (reference.stdout + reference.stderr)[-3000:]
+    report = compare("spend_5m", tmp_path / "offline", tmp_path / "whole", version=2)
+    assert report.rows_a > 0
+    assert report.equal, (len(report.missing), len(report.extra), len(report.different))
+    # windows straddling the boundary exist, so the handover was really tested
+    boundary = END_MS - 10 * 60_000
+    rows = read_log(tmp_path / "offline", Registry.load(repo_v2).view("spend_5m"))
+    assert any(r["window_start"] < boundary < r["window_end"] for r in rows)

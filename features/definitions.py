@@ -271,6 +271,7 @@ class FeatureView(Definition):
     emit: Literal["final", "current"] = "final"
     aggregations: tuple[Aggregation, ...]
     ttl: int = 86_400_000
+    online_staleness: Literal["null", "flag"] = "null"
     owner: str = ""
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)

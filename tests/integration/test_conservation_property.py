@@ -90,7 +90,7 @@ def reference(events: list[tuple[str, int, int]], size: int, step: int, grace: i
     return closed, late, watermark
 
 
-@settings(max_examples=4, deadline=None, derandomize=False,
+@settings(max_examples=3, deadline=None, derandomize=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                  HealthCheck.data_too_large])
 @given(drawn=scenarios)

@@ -71,7 +71,7 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(servers: Servers, uni
     (repo / "views.yaml").write_text(REPO_YAML.format(topic=topic))
     views = list(Registry.load(repo).views.values())
     provision(servers, topic, 3)
-    spec = StreamSpec(events=30_000, cards=300, span_ms=20 * 60_000, end_ms=1_700_000_000_000, seed=11)
+    spec = StreamSpec(events=16_000, cards=300, span_ms=20 * 60_000, end_ms=1_700_000_000_000, seed=11)
     produce_stream(servers.kafka_config(), topic, spec)
 
     crash_root = tmp_path / "crash"
@@ -127,7 +127,7 @@ def test_sigterm_flushes_and_commits(servers: Servers, unique: str, tmp_path: Pa
     views = list(Registry.load(repo).views.values())
     provision(servers, topic, 3)
     produce_stream(servers.kafka_config(), topic,
-                   StreamSpec(events=15_000, cards=200, span_ms=10 * 60_000, end_ms=1_700_000_000_000, seed=5))
+                   StreamSpec(events=8_000, cards=200, span_ms=10 * 60_000, end_ms=1_700_000_000_000, seed=5))
     root = tmp_path / "run"
     env = {**os.environ, "FRESHET_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
            "FRESHET_REDIS_URL": redis_db(servers.redis_url, 5), "FRESHET_OFFLINE_ROOT": str(root / "offline"),

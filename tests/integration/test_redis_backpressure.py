@@ -53,7 +53,7 @@ def test_redis_outage_loses_nothing(servers: Servers, unique: str, tmp_path: Pat
                                      Aggregation(function="sum", column="amount", name="total")])
     provision(servers, topic, 2)
     produce_stream(servers.kafka_config(), topic,
-                   StreamSpec(events=20_000, cards=200, span_ms=10 * 60_000, end_ms=1_700_000_000_000, seed=3))
+                   StreamSpec(events=10_000, cards=200, span_ms=10 * 60_000, end_ms=1_700_000_000_000, seed=3))
 
     port = free_port()
     redis_proc = start_redis(port, tmp_path)

@@ -1,0 +1,176 @@
+"""The online SDK: typed feature vectors for many entities and views in one Redis round trip.
+
+Features are named ``view:feature``, a whole ``view``, or pinned to a version
+``view@2:feature``. Each vector carries, per view, ``feature_ts`` (the event
+time from which the value holds) and its age. A missing entity gives nulls,
+not an error. A value older than the view's TTL follows the view's
+``online_staleness`` policy: ``null`` (the default) returns nulls and reports
+it stale; ``flag`` returns the value and reports it stale. TLS (``rediss://``)
+and AUTH (``redis://user:password@host``) come from the URL; connections are
+pooled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+
+from features.definitions import FeatureView
+from features.errors import DefinitionError, OnlineStoreError
+from features.online_layout import TS_FIELD, decode_value, online_key
+
+_CASTS: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+@dataclass(frozen=True)
+class ViewRequest:
+    view: FeatureView
+    version: int
+    features: tuple[str, ...]
+    labels: tuple[str, ...]  # the output name of each feature
+
+
+@dataclass
+class FeatureVector:
+    entity: Any
+    values: dict[str, Any] = field(default_factory=dict)
+    freshness: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"entity": self.entity, "features": self.values, "freshness": self.freshness}
+
+
+def plan_request(views: dict[str, FeatureView], names: Sequence[str]) -> list[ViewRequest]:
+    """Group requested features by (view, version), validating every name."""
+    grouped: dict[tuple[str, int], tuple[FeatureView, list[str], list[str]]] = {}
+    for name in names:
+        head, _, feature = name.partition(":")
+        view_name, _, pinned = head.partition("@")
+        view = views.get(view_name)
+        if view is None:
+            raise DefinitionError(f"unknown view {view_name!r} in {name!r}; views: {', '.join(sorted(views))}")
+        try:
+            version = int(pinned) if pinned else view.version
+        except ValueError:
+            raise DefinitionError(f"bad version {pinned!r} in {name!r}: use view@<integer>:feature") from None
+        wanted = [feature] if feature else view.feature_names()
+        _, feats, labels = grouped.setdefault((view_name, version), (view, [], []))
+        for f in wanted:
+            if f not in view.feature_names():
+                raise DefinitionError(f"view {view_name!r} has no feature {f!r}; features: "
+                                      f"{', '.join(view.feature_names())}")
+            if f not in feats:
+                feats.append(f)
+                labels.append(f"{head}:{f}")
+    return [ViewRequest(v, ver, tuple(f), tuple(lbl)) for (_, ver), (v, f, lbl) in grouped.items()]
+
+
+def _decode(requests: list[ViewRequest], entities: Sequence[Any], replies: list[list[bytes | None]],
+            now_ms: int) -> list[FeatureVector]:
+    vectors = [FeatureVector(e) for e in entities]
+    i = 0
+    for req in requests:
+        types = req.view.feature_types()
+        label = req.view.name if req.version == req.view.version else f"{req.view.name}@{req.version}"
+        for vector in vectors:
+            reply = replies[i]
+            i += 1
+            raw_ts = reply[0]
+            if raw_ts is None:
+                vector.freshness[label] = {"found": False, "feature_ts": None, "age_ms": None, "stale": False}
+                for lbl in req.labels:
+                    vector.values[lbl] = None
+                continue
+            ts = int(raw_ts)
+            age = now_ms - ts
+            stale = age > req.view.ttl
+            vector.freshness[label] = {"found": True, "feature_ts": ts, "age_ms": age, "stale": stale}
+            hide = stale and req.view.online_staleness == "null"
+            for lbl, f, raw in zip(req.labels, req.features, reply[1:], strict=True):
+                value = None if hide else decode_value(raw)
+                vector.values[lbl] = None if value is None else _CASTS[types[f]](value)
+    return vectors
+
+
+def _commands(requests: list[ViewRequest], entities: Sequence[Any]) -> list[tuple[str, list[str]]]:
+    return [(online_key(req.view.name, req.version, e), [TS_FIELD, *req.features])
+            for req in requests for e in entities]
+
+
+class OnlineClient:
+    """Synchronous client for services; ``AsyncOnlineClient`` is the same for asyncio."""
+
+    def __init__(self, url: str, views: dict[str, FeatureView], *, max_connections: int = 50,
+                 timeout_s: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+        self._views = views
+        self._clock = clock
+        self._url = url
+        self._client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+            timeout=timeout_s))
+
+    def get_online_features(self, entities: Sequence[Any], features: Sequence[str]) -> list[FeatureVector]:
+        requests = plan_request(self._views, features)
+        pipe = self._client.pipeline(transaction=False)
+        for key, fields in _commands(requests, entities):
+            pipe.hmget(key, fields)
+        try:
+            replies = pipe.execute()
+        except redis.RedisError as exc:
+            raise OnlineStoreError(f"Redis at {_safe(self._url)} is unreachable or failed: {exc}") from exc
+        return _decode(requests, entities, replies, int(self._clock() * 1000))
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except redis.RedisError:
+            return False
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class AsyncOnlineClient:
+    def __init__(self, url: str, views: dict[str, FeatureView], *, max_connections: int = 50,
+                 timeout_s: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+        self._views = views
+        self._clock = clock
+        self._url = url
+        self._client = aredis.Redis(connection_pool=aredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+            timeout=timeout_s))
+
+    def plan(self, features: Sequence[str]) -> list[ViewRequest]:
+        return plan_request(self._views, features)
+
+    async def get(self, entities: Sequence[Any], requests: list[ViewRequest]) -> list[FeatureVector]:
+        pipe = self._client.pipeline(transaction=False)
+        for key, fields in _commands(requests, entities):
+            pipe.hmget(key, fields)
+        try:
+            replies = await pipe.execute()
+        except redis.RedisError as exc:
+            raise OnlineStoreError(f"Redis at {_safe(self._url)} is unreachable or failed: {exc}") from exc
+        return _decode(requests, entities, replies, int(self._clock() * 1000))
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except redis.RedisError:
+            return False
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _safe(url: str) -> str:
+    """The URL without its password."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"

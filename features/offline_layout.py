@@ -9,8 +9,8 @@ Times are UTC millisecond timestamps.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,8 +43,17 @@ def view_dir(root: Path, view: FeatureView) -> Path:
     return Path(root) / view.name / f"v{view.version}"
 
 
+_DAY_MS = 86_400_000
+
+
+@lru_cache(maxsize=4096)
+def _date_of_day(day: int) -> str:
+    return datetime.fromtimestamp(day * 86_400, tz=UTC).strftime("%Y-%m-%d")
+
+
 def date_of(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+    """The UTC date (YYYY-MM-DD) of an epoch-millisecond time: the log's partition."""
+    return _date_of_day(ts_ms // _DAY_MS)
 
 
 def part_path(root: Path, view: FeatureView, date: str, partition: int, first_offset: int) -> Path:

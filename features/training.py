@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ def read_view_log(root: Path, view: FeatureView, columns: list[str], from_ms: in
 
 
 def _date(ms: int) -> str:
-    return (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)).strftime("%Y-%m-%d")
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).strftime("%Y-%m-%d")
 
 
 def as_of_indices(label_entities: pa.Array, label_ts: pa.Array, log_entities: pa.Array, log_ts: pa.Array,

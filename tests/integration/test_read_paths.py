@@ -1,0 +1,167 @@
+"""Online and offline agree, and the HTTP service serves what the SDK reads.
+
+After `freshet run` over a fresh stream, for every entity the online value of
+every view equals the training-set value at the entity's latest event time.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from features.definitions import FeatureView
+from features.online import OnlineClient
+from features.registry import Registry
+from features.training import get_historical_features
+from infra.localstack import free_port
+from pipelines.synthetic import StreamSpec, generate
+from pipelines.synthetic import produce as produce_stream
+from tests.integration.conftest import Servers
+from tests.integration.harness import pipeline_config, provision, retarget, run_until_caught_up
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fraud"
+
+
+@dataclass
+class Ran:
+    servers: Servers
+    views: dict[str, FeatureView]
+    offline: Path
+    latest_ts: dict[str, int]
+    repo: Path
+
+
+@pytest.fixture(scope="module")
+def ran(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
+    base = tmp_path_factory.mktemp("read")
+    topic = f"read-{base.name}"
+    views = retarget(list(Registry.load(EXAMPLE).views.values()), topic)
+    provision(servers, topic, 4)
+    spec = StreamSpec(events=3_000, cards=80, span_ms=20 * 60_000, end_ms=int(time.time() * 1000), seed=5)
+    produce_stream(servers.kafka_config(), topic, spec)
+    latest: dict[str, int] = {}
+    for _key, value, kind in generate(spec):
+        if kind is None:
+            event = json.loads(value)
+            latest[event["card_id"]] = max(latest.get(event["card_id"], 0), event["ts"])
+    run_until_caught_up(views, pipeline_config(servers, base, f"read-{topic}"))
+    repo = base / "repo"
+    repo.mkdir()
+    (repo / "views.py").write_text(  # the same views, on this test's topic, for `freshet serve`
+        "from features import Registry\n"
+        f"_r = Registry.load({str(EXAMPLE)!r})\n"
+        + "".join(f"{v.name} = _r.view({v.name!r}).model_copy(update={{'source': _r.view({v.name!r}).source"
+                  f".model_copy(update={{'topic': {topic!r}}})}})\n" for v in views))
+    yield Ran(servers, {v.name: v for v in views}, base / "offline", latest, repo)
+
+
+def test_online_equals_training_set_at_last_event(ran: Ran) -> None:
+    names = sorted(ran.views)
+    entities = sorted(ran.latest_ts)
+    client = OnlineClient(ran.servers.redis_url, ran.views)
+    online = {v.entity: v for v in client.get_online_features(entities, names)}
+    labels = pa.table({"card_id": entities, "ts": pa.array([ran.latest_ts[e] for e in entities], pa.int64())})
+    offline = get_historical_features(labels, names, ran.views, ran.offline, full_feature_names=True).to_pylist()
+    compared = 0
+    for row in offline:
+        vector = online[row["card_id"]]
+        for view in ran.views.values():
+            fresh = vector.freshness[view.name]
+            ts = row[f"{view.name}__feature_ts"]
+            assert fresh["found"] == (ts is not None) or fresh["stale"], (row["card_id"], view.name)
+            if ts is None:
+                continue
+            assert fresh["feature_ts"] == int(ts.timestamp() * 1000), (row["card_id"], view.name)
+            for feature in view.feature_names():
+                got, want = vector.values[f"{view.name}:{feature}"], row[f"{view.name}__{feature}"]
+                assert got == pytest.approx(want), (row["card_id"], view.name, feature)
+                compared += 1
+    assert compared > len(entities)  # most entities have values in several views
+    missing = client.get_online_features(["no-such-card"], names)[0]
+    assert all(v is None for v in missing.values.values())
+    assert not any(f["found"] for f in missing.freshness.values())
+    client.close()
+
+
+def request(port: int, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+    response = conn.getresponse()
+    raw = response.read()
+    conn.close()
+    try:
+        return response.status, json.loads(raw)
+    except ValueError:
+        return response.status, raw.decode()
+
+
+def test_http_service(ran: Ran) -> None:
+    port = free_port()
+    env = {**os.environ, "FRESHET_REDIS_URL": ran.servers.redis_url,
+           "FRESHET_KAFKA_BOOTSTRAP": ran.servers.kafka_bootstrap}
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--repo", str(ran.repo), "--port",
+                             str(port), "--token", "s3cret", "--max-entities", "5"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            try:
+                if request(port, "GET", "/healthz")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        assert request(port, "GET", "/readyz") == (200, {"redis": "ok"})
+        cards = sorted(ran.latest_ts)[:3]
+        status, body = request(port, "POST", "/features", {"entities": cards, "features": ["card_spend_5m"]},
+                               token="s3cret")
+        assert status == 200
+        sdk = OnlineClient(ran.servers.redis_url, ran.views).get_online_features(cards, ["card_spend_5m"])
+        assert [v["features"] for v in body["vectors"]] == [v.values for v in sdk]
+        assert [v["entity"] for v in body["vectors"]] == cards
+        assert request(port, "POST", "/features", {"entities": cards, "features": ["card_spend_5m"]})[0] == 401
+        status, body = request(port, "POST", "/features", {"entities": cards, "features": ["nope:x"]}, "s3cret")
+        assert status == 400 and "unknown view 'nope'" in body["error"]
+        status, body = request(port, "POST", "/features", {"entities": ["c"] * 6, "features": ["card_spend_5m"]},
+                               "s3cret")
+        assert status == 400 and "over the limit of 5" in body["error"]
+        status, body = request(port, "POST", "/features", {"entities": ["x" * 300], "features": ["card_spend_5m"]},
+                               "s3cret")
+        assert status == 400 and "256" in body["error"]
+        status, metrics = request(port, "GET", "/metrics")
+        assert status == 200 and 'freshet_requests_total{path="/features",status="200"} 1' in metrics
+        assert "freshet_features_latency_seconds_bucket" in metrics
+        assert request(port, "GET", "/openapi.json")[1]["paths"]["/features"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_training_set_cli(ran: Ran, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    labels = tmp_path / "labels.parquet"
+    cards = sorted(ran.latest_ts)
+    pq.write_table(pa.table({"card_id": cards, "ts": [ran.latest_ts[c] for c in cards]}), labels)
+    out = tmp_path / "train.parquet"
+    env = {**os.environ, "FRESHET_OFFLINE_ROOT": str(ran.offline)}
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "training-set", "--repo", str(ran.repo),
+                             "--labels", str(labels), "--features", "card_spend_5m:txn_count", "card_spend_1h",
+                             "--out", str(out)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pq.read_table(out)
+    assert table.num_rows == len(cards)
+    assert {"txn_count", "txn_count_1h", "amount_sum_1h", "card_spend_5m__feature_ts"} <= set(table.column_names)
+    assert table.column("txn_count").null_count < len(cards)

@@ -70,12 +70,60 @@ def plan_request(views: dict[str, FeatureView], names: Sequence[str]) -> list[Vi
     return [ViewRequest(v, ver, tuple(f), tuple(lbl)) for (_, ver), (v, f, lbl) in grouped.items()]
 
 
+# One command for a whole request: HMGET on every key inside Redis, so a request for
+# 100 entities x 3 views costs one command to build and one reply to parse, not 300.
+# ARGV: the number of groups, then per group (one view): its key count, its field
+# count and its fields; KEYS: the keys of group 1, then of group 2, ... (Keys of
+# different entities live in different cluster slots: on Redis Cluster call it per entity.)
+BATCH_HMGET_LUA = """
+local out = {}
+local k = 1
+local a = 2
+for g = 1, tonumber(ARGV[1]) do
+  local nkeys = tonumber(ARGV[a])
+  local nfields = tonumber(ARGV[a + 1])
+  local first = a + 2
+  local last = a + 1 + nfields
+  for _ = 1, nkeys do
+    out[k] = redis.call('HMGET', KEYS[k], unpack(ARGV, first, last))
+    k = k + 1
+  end
+  a = last + 1
+end
+return out
+"""
+
+
+def _script_args(requests: list[ViewRequest], entities: Sequence[Any]) -> tuple[list[str], list[Any]]:
+    keys: list[str] = []
+    argv: list[Any] = [len(requests)]
+    for req in requests:
+        prefix = online_key(req.view.name, req.version, "\x00").split("\x00")
+        keys.extend(f"{prefix[0]}{e}{prefix[1]}" for e in entities)
+        argv.append(len(entities))
+        argv.append(len(req.features) + 1)
+        argv.append(TS_FIELD)
+        argv.extend(req.features)
+    return keys, argv
+
+
+def _caster(kind: str) -> Callable[[bytes], Any]:
+    """A stored JSON value back to its type (numbers without a JSON parse)."""
+    if kind == "int":
+        return lambda raw: None if raw == b"null" else int(raw)
+    if kind == "float":
+        return lambda raw: None if raw == b"null" else float(raw)
+    cast = _CASTS[kind]
+    return lambda raw: None if raw == b"null" else cast(decode_value(raw))
+
+
 def _decode(requests: list[ViewRequest], entities: Sequence[Any], replies: list[list[bytes | None]],
             now_ms: int) -> list[FeatureVector]:
     vectors = [FeatureVector(e) for e in entities]
     i = 0
     for req in requests:
         types = req.view.feature_types()
+        casts = [_caster(types[f]) for f in req.features]
         label = req.view.name if req.version == req.view.version else f"{req.view.name}@{req.version}"
         for vector in vectors:
             reply = replies[i]
@@ -91,15 +139,10 @@ def _decode(requests: list[ViewRequest], entities: Sequence[Any], replies: list[
             stale = age > req.view.ttl
             vector.freshness[label] = {"found": True, "feature_ts": ts, "age_ms": age, "stale": stale}
             hide = stale and req.view.online_staleness == "null"
-            for lbl, f, raw in zip(req.labels, req.features, reply[1:], strict=True):
-                value = None if hide else decode_value(raw)
-                vector.values[lbl] = None if value is None else _CASTS[types[f]](value)
+            values = vector.values
+            for lbl, cast, raw in zip(req.labels, casts, reply[1:], strict=True):
+                values[lbl] = None if hide or raw is None else cast(raw)
     return vectors
-
-
-def _commands(requests: list[ViewRequest], entities: Sequence[Any]) -> list[tuple[str, list[str]]]:
-    return [(online_key(req.view.name, req.version, e), [TS_FIELD, *req.features])
-            for req in requests for e in entities]
 
 
 class OnlineClient:
@@ -113,14 +156,13 @@ class OnlineClient:
         self._client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
             timeout=timeout_s))
+        self._script = self._client.register_script(BATCH_HMGET_LUA)
 
     def get_online_features(self, entities: Sequence[Any], features: Sequence[str]) -> list[FeatureVector]:
         requests = plan_request(self._views, features)
-        pipe = self._client.pipeline(transaction=False)
-        for key, fields in _commands(requests, entities):
-            pipe.hmget(key, fields)
+        keys, argv = _script_args(requests, entities)
         try:
-            replies = pipe.execute()
+            replies = self._script(keys=keys, args=argv)
         except redis.RedisError as exc:
             raise OnlineStoreError(f"Redis at {_safe(self._url)} is unreachable or failed: {exc}") from exc
         return _decode(requests, entities, replies, int(self._clock() * 1000))
@@ -144,16 +186,15 @@ class AsyncOnlineClient:
         self._client = aredis.Redis(connection_pool=aredis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
             timeout=timeout_s))
+        self._script = self._client.register_script(BATCH_HMGET_LUA)
 
     def plan(self, features: Sequence[str]) -> list[ViewRequest]:
         return plan_request(self._views, features)
 
     async def get(self, entities: Sequence[Any], requests: list[ViewRequest]) -> list[FeatureVector]:
-        pipe = self._client.pipeline(transaction=False)
-        for key, fields in _commands(requests, entities):
-            pipe.hmget(key, fields)
+        keys, argv = _script_args(requests, entities)
         try:
-            replies = await pipe.execute()
+            replies = await self._script(keys=keys, args=argv)
         except redis.RedisError as exc:
             raise OnlineStoreError(f"Redis at {_safe(self._url)} is unreachable or failed: {exc}") from exc
         return _decode(requests, entities, replies, int(self._clock() * 1000))

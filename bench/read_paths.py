@@ -72,6 +72,31 @@ def sdk_latency(url: str, views: dict[str, Any], batch: int, iterations: int) ->
     return {"p50_ms": pct(samples, 0.5), "p99_ms": pct(samples, 0.99), "n": len(samples)}
 
 
+def redis_floor(url: str, batch: int, iterations: int) -> dict[str, dict[str, float]]:
+    """The same run's floor: a bare PING, and the same HMGETs as a plain redis-py pipeline."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    views = ("card_spend_5m", "card_spend_1h", "card_activity_10m")
+    out = {}
+    for name in ("ping", "pipeline"):
+        samples = []
+        for i in range(iterations + 200):
+            t0 = time.perf_counter_ns()
+            if name == "ping":
+                client.ping()
+            else:
+                pipe = client.pipeline(transaction=False)
+                for v in views:
+                    for j in range(batch):
+                        pipe.hmget(f"freshet:{{card-{(i * 7919 + j) % 100_000:06d}}}:{v}:v1", ["__ts", "a", "b"])
+                pipe.execute()
+            if i >= 200:
+                samples.append((time.perf_counter_ns() - t0) / 1e6)
+        out[name] = {"p50_ms": pct(samples, 0.5), "p99_ms": pct(samples, 0.99), "n": len(samples)}
+    return out
+
+
 def http_latency(url: str, rate: float, seconds: float, batch: int) -> dict[str, float]:
     from infra.localstack import free_port
 
@@ -227,9 +252,15 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["| measurement | p50 | p99 | samples | goal |", "| --- | --- | --- | --- | --- |"]
         for batch, goal in ((1, "p99 < 1 ms"), (100, "p99 < 3 ms")):
             say(f"SDK latency, {batch} entities x 3 views")
+            floor = redis_floor(s.redis_url, batch, args.iterations)
             r = sdk_latency(s.redis_url, views, batch, args.iterations)
-            lines.append(f"| SDK {batch} entit{'y' if batch == 1 else 'ies'} x 3 views | {r['p50_ms']:.3f} ms | "
-                         f"{r['p99_ms']:.3f} ms | {r['n']} | {goal} |")
+            label = f"{batch} entit{'y' if batch == 1 else 'ies'} x 3 views"
+            lines.append(f"| SDK {label} | {r['p50_ms']:.3f} ms | {r['p99_ms']:.3f} ms | {r['n']} | {goal} |")
+            lines.append(f"| baseline: redis-py pipeline of the same {3 * batch} HMGETs | "
+                         f"{floor['pipeline']['p50_ms']:.3f} ms | {floor['pipeline']['p99_ms']:.3f} ms | "
+                         f"{floor['pipeline']['n']} | - |")
+        lines.append(f"| baseline: redis-py PING (the loopback round trip) | {floor['ping']['p50_ms']:.3f} ms | "
+                     f"{floor['ping']['p99_ms']:.3f} ms | {floor['ping']['n']} | - |")
         say(f"HTTP latency at {args.http_rate:g} req/s")
         h = http_latency(s.redis_url, args.http_rate, args.http_seconds, 1)
         lines.append(f"| HTTP POST /features, 1 entity x 3 views at {args.http_rate:g} req/s "

@@ -132,8 +132,9 @@ class BareApp:
     """One bare application over the views' topic; ``read`` counts every record it sees."""
 
     def __init__(self, views: list[FeatureView], bootstrap: str, consumer_group: str, state_dir: Path,
-                 commit_interval_s: float = 1.0, session_timeout_ms: int = 6000) -> None:
+                 commit_interval_s: float = 1.0, session_timeout_ms: int = 6000, rekey: bool = False) -> None:
         self.read = 0
+        self.windowed = 0
         self.emitted: Counter[str] = Counter()
         self.late: Counter[str] = Counter()
         self.app = Application(
@@ -152,11 +153,18 @@ class BareApp:
                                timestamp_extractor=make_timestamp_extractor(source.timestamp))
         sdf = self.app.dataframe(topic)
         sdf = sdf.update(self._count_read).filter(make_validator(views))
+        if rekey:  # the same re-keying as Freshet's default: Quix's group_by through a repartition topic
+            key_field = views[0].entity_key
+            sdf = sdf.group_by(lambda v: str(v[key_field]), name=f"rekey_{key_field}")
+        sdf = sdf.update(self._count_windowed)
         for view in views:
             _window(sdf, view, self._late_counter(view.name)).update(self._emit_counter(view.name))
 
     def _count_read(self, _value: Any) -> None:
         self.read += 1
+
+    def _count_windowed(self, _value: Any) -> None:
+        self.windowed += 1
 
     def _emit_counter(self, name: str) -> Any:
         emitted = self.emitted

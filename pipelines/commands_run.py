@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
         "read back from Redis, the counts, and where the Parquet log is.",
     )
     p.add_argument("--repo", default=None, help="feature repository (default: the shipped examples/fraud)")
-    p.add_argument("--events", type=int, default=40_000, help="number of events (default 40000)")
+    p.add_argument("--events", type=int, default=20_000, help="number of events (default 20000)")
     p.add_argument("--cards", type=int, default=2_000, help="number of cards (default 2000)")
     p.add_argument("--seed", type=int, default=7, help="random seed of the stream (default 7)")
     p.add_argument("--keep-stack", action="store_true", help="leave a stack the demo started running")

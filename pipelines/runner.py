@@ -90,11 +90,12 @@ class ProgressMonitor:
         lag = measure_lag(self.pipeline, self._probe) if need_lag else None
         if now - self._last_report >= self.interval_s:
             stats = self.pipeline.stats.snapshot()
-            rate = (int(stats["read"]) - self._last_read) / (now - self._last_report)  # type: ignore[call-overload]
-            self._last_read = int(stats["read"])  # type: ignore[call-overload]
+            # events through the windows (the source is read ahead of them when re-keying)
+            rate = (int(stats["windowed"]) - self._last_read) / (now - self._last_report)  # type: ignore[call-overload]
+            self._last_read = int(stats["windowed"])  # type: ignore[call-overload]
             self._last_report = now
             self.report(
-                f"{rate:,.0f} events/s | read {stats['read']:,} | lag {lag.total if lag else '?'} | "
+                f"{rate:,.0f} events/s | read {stats['read']:,} | windowed {stats['windowed']:,} | lag {lag.total if lag else '?'} | "
                 f"late {stats['late']} | invalid {stats['invalid']} | online writes {stats['online_writes']:,} "
                 f"| offline rows {stats['offline_rows']:,}"
             )

@@ -13,6 +13,7 @@ class PipelineStats:
     """Shared by the operators and sinks of one run; read by progress reports."""
 
     read: int = 0
+    windowed: int = 0  # valid events that reached the windows (after the re-key hop)
     invalid: Counter[str] = field(default_factory=Counter)
     late: Counter[str] = field(default_factory=Counter)
     emitted: Counter[str] = field(default_factory=Counter)
@@ -28,6 +29,7 @@ class PipelineStats:
         with self._lock:
             return {
                 "read": self.read,
+                "windowed": self.windowed,
                 "valid": self.read - sum(self.invalid.values()),
                 "invalid": sum(self.invalid.values()),
                 "invalid_by_reason": dict(self.invalid),

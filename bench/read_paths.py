@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             lines += [f"Training set: {args.labels:,} labels x {args.log_rows:,}-row log (30 dates, 100k cards), "
                       "one view, time and peak RSS of a fresh process, reading Parquet included:", "",
                       "| engine | seconds | peak RSS | rows | null values |", "| --- | --- | --- | --- | --- |",
-                      f"| Freshet (pyarrow, explicit sort) | {f['seconds']:.2f} | {f['peak_rss_mb']:.0f} MB | "
+                      f"| Freshet get_historical_features (DuckDB engine: dedup ties, ASOF, TTL) | {f['seconds']:.2f} | {f['peak_rss_mb']:.0f} MB | "
                       f"{f['rows']:,} | {f['nulls']:,} |",
                       f"| DuckDB ASOF JOIN (TTL applied after; no tie-break on offset) | {d['seconds']:.2f} | "
                       f"{d['peak_rss_mb']:.0f} MB | {d['rows']:,} | {d['nulls']:,} |",

@@ -73,10 +73,11 @@ def reference(records: list[dict[str, Any]], entity: str, t: int, exclusive: boo
     return best
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=log_rows, labels=label_rows, exclusive=st.booleans(), on_ts=st.booleans())
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=log_rows, labels=label_rows, exclusive=st.booleans(), on_ts=st.booleans(),
+       engine=st.sampled_from(["duckdb", "pyarrow"]))
 def test_matches_brute_force(tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, int, int, int]],
-                             labels: list[tuple[str, int]], exclusive: bool, on_ts: bool) -> None:
+                             labels: list[tuple[str, int]], exclusive: bool, on_ts: bool, engine: str) -> None:
     root = tmp_path_factory.mktemp("log")
     records = write_log(root, VIEW, rows)
     if on_ts and records:  # labels exactly on a feature_ts
@@ -84,7 +85,8 @@ def test_matches_brute_force(tmp_path_factory: pytest.TempPathFactory, rows: lis
     table = pa.table({"card_id": [e for e, _ in labels],
                       "ts": pa.array([BASE + t * 1000 for _, t in labels], pa.timestamp("ms", tz="UTC")),
                       "label": list(range(len(labels)))})
-    out = get_historical_features(table, ["spend"], {"spend": VIEW}, root, exclusive=exclusive).to_pylist()
+    out = get_historical_features(table, ["spend"], {"spend": VIEW}, root, exclusive=exclusive,
+                                  engine=engine).to_pylist()
     assert [r["label"] for r in out] == list(range(len(labels)))  # label order and rows kept
     for row, (entity, t) in zip(out, labels, strict=True):
         ts = BASE + t * 1000

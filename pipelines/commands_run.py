@@ -67,7 +67,8 @@ def register(sub: Any) -> None:
     p.add_argument("--events", type=int, default=20_000, help="number of events (default 20000)")
     p.add_argument("--cards", type=int, default=2_000, help="number of cards (default 2000)")
     p.add_argument("--seed", type=int, default=7, help="random seed of the stream (default 7)")
-    p.add_argument("--keep-stack", action="store_true", help="leave a stack the demo started running")
+    p.add_argument("--stop-stack", action="store_true",
+                   help="stop the local stack at the end (by default it keeps running for `freshet get`)")
     add_connection_options(p)
     p.set_defaults(handler=cmd_demo)
 

@@ -40,9 +40,11 @@ def run_demo(args: argparse.Namespace) -> int:
     registry = Registry.load(repo)
     registry.require_lock_consistent()
     settings = settings_from_args(args)
+    started_stack = False
     if settings.kafka_bootstrap is None or settings.redis_url is None:
         say("[1/5] starting the local stack (tansu broker + redis-server as child processes)")
         info = start_stack(stack_dir())
+        started_stack = True
         settings = settings.model_copy(update={
             "kafka_bootstrap": settings.kafka_bootstrap or info.kafka_bootstrap,
             "redis_url": settings.redis_url or info.redis_url,
@@ -77,6 +79,14 @@ def run_demo(args: argparse.Namespace) -> int:
     say("[5/5] fresh features read back from Redis")
     _print_features(settings.redis_url or "", views, _sample_cards(spec))
     _print_counts(stats, source.topic, base / "offline", time.monotonic() - started)
+    if started_stack and args.stop_stack:
+        from infra.localstack import stop_stack
+
+        stop_stack(stack_dir())
+        say("stopped the local stack")
+    elif started_stack:
+        say("the local stack keeps running: try `.venv/bin/freshet get --repo examples/fraud --view "
+            "card_spend_5m card-00001`; `.venv/bin/freshet dev down` stops it")
     return 0 if stats["read"] else 1
 
 
@@ -130,7 +140,7 @@ def _print_counts(stats: dict[str, Any], topic: str, offline: Path, elapsed: flo
     say(f"        emitted values per view {stats['emitted_by_view']}")
     say(f"        Redis writes {stats['online_writes']:,}; Parquet rows {stats['offline_rows']:,}")
     say(f"      Parquet log: {offline.resolve()}")
-    say(f"      read it: duckdb -c \"select * from read_parquet('{offline}/*/v*/date=*/*.parquet', "
-        "hive_partitioning=true) limit 5\"")
+    say(f"      read it: .venv/bin/python -c \"import duckdb; print(duckdb.sql(\\\"select * from read_parquet("
+        f"'{offline}/*/v*/date=*/*.parquet') limit 5\\\"))\"")
     say(f"done in {elapsed:.0f}s")
     sys.stdout.flush()

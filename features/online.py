@@ -145,18 +145,25 @@ def _decode(requests: list[ViewRequest], entities: Sequence[Any], replies: list[
     return vectors
 
 
-class OnlineClient:
-    """Synchronous client for services; ``AsyncOnlineClient`` is the same for asyncio."""
+class _ClientBase:
+    """Pooled connection (blocking pool: a burst waits for a free connection instead of opening more)."""
 
-    def __init__(self, url: str, views: dict[str, FeatureView], *, max_connections: int = 50,
+    def __init__(self, module: Any, url: str, views: dict[str, FeatureView], *, max_connections: int = 50,
                  timeout_s: float = 1.0, clock: Callable[[], float] = time.time) -> None:
         self._views = views
         self._clock = clock
         self._url = url
-        self._client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+        self._client = module.Redis(connection_pool=module.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
             timeout=timeout_s))
         self._script = self._client.register_script(BATCH_HMGET_LUA)
+
+
+class OnlineClient(_ClientBase):
+    """Synchronous client for services; ``AsyncOnlineClient`` is the same for asyncio."""
+
+    def __init__(self, url: str, views: dict[str, FeatureView], **options: Any) -> None:
+        super().__init__(redis, url, views, **options)
 
     def get_online_features(self, entities: Sequence[Any], features: Sequence[str]) -> list[FeatureVector]:
         requests = plan_request(self._views, features)
@@ -177,16 +184,9 @@ class OnlineClient:
         self._client.close()
 
 
-class AsyncOnlineClient:
-    def __init__(self, url: str, views: dict[str, FeatureView], *, max_connections: int = 50,
-                 timeout_s: float = 1.0, clock: Callable[[], float] = time.time) -> None:
-        self._views = views
-        self._clock = clock
-        self._url = url
-        self._client = aredis.Redis(connection_pool=aredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-            timeout=timeout_s))
-        self._script = self._client.register_script(BATCH_HMGET_LUA)
+class AsyncOnlineClient(_ClientBase):
+    def __init__(self, url: str, views: dict[str, FeatureView], **options: Any) -> None:
+        super().__init__(aredis, url, views, **options)
 
     def plan(self, features: Sequence[str]) -> list[ViewRequest]:
         return plan_request(self._views, features)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import EXAMPLE_REPO, REPO_ROOT, say, stack
+from bench.report import record
 
 DAY = 86_400_000
 BASE = 1_790_000_000_000
@@ -292,8 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_record:
-        with open(REPO_ROOT / "bench" / "RESULTS.md", "a") as fh:
-            fh.write("\n" + text)
+        record(text)
     return 0
 
 

@@ -20,7 +20,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.common import REPO_ROOT, say, stack
+from bench.common import say, stack
+from bench.report import record
 
 REPO_YAML = """\
 sources:
@@ -103,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_record:
-        with open(REPO_ROOT / "bench" / "RESULTS.md", "a") as fh:
-            fh.write("\n" + text)
+        record(text)
     return 0
 
 

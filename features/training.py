@@ -93,13 +93,8 @@ def _to_ms(column: pa.ChunkedArray | pa.Array, what: str) -> pa.Array:
 def read_view_log(root: Path, view: FeatureView, columns: list[str], from_ms: int | None,
                   to_ms: int | None) -> pa.Table:
     """The view's log rows with feature_ts in [from_ms, to_ms], reading only the dates needed."""
-    base = view_dir(root, view)
     schema = view_schema(view)
-    files = sorted(base.glob("date=*/part-*.parquet")) if base.exists() else []
-    if from_ms is not None and to_ms is not None:
-        first = _date(from_ms)
-        last = _date(to_ms)
-        files = [f for f in files if first <= f.parent.name.removeprefix("date=") <= last]
+    files = view_files(root, view, from_ms, to_ms)
     wanted = [view.entity_key, "feature_ts", "source_partition", "source_offset", *columns]
     if not files:
         return pa.table({n: pa.array([], type=schema.field(n).type) for n in wanted})

@@ -139,24 +139,32 @@ def latest_finished_replay(offline_root: Path, views: list[FeatureView]) -> Any:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    from features.online_reader import OnlineReader
+    from features.online import OnlineClient
     from pipelines.config import settings_from_args
 
     registry = Registry.load(args.repo)
-    views = [registry.view(name) for name in args.view]
+    for name in args.view:
+        registry.view(name)  # an unknown view is an error naming the known ones
     settings = settings_from_args(args)
     if settings.redis_url is None:
         raise ConfigError("no Redis configured: set FRESHET_REDIS_URL, pass --redis-url or run `freshet dev up`")
-    reader = OnlineReader(settings.redis_url)
+    client = OnlineClient(settings.redis_url, registry.views)
     try:
-        values = reader.read(views, args.entities)
+        vectors = client.get_online_features(args.entities, args.view)
     finally:
-        reader.close()
-    out: dict[str, dict[str, Any]] = {}
-    for value in values:
-        out.setdefault(str(value.entity), {})[value.view] = value.as_dict()
-    print(json.dumps(out, indent=2, default=str))
+        client.close()
+    print(json.dumps({str(v.entity): per_view(v) for v in vectors}, indent=2, default=str))
     return 0
+
+
+def per_view(vector: Any) -> dict[str, dict[str, Any]]:
+    """A feature vector regrouped by view: its features and its freshness."""
+    out: dict[str, dict[str, Any]] = {}
+    for label, fresh in vector.freshness.items():
+        prefix = label + ":"
+        out[label] = {"features": {k.removeprefix(prefix): v for k, v in vector.values.items()
+                                   if k.startswith(prefix)}, **fresh}
+    return out
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from features.definitions import FeatureView
-from features.online_reader import OnlineReader
+from features.online import OnlineClient
 from features.registry import Registry
 
 EXAMPLE_REPO = Path(__file__).resolve().parent.parent / "examples" / "fraud"
@@ -113,19 +113,22 @@ def _fmt(value: Any) -> str:
 
 
 def _print_features(redis_url: str, views: list[FeatureView], cards: list[str]) -> None:
-    reader = OnlineReader(redis_url)
+    from pipelines.commands_run import per_view
+
+    client = OnlineClient(redis_url, {v.name: v for v in views})
     try:
-        values = reader.read(views, cards)
+        vectors = client.get_online_features(cards, [v.name for v in views])
     finally:
-        reader.close()
+        client.close()
     header = ["card", "view", "features", "feature_ts (UTC)", "age"]
     rows = []
-    for value in values:
-        features = ", ".join(f"{k}={_fmt(v)}" for k, v in value.features.items())
-        ts = (datetime.fromtimestamp(value.feature_ts / 1000, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
-              if value.feature_ts else "-")
-        age = f"{value.age_ms / 1000:,.0f}s" if value.age_ms is not None else "-"
-        rows.append([str(value.entity), value.view, features if value.found else "(no value yet)", ts, age])
+    for vector in vectors:
+        for view, value in per_view(vector).items():
+            features = ", ".join(f"{k}={_fmt(v)}" for k, v in value["features"].items())
+            ts = (datetime.fromtimestamp(value["feature_ts"] / 1000, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
+                  if value["feature_ts"] else "-")
+            age = f"{value['age_ms'] / 1000:,.0f}s" if value["age_ms"] is not None else "-"
+            rows.append([str(vector.entity), view, features if value["found"] else "(no value yet)", ts, age])
     rows.sort(key=lambda r: (r[0], r[1]))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:

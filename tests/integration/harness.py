@@ -103,3 +103,32 @@ def read_topic(servers: Servers, topic: str, timeout_s: float = 20.0) -> list[An
         return records
     finally:
         consumer.close()
+
+
+def row_identity(row: dict[str, Any]) -> tuple[Any, ...]:
+    """Everything of a log row but produced_at: equal identities are equal rows."""
+    return tuple(sorted((k, v) for k, v in row.items() if k != "produced_at"))
+
+
+def latest_by_entity(rows: list[dict[str, Any]], entity: str = "card_id") -> dict[Any, dict[str, Any]]:
+    """Per entity, the row Redis must hold: the largest (feature_ts, source offset)."""
+    latest: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        best = latest.get(row[entity])
+        if best is None or (row["feature_ts"], row["source_offset"]) > (best["feature_ts"], best["source_offset"]):
+            latest[row[entity]] = row
+    return latest
+
+
+def redis_db(url: str, db: int) -> str:
+    """The same Redis server, another database (so runs in one test do not share keys)."""
+    return url.rsplit("/", 1)[0] + f"/{db}"
+
+
+def cli_env(servers: Servers, root: Path, redis_url: str | None = None) -> dict[str, str]:
+    """Environment for a `freshet` subprocess writing its log and state under ``root``."""
+    import os
+
+    return {**os.environ, "FRESHET_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
+            "FRESHET_REDIS_URL": redis_url or servers.redis_url, "FRESHET_OFFLINE_ROOT": str(root / "offline"),
+            "FRESHET_STATE_DIR": str(root / "state")}

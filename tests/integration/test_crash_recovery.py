@@ -9,13 +9,11 @@ every entity.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import redis
 
@@ -24,7 +22,16 @@ from features.registry import Registry
 from pipelines.synthetic import StreamSpec
 from pipelines.synthetic import produce as produce_stream
 from tests.integration.conftest import Servers
-from tests.integration.harness import pipeline_config, provision, read_log, run_until_caught_up
+from tests.integration.harness import (
+    cli_env,
+    latest_by_entity,
+    pipeline_config,
+    provision,
+    read_log,
+    redis_db,
+    row_identity,
+    run_until_caught_up,
+)
 
 REPO_YAML = """\
 sources:
@@ -56,14 +63,6 @@ views:
 """
 
 
-def redis_db(url: str, db: int) -> str:
-    return url.rsplit("/", 1)[0] + f"/{db}"
-
-
-def identity(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(sorted((k, v) for k, v in row.items() if k != "produced_at"))
-
-
 def test_sigkill_then_restart_loses_and_duplicates_nothing(servers: Servers, unique: str, tmp_path: Path) -> None:
     topic = f"crash-{unique}"
     repo = tmp_path / "repo"
@@ -75,9 +74,7 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(servers: Servers, uni
     produce_stream(servers.kafka_config(), topic, spec)
 
     crash_root = tmp_path / "crash"
-    env = {**os.environ, "FRESHET_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
-           "FRESHET_REDIS_URL": redis_db(servers.redis_url, 3), "FRESHET_OFFLINE_ROOT": str(crash_root / "offline"),
-           "FRESHET_STATE_DIR": str(crash_root / "state")}
+    env = cli_env(servers, crash_root, redis_db(servers.redis_url, 3))
     cmd = [sys.executable, "-m", "pipelines.cli", "run", "--repo", str(repo), "--group", f"crash-{unique}",
            "--commit-interval", "0.5", "--progress-interval", "1"]
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -103,16 +100,11 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(servers: Servers, uni
     for view in views:
         crashed = read_log(crash_root / "offline", view)
         reference = read_log(reference_root / "offline", view)
-        ids = [identity(r) for r in crashed]
+        ids = [row_identity(r) for r in crashed]
         assert len(ids) == len(set(ids)), f"{view.name}: duplicated rows after the crash"
-        assert sorted(ids) == sorted(identity(r) for r in reference), f"{view.name}: rows differ from an uninterrupted run"
+        assert sorted(ids) == sorted(row_identity(r) for r in reference), f"{view.name}: rows differ from an uninterrupted run"
         assert len(crashed) > rows_at_kill / 2 or view.emit == "final"
-        latest: dict[str, dict[str, Any]] = {}
-        for row in crashed:
-            best = latest.get(row["card_id"])
-            if best is None or (row["feature_ts"], row["source_offset"]) > (best["feature_ts"], best["source_offset"]):
-                latest[row["card_id"]] = row
-        for card, row in latest.items():
+        for card, row in latest_by_entity(crashed).items():
             stored = client.hgetall(online_key(view.name, view.version, card))
             assert int(stored[b"__ts"]) == row["feature_ts"] and int(stored[b"__off"]) == row["source_offset"]
             assert decode_value(stored[b"n"]) == row["n"]
@@ -129,9 +121,7 @@ def test_sigterm_flushes_and_commits(servers: Servers, unique: str, tmp_path: Pa
     produce_stream(servers.kafka_config(), topic,
                    StreamSpec(events=8_000, cards=200, span_ms=10 * 60_000, end_ms=1_700_000_000_000, seed=5))
     root = tmp_path / "run"
-    env = {**os.environ, "FRESHET_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
-           "FRESHET_REDIS_URL": redis_db(servers.redis_url, 5), "FRESHET_OFFLINE_ROOT": str(root / "offline"),
-           "FRESHET_STATE_DIR": str(root / "state")}
+    env = cli_env(servers, root, redis_db(servers.redis_url, 5))
     cmd = [sys.executable, "-m", "pipelines.cli", "run", "--repo", str(repo), "--group", f"term-{unique}",
            "--commit-interval", "5"]
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -155,6 +145,6 @@ def test_sigterm_flushes_and_commits(servers: Servers, unique: str, tmp_path: Pa
     config.redis_url = None
     run_until_caught_up(views, config)
     for view in views:
-        got = sorted(identity(r) for r in read_log(root / "offline", view))
+        got = sorted(row_identity(r) for r in read_log(root / "offline", view))
         assert len(got) == len(set(got))
-        assert got == sorted(identity(r) for r in read_log(reference_root / "offline", view))
+        assert got == sorted(row_identity(r) for r in read_log(reference_root / "offline", view))

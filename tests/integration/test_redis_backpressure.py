@@ -25,7 +25,14 @@ from pipelines.synthetic import StreamSpec
 from pipelines.synthetic import produce as produce_stream
 from pipelines.topology import build_pipeline
 from tests.integration.conftest import Servers
-from tests.integration.harness import pipeline_config, provision, read_log, run_until_caught_up
+from tests.integration.harness import (
+    latest_by_entity,
+    pipeline_config,
+    provision,
+    read_log,
+    row_identity,
+    run_until_caught_up,
+)
 
 
 def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
@@ -89,16 +96,8 @@ def test_redis_outage_loses_nothing(servers: Servers, unique: str, tmp_path: Pat
         run_until_caught_up([view], ref_config)
         rows = read_log(tmp_path / "bp" / "offline", view)
         reference = read_log(ref_root / "offline", view)
-
-        def ident(r: dict[str, Any]) -> tuple[Any, ...]:
-            return tuple(sorted((k, v) for k, v in r.items() if k != "produced_at"))
-
-        assert sorted(map(ident, rows)) == sorted(map(ident, reference))
-        latest: dict[str, dict[str, Any]] = {}
-        for row in reference:
-            best = latest.get(row["card_id"])
-            if best is None or (row["feature_ts"], row["source_offset"]) > (best["feature_ts"], best["source_offset"]):
-                latest[row["card_id"]] = row
+        assert sorted(map(row_identity, rows)) == sorted(map(row_identity, reference))
+        latest = latest_by_entity(reference)
         client = redis.Redis(port=port)
         assert len(latest) == 200
         for card, row in latest.items():

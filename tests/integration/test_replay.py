@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pipelines.synthetic import StreamSpec
 from pipelines.synthetic import produce as produce_stream
 from replay.parity import compare
 from tests.integration.conftest import Servers
-from tests.integration.harness import pipeline_config, provision, read_log, run_until_caught_up
+from tests.integration.harness import cli_env, pipeline_config, provision, read_log, run_until_caught_up
 
 REPO_YAML = """\
 sources:
@@ -70,9 +69,7 @@ class Stream:
     views: list[str]
 
     def env(self, root: Path) -> dict[str, str]:
-        return {**os.environ, "FRESHET_KAFKA_BOOTSTRAP": self.servers.kafka_bootstrap,
-                "FRESHET_REDIS_URL": self.servers.redis_url, "FRESHET_OFFLINE_ROOT": str(root / "offline"),
-                "FRESHET_STATE_DIR": str(root / "state")}
+        return cli_env(self.servers, root)
 
 
 def write_repo(path: Path, topic: str, version: int = 1, size: str = "5m") -> Path:
@@ -149,8 +146,7 @@ def test_versioning_handover(servers: Servers, unique: str, tmp_path: Path) -> N
                             late_share=0.01)
     produce_stream(servers.kafka_config(), topic, first_half)
     repo_v2 = write_repo(tmp_path / "repo", topic, version=2, size="10m")  # the bumped view
-    env = {**os.environ, "FRESHET_KAFKA_BOOTSTRAP": servers.kafka_bootstrap, "FRESHET_REDIS_URL": servers.redis_url,
-           "FRESHET_OFFLINE_ROOT": str(tmp_path / "offline"), "FRESHET_STATE_DIR": str(tmp_path / "state")}
+    env = cli_env(servers, tmp_path)
     replayed = freshet("replay", "--repo", str(repo_v2), "--view", "spend_5m", env=env)
     assert replayed.returncode == 0, (replayed.stdout + replayed.stderr)[-3000:]
 

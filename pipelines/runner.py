@@ -11,8 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from pipelines.offsets import EndOffsetProbe
 from pipelines.topology import Pipeline
@@ -27,28 +28,49 @@ class Lag:
     partitions: int
 
 
-def measure_lag(pipeline: Pipeline, probe: EndOffsetProbe) -> Lag | None:
-    """Committed lag of every non-changelog partition assigned here (None before assignment)."""
-    app = pipeline.app
-    consumer = app._consumer  # the Quix consumer: no public accessor
-    regular = set(app._topic_manager.non_changelog_topics)
-    assignment = [tp for tp in consumer.assignment() if tp.topic in regular]
-    if not assignment:
-        return None
-    committed = {(tp.topic, tp.partition): tp.offset
-                 for tp in consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in assignment],
-                                              timeout=10)}
-    total = 0
-    caught_up = True
-    ends = probe.end_offsets((tp.topic, tp.partition) for tp in assignment)
-    for tp in assignment:
-        high = ends[(tp.topic, tp.partition)]
-        # committed offsets only: they move after the sinks flushed (not while backpressured)
-        position = max(committed.get((tp.topic, tp.partition), 0), 0)
-        behind = max(0, high - position)
-        total += behind
-        caught_up = caught_up and behind == 0
-    return Lag(total, caught_up, len(assignment))
+class GroupLag:
+    """The consumer group's committed lag on its topics, from public confluent-kafka calls.
+
+    Committed offsets only: they move after the sinks flushed (not while backpressured).
+    It reads the whole group, so with several processes in the group it is the group's lag.
+    """
+
+    def __init__(self, kafka_config: dict[str, Any], group: str, topics: list[str]) -> None:
+        self._topics = topics
+        self._consumer = Consumer({**kafka_config, "group.id": group, "enable.auto.commit": False,
+                                   "allow.auto.create.topics": False})
+        self._probe = EndOffsetProbe(kafka_config)
+        self._partitions: list[TopicPartition] | None = None
+
+    def _all_partitions(self) -> list[TopicPartition]:
+        if self._partitions is None:
+            metadata = self._consumer.list_topics(timeout=10)
+            found = [TopicPartition(t, p) for t in self._topics if t in metadata.topics
+                     for p in metadata.topics[t].partitions]
+            if len(found) == 0 or any(t not in metadata.topics for t in self._topics):
+                return found  # a topic Quix has not created yet: ask again next time
+            self._partitions = found
+        return self._partitions
+
+    def measure(self) -> Lag | None:
+        partitions = self._all_partitions()
+        if not partitions:
+            return None
+        committed = {(tp.topic, tp.partition): tp.offset
+                     for tp in self._consumer.committed(partitions, timeout=10)}
+        ends = self._probe.end_offsets((tp.topic, tp.partition) for tp in partitions)
+        total = 0
+        caught_up = True
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            behind = max(0, ends[key] - max(committed.get(key, 0), 0))
+            total += behind
+            caught_up = caught_up and behind == 0
+        return Lag(total, caught_up, len(partitions))
+
+    def close(self) -> None:
+        self._probe.close()
+        self._consumer.close()
 
 
 class ProgressMonitor:
@@ -67,7 +89,7 @@ class ProgressMonitor:
         self._last_report = time.monotonic()
         self._last_read = 0
         self._confirmations = 0
-        self._probe = EndOffsetProbe(pipeline.kafka_config)
+        self._lag = GroupLag(pipeline.kafka_config, pipeline.consumer_group, pipeline.topics)
 
     def start(self) -> None:
         self._thread.start()
@@ -75,7 +97,7 @@ class ProgressMonitor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=15)
-        self._probe.close()
+        self._lag.close()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.check_s):
@@ -85,9 +107,13 @@ class ProgressMonitor:
                 log.debug("progress check failed: %s", exc)
 
     def _tick(self) -> None:
+        if self.caught_up:
+            # stop() before the app's run loop has started is forgotten by Quix: repeat it until it ends
+            self.pipeline.app.stop()
+            return
         now = time.monotonic()
         need_lag = self.until_caught_up or now - self._last_report >= self.interval_s
-        lag = measure_lag(self.pipeline, self._probe) if need_lag else None
+        lag = self._lag.measure() if need_lag else None
         if now - self._last_report >= self.interval_s:
             stats = self.pipeline.stats.snapshot()
             # events through the windows (the source is read ahead of them when re-keying)
@@ -106,7 +132,6 @@ class ProgressMonitor:
                 self.caught_up = True
                 self.report(f"caught up on {lag.partitions} partition(s); stopping")
                 self.pipeline.app.stop()
-                self._stop.set()
 
 
 def run_pipeline(pipeline: Pipeline, *, until_caught_up: bool = False, interval_s: float = 5.0,

@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from confluent_kafka import Producer
-from quixstreams.sinks import BaseSink
 
 from features.definitions import FeatureView, Source
 from features.errors import SinkError
@@ -20,12 +19,11 @@ from pipelines.decode import EVENT_TIME_FIELD
 from pipelines.stats import PipelineStats
 
 
-class SideOutputs(BaseSink):
-    """Produces DLQ and late records; a Quix sink only so checkpoints flush it."""
+class SideOutputs:
+    """Produces DLQ and late records; flushed at every checkpoint by :class:`pipelines.outputs.OperatorOutputs`."""
 
     def __init__(self, source: Source, producer_config: dict[str, Any], stats: PipelineStats,
                  flush_timeout_s: float = 30.0) -> None:
-        super().__init__()
         self._source = source
         self._stats = stats
         self._timeout = flush_timeout_s
@@ -67,13 +65,11 @@ class SideOutputs(BaseSink):
                                partition=partition, headers=headers, on_delivery=self._on_delivery)
         self._producer.poll(0)
 
-    # --- the Quix sink interface: flushed at each checkpoint --------------
-
-    def add(self, *args: Any, **kwargs: Any) -> None:  # records never reach it through the graph
-        return None
-
     def flush(self) -> None:
         remaining = self._producer.flush(self._timeout)
         if remaining or self._errors:
             errors, self._errors = self._errors[:3], []
             raise SinkError(f"side outputs: {remaining} record(s) undelivered, errors: {errors}")
+
+    def close(self) -> None:
+        self._producer.flush(self._timeout)

@@ -21,6 +21,7 @@ class PipelineStats:
     offline_rows: int = 0
     backpressured: int = 0
     offline_skipped: int = 0
+    duplicates: int = 0  # records the repartition hop delivered twice, skipped
     started: float = field(default_factory=time.monotonic)
     processed_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -40,5 +41,6 @@ class PipelineStats:
                 "offline_rows": self.offline_rows,
                 "backpressured": self.backpressured,
                 "offline_skipped_after_restart": self.offline_skipped,
+                "duplicates_skipped": self.duplicates,
                 "elapsed_s": round(time.monotonic() - self.started, 3),
             }

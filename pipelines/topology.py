@@ -1,55 +1,51 @@
-"""The one topology builder: the views of a source -> a Quix Streams dataframe graph.
+"""The live runtime: a Quix Streams application with Freshet's window operator as its stateful step.
 
-Live runs (`freshet run`) and replays use this same function, so both compute
-exactly the same values. The graph:
+    raw bytes -> decode + validate (invalid -> <topic>.dlq)
+      -> [re-key by entity: Quix's group_by, unless the messages are trusted to be keyed]
+      -> the source's operator (pipelines.tiles), one state value per entity,
+         late events -> <topic>.late
+      -> emitted values -> OperatorSink (Redis newer-wins + Parquet log)
 
-    raw bytes -> decode + validate (invalid -> <topic>.dlq) -> [re-key by entity]
-      -> event time from the event -> per view: window(view.state_name)
-         with all aggregations in one aggregator, late events -> <topic>.late
-      -> emitted value -> FeatureSink (Redis newer-wins + Parquet log)
-
-Windows close with Quix Streams' default per-key strategy: the watermark moves
-only with event times read from the log, never with the wall clock, so a replay
-reproduces the live run.
+Quix Streams provides the consumer group, checkpoints, RocksDB state with its
+changelog and recovery, and exactly-once when asked; it is used through its public
+API only (the one exception is :mod:`pipelines.broker_quirks`, for tansu). A key's
+state is read from the store the first time the key is seen in a checkpoint, kept as
+a live object while the checkpoint lasts, and written back once, when the checkpoint
+flushes the sink (Quix flushes sinks before it flushes state), so the changelog gets
+one record per key per checkpoint, not one per event.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from quixstreams import Application
 from quixstreams.context import message_context
-from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.kafka.configuration import ConnectionConfig
+from quixstreams.sinks import BaseSink, SinkBackpressureError
+from quixstreams.state import State
 
-from features.definitions import FeatureView, HoppingWindow, SlidingWindow, Source, TumblingWindow
+from features.definitions import FeatureView, SlidingWindow, Source
 from features.errors import PipelineError
-from pipelines.aggregator import ViewAggregator
-from pipelines.bounds import EndGuard
-from pipelines.broker_quirks import correct_watermarks
-from pipelines.decode import (
-    EVENT_TIME_FIELD,
-    SOURCE_OFFSET_FIELD,
-    SOURCE_PARTITION_FIELD,
-    EventDecoder,
-    InvalidEvent,
-)
-from pipelines.feature_sink import EmittedValue, FeatureSink
-from pipelines.offline_sink import ParquetLogWriter
-from pipelines.online_sink import RedisOnlineWriter
-from pipelines.side_outputs import SideOutputs
+from pipelines.broker_quirks import correct_watermarks_on_tansu
+from pipelines.decode import SOURCE_OFFSET_FIELD, SOURCE_PARTITION_FIELD, EventDecoder, InvalidEvent
+from pipelines.online_sink import OnlineStoreUnavailable
+from pipelines.outputs import OperatorOutputs, make_outputs
 from pipelines.stats import PipelineStats
+from pipelines.tiles import EmittedValue, KeyState, LateReport, SourceOperator
 
 log = logging.getLogger(__name__)
-AGG_NAME = "features"
+STATE_KEY = "tiles"
+BACKPRESSURE_RETRY_S = 2.0
 
 
 @dataclass
 class PipelineConfig:
-    """Everything a run or a replay needs besides the views."""
+    """Everything a live run needs besides the views."""
 
     kafka_config: dict[str, Any]
     consumer_group: str
@@ -59,14 +55,16 @@ class PipelineConfig:
     auto_offset_reset: str = "earliest"
     commit_interval_s: float = 1.0
     rekey: bool = True
+    exactly_once: bool = False
     session_timeout_ms: int = 6000
     # tansu answers a fetch only after fetch.wait.max.ms (librdkafka default 500 ms) even when data
-    # is there; with the re-key hop that is paid twice. 50 ms keeps values fresh; tansu costs more CPU.
+    # is there; with the re-key hop that is paid twice. 50 ms keeps values fresh.
     fetch_wait_max_ms: int = 50
     parquet_roll_rows: int = 100_000
     parquet_roll_seconds: float = 120.0
     extra_consumer_config: dict[str, Any] = field(default_factory=dict)
-    end_guard: EndGuard | None = None  # replays: stop exactly at planned end offsets
+    # the handover from a replay: states of keys this run has not stored yet
+    seed_states: Callable[[str], KeyState | None] | None = None
 
 
 @dataclass
@@ -75,25 +73,17 @@ class Pipeline:
     source: Source
     views: list[FeatureView]
     stats: PipelineStats
-    online: RedisOnlineWriter | None
+    outputs: OperatorOutputs
     kafka_config: dict[str, Any]
+    consumer_group: str
+    topics: list[str]  # every topic the group consumes: the source and, when re-keying, the repartition topic
     closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
-        if self.online is not None:
-            self.online.close()
+        self.outputs.close()
         for close in self.closers:
             close()
         self.closers.clear()
-
-
-@dataclass
-class _Current:
-    """The event being processed: windows emit while it is current (processing is sequential)."""
-
-    ts: int = 0
-    partition: int = 0
-    offset: int = 0
 
 
 def single_source(views: list[FeatureView]) -> Source:
@@ -102,7 +92,81 @@ def single_source(views: list[FeatureView]) -> Source:
     topics = {v.source.topic for v in views}
     if len(topics) != 1:
         raise PipelineError(f"one pipeline reads one topic; the selected views read {sorted(topics)}")
+    keys = {v.entity_key for v in views}
+    if len(keys) != 1:
+        raise PipelineError(
+            f"the selected views key by different fields ({', '.join(sorted(keys))}): run them in separate "
+            "pipelines (--view)")
     return views[0].source
+
+
+class OperatorStep:
+    """The stateful step: the operator over Quix state, each key written back once per checkpoint."""
+
+    def __init__(self, operator: SourceOperator, outputs: OperatorOutputs, stats: PipelineStats,
+                 seeds: Callable[[str], KeyState | None] | None = None) -> None:
+        self._operator = operator
+        self._outputs = outputs
+        self._stats = stats
+        self._seeds = seeds
+        self._entity = operator.entity_key
+        self._live: dict[str, tuple[State, KeyState]] = {}
+
+    def __call__(self, event: dict[str, Any], state: State) -> list[EmittedValue]:
+        key = str(event[self._entity])
+        entry = self._live.get(key)
+        if entry is None:
+            key_state = state.get(STATE_KEY)
+            if key_state is None:
+                key_state = (self._seeds(key) if self._seeds is not None else None) or self._operator.initial()
+            self._live[key] = (state, key_state)
+        else:
+            key_state = entry[1]
+        emitted: list[EmittedValue] = []
+        late: list[LateReport] = []
+        if not self._operator.process(key_state, event, event[SOURCE_PARTITION_FIELD],
+                                      event[SOURCE_OFFSET_FIELD], emitted, late):
+            self._stats.duplicates += 1
+            return emitted
+        self._stats.windowed += 1
+        for report in late:
+            self._outputs.late(report)
+        return emitted
+
+    def write_back(self) -> None:
+        for state, key_state in self._live.values():
+            state.set(STATE_KEY, key_state)
+        self._live.clear()
+
+    def discard(self) -> None:
+        self._live.clear()
+
+
+class OperatorSink(BaseSink):
+    """Emitted values into the outputs; at each checkpoint: outputs made durable, then states written."""
+
+    def __init__(self, outputs: OperatorOutputs, step: OperatorStep, stats: PipelineStats) -> None:
+        super().__init__()
+        self._outputs = outputs
+        self._step = step
+        self._stats = stats
+
+    def add(self, value: EmittedValue, key: Any, timestamp: int, headers: Any, topic: str,
+            partition: int, offset: int) -> None:
+        self._outputs.emit(value, partition)
+
+    def flush(self) -> None:
+        try:
+            self._outputs.flush()
+        except OnlineStoreUnavailable as exc:
+            self._stats.backpressured += 1
+            log.warning("%s; pausing input for %.0fs (nothing is lost)", exc, BACKPRESSURE_RETRY_S)
+            raise SinkBackpressureError(retry_after=BACKPRESSURE_RETRY_S) from exc
+        self._step.write_back()
+
+    def on_paused(self) -> None:
+        self._outputs.discard()
+        self._step.discard()
 
 
 def build_pipeline(views: list[FeatureView], config: PipelineConfig,
@@ -110,78 +174,54 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
     source = single_source(views)
     stats = stats or PipelineStats()
     kafka = dict(config.kafka_config)
-    bootstrap = kafka.pop("bootstrap.servers")
-    app = _make_app(bootstrap, kafka, config)
-    probe = correct_watermarks(app._consumer, {"bootstrap.servers": bootstrap, **kafka})
-    side = SideOutputs(source, {"bootstrap.servers": bootstrap, **kafka}, stats)
+    correct_watermarks_on_tansu(kafka)
+    app = _make_app(kafka, config)
+    outputs = make_outputs(views, kafka, stats, redis_url=config.redis_url, offline_root=config.offline_root,
+                           roll_rows=config.parquet_roll_rows, roll_seconds=config.parquet_roll_seconds)
     topic = app.topic(source.topic, value_deserializer="bytes", key_deserializer="bytes")
     sdf = app.dataframe(topic)
-    sdf._processing_context.sink_manager.register(side)  # flushed at every checkpoint
-
-    if config.end_guard is not None:
-        config.end_guard.install(app)
-    sdf = _decode(sdf, source, side, stats, config.end_guard)
-    sdf = sdf.set_timestamp(lambda value, key, ts, headers: value[EVENT_TIME_FIELD])
-    current = _Current()
+    sdf = sdf.apply(_decoder(source, outputs, stats), metadata=True, expand=True)
     if config.rekey:
         key_field = views[0].entity_key
         sdf = sdf.group_by(lambda v: str(v[key_field]), name=f"rekey_{key_field}")
-        sdf = sdf.filter(_first_delivery(current, stats), stateful=True)
-    else:
-        sdf = sdf.update(_track_current(current, stats))
-
-    online = RedisOnlineWriter(config.redis_url, on_written=lambda n: _count_online(stats, n)) \
-        if config.redis_url else None
-    for view in views:
-        if view.entity_key != views[0].entity_key and config.rekey:
-            raise PipelineError(
-                f"view {view.name!r} keys by {view.entity_key!r} but {views[0].name!r} by "
-                f"{views[0].entity_key!r}: run them in separate pipelines (--view)"
-            )
-        offline = ParquetLogWriter(config.offline_root, view, roll_rows=config.parquet_roll_rows,
-                                   roll_seconds=config.parquet_roll_seconds) if config.offline_root else None
-        # the sink turns window results into emitted values itself: two dataframe steps fewer
-        _window(sdf, view, side).sink(FeatureSink(view, online, offline, stats, _emitter(view, current)))
-    return Pipeline(app, source, views, stats, online, dict(config.kafka_config), [probe.close])
+    step = OperatorStep(SourceOperator(views), outputs, stats, config.seed_states)
+    sdf = sdf.apply(step, stateful=True, expand=True)
+    sdf.sink(OperatorSink(outputs, step, stats))
+    topics = sorted({t.name for t in sdf.topics} | {source.topic})
+    return Pipeline(app, source, views, stats, outputs, dict(config.kafka_config), config.consumer_group, topics)
 
 
-def _make_app(bootstrap: str, kafka: dict[str, Any], config: PipelineConfig) -> Application:
-    common = {"bootstrap.servers": bootstrap, **kafka}
+def _make_app(kafka: dict[str, Any], config: PipelineConfig) -> Application:
+    bootstrap = kafka["bootstrap.servers"]
+    extra = {k: v for k, v in kafka.items() if k != "bootstrap.servers"}
     # SASL/SSL and other client settings reach every Quix client (admin included)
-    broker: Any = ConnectionConfig.from_librdkafka_dict(common, ignore_extras=True) if kafka else bootstrap
+    broker: Any = ConnectionConfig.from_librdkafka_dict(kafka, ignore_extras=True) if extra else bootstrap
     return Application(
         broker_address=broker,
         consumer_group=config.consumer_group,
         auto_offset_reset=config.auto_offset_reset,  # type: ignore[arg-type]
         state_dir=str(config.state_dir),
         commit_interval=config.commit_interval_s,
-        processing_guarantee="at-least-once",
+        processing_guarantee="exactly-once" if config.exactly_once else "at-least-once",
         consumer_extra_config={
-            **common,
+            **kafka,
             "session.timeout.ms": config.session_timeout_ms,
             "fetch.wait.max.ms": config.fetch_wait_max_ms,
             "allow.auto.create.topics": False,
             **config.extra_consumer_config,
         },
-        producer_extra_config={**common, "linger.ms": 10},
+        producer_extra_config={**kafka, "linger.ms": 10},
         loglevel=None,
     )
 
 
-def _count_online(stats: PipelineStats, n: int) -> None:
-    stats.online_writes += n
-
-
-def _decode(sdf: StreamingDataFrame, source: Source, side: SideOutputs,
-            stats: PipelineStats, guard: EndGuard | None) -> StreamingDataFrame:
+def _decoder(source: Source, outputs: OperatorOutputs, stats: PipelineStats) -> Any:
     decoder = EventDecoder(source)
+    side = outputs.side
 
     def decode(raw: bytes | None, key: Any, _ts: int, _headers: Any) -> list[dict[str, Any]]:
         ctx = message_context()
-        if guard is not None and not guard.admit(ctx.partition, ctx.offset):
-            return []
         stats.read += 1
-        stats.processed_offsets[(ctx.topic, ctx.partition)] = ctx.offset
         try:
             event = decoder.decode(raw)
         except InvalidEvent as exc:
@@ -192,101 +232,12 @@ def _decode(sdf: StreamingDataFrame, source: Source, side: SideOutputs,
         return [event]
 
     # expand: an invalid record becomes no record at all (it went to the DLQ)
-    return sdf.apply(decode, metadata=True, expand=True)
-
-
-def _track_current(current: _Current, stats: PipelineStats) -> Any:
-    def track(value: dict[str, Any]) -> None:
-        stats.windowed += 1
-        current.ts = value[EVENT_TIME_FIELD]
-        current.partition = value[SOURCE_PARTITION_FIELD]
-        current.offset = value[SOURCE_OFFSET_FIELD]
-
-    return track
-
-
-def _first_delivery(current: _Current, stats: PipelineStats) -> Any:
-    """Drop a record the repartition topic holds twice (at-least-once after a crash).
-
-    Per entity, events of one source partition arrive in source order, so one
-    whose source offset is not above the last one seen is a duplicate. Also
-    tracks the current event and the repartition topic's progress (for lag).
-    """
-    processed = stats.processed_offsets
-
-    def first_delivery(value: dict[str, Any], state: Any) -> bool:
-        ctx = message_context()
-        processed[(ctx.topic, ctx.partition)] = ctx.offset
-        partition = value[SOURCE_PARTITION_FIELD]
-        offset = value[SOURCE_OFFSET_FIELD]
-        slot = f"src{partition}"
-        last = state.get(slot)
-        if last is not None and offset <= last:
-            return False
-        state.set(slot, offset)
-        stats.windowed += 1
-        current.ts = value[EVENT_TIME_FIELD]
-        current.partition = partition
-        current.offset = offset
-        return True
-
-    return first_delivery
-
-
-def _window(sdf: StreamingDataFrame, view: FeatureView, side: SideOutputs) -> StreamingDataFrame:
-    def on_late(value: Any, key: Any, timestamp_ms: int, late_by_ms: int, start: int, end: int,
-                store_name: str, topic: str, partition: int, offset: int) -> bool:
-        side.late(view, value, str(key), late_by_ms, start, end,
-                  value[SOURCE_PARTITION_FIELD], value[SOURCE_OFFSET_FIELD])
-        return False  # reported on the late topic and counted; no log line per event
-
-    window = view.window
-    name = view.state_name
-    definition: Any
-    if isinstance(window, TumblingWindow):
-        definition = sdf.tumbling_window(window.size, grace_ms=view.grace, name=name, on_late=on_late)
-    elif isinstance(window, HoppingWindow):
-        definition = sdf.hopping_window(window.size, window.step, grace_ms=view.grace, name=name, on_late=on_late)
-    elif isinstance(window, SlidingWindow):
-        definition = sdf.sliding_window(window.size, grace_ms=view.grace, name=name, on_late=on_late)
-    else:  # pragma: no cover - the models admit no other window
-        raise PipelineError(f"unsupported window {window!r}")
-    aggregated = definition.agg(**{AGG_NAME: ViewAggregator(view)})
-    return aggregated.final() if view.emit == "final" else aggregated.current()
+    return decode
 
 
 def current_window_start(view: FeatureView, ts: int) -> int:
-    """For `current` emission: the start of the window containing ``ts`` that ends soonest.
-
-    Tumbling: the one window; hopping: the earliest-starting window that still
-    contains ``ts`` (the most history up to ``ts``); sliding: the window ending at ``ts``.
-    """
+    """For `current` emission: the start of the window containing ``ts`` that ends soonest."""
     window = view.window
     if isinstance(window, SlidingWindow):
         return ts - window.size
-    # Quix Streams' windows start at multiples of step and contain ts when start > ts - size
     return max(0, ((ts - window.size) // window.step + 1) * window.step)
-
-
-def _emitter(view: FeatureView, current: _Current) -> Any:
-    entity_type = view.source.event_schema[view.entity_key]
-    cast = int if entity_type == "int" else (lambda k: k == "True") if entity_type == "bool" else str
-    is_current = view.emit == "current"
-    is_sliding = isinstance(view.window, SlidingWindow)
-
-    def emit(result: dict[str, Any], key: Any) -> EmittedValue | None:
-        start, end = result["start"], result["end"]
-        if is_current:
-            ts = current.ts
-            if is_sliding:
-                if end != ts:
-                    return None
-            elif start != current_window_start(view, ts):
-                return None
-            feature_ts = ts
-        else:
-            feature_ts = end
-        entity = cast(key.decode() if isinstance(key, bytes) else key)
-        return (entity, feature_ts, start, end, result[AGG_NAME], current.partition, current.offset)
-
-    return emit

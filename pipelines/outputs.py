@@ -1,0 +1,91 @@
+"""Where the operator's outputs go, for both drivers: Redis, the Parquet log, late and dead letters.
+
+:class:`OperatorOutputs` takes emitted values and late reports from the window
+operator (:mod:`pipelines.tiles`) and dead letters from the decoder, and makes them
+durable in :meth:`flush`: the live runtime calls it at every Quix checkpoint
+(before offsets are committed), the replay driver at each of its own checkpoints.
+Nothing here knows which driver runs it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from features.definitions import FeatureView
+from features.online_layout import online_key
+from pipelines.offline_sink import ParquetLogWriter
+from pipelines.online_sink import RedisOnlineWriter, encode_fields
+from pipelines.side_outputs import SideOutputs
+from pipelines.stats import PipelineStats
+from pipelines.tiles import EmittedValue, LateReport
+
+
+class OperatorOutputs:
+    def __init__(self, views: list[FeatureView], side: SideOutputs, stats: PipelineStats,
+                 online: RedisOnlineWriter | None, offline: list[ParquetLogWriter] | None) -> None:
+        self.views = views
+        self.side = side
+        self.stats = stats
+        self.online = online
+        self.offline = offline
+        self._names = [v.feature_names() for v in views]
+        self._keys = [(v.name, v.version, v.ttl) for v in views]
+        self._skipped_seen = [0] * len(views)
+
+    def emit(self, value: EmittedValue, input_partition: int) -> None:
+        """``input_partition``: the partition the operator read (the source, or the repartition topic)."""
+        view = value.view
+        self.stats.emitted[self.views[view].name] += 1
+        if self.offline is not None:
+            row = (value.entity, value.feature_ts, value.window_start, value.window_end, *value.values,
+                   value.source_partition, value.source_offset, int(time.time() * 1000))
+            self.offline[view].add(row, input_partition, value.source_partition, value.source_offset,
+                                   value.feature_ts)
+        if self.online is not None:
+            name, version, ttl = self._keys[view]
+            self.online.add(online_key(name, version, value.entity), value.feature_ts, value.source_offset, ttl,
+                            encode_fields(dict(zip(self._names[view], value.values, strict=True)),
+                                          value.window_start, value.window_end))
+
+    def late(self, report: LateReport) -> None:
+        self.side.late(self.views[report.view], report.event, str(report.entity), report.late_by_ms,
+                       report.window_start, report.window_end, report.source_partition, report.source_offset)
+
+    def flush(self) -> None:
+        """Make everything added so far durable. Raises OnlineStoreUnavailable (nothing lost) when Redis is down."""
+        self.side.flush()
+        if self.online is not None:
+            self.online.flush()
+        if self.offline is not None:
+            for i, writer in enumerate(self.offline):
+                self.stats.offline_rows += writer.checkpoint()
+                self.stats.offline_skipped += writer.skipped - self._skipped_seen[i]
+                self._skipped_seen[i] = writer.skipped
+
+    def discard(self) -> None:
+        """Forget what was added since the last flush (the input is being rewound)."""
+        if self.offline is not None:
+            for writer in self.offline:
+                writer.discard_uncommitted()
+        if self.online is not None:
+            self.online.discard()
+
+    def close(self) -> None:
+        if self.online is not None:
+            self.online.close()
+        self.side.close()
+
+
+def make_outputs(views: list[FeatureView], kafka_config: dict[str, Any], stats: PipelineStats, *,
+                 redis_url: str | None, offline_root: Any, roll_rows: int = 100_000,
+                 roll_seconds: float = 120.0) -> OperatorOutputs:
+    side = SideOutputs(views[0].source, kafka_config, stats)
+    online = RedisOnlineWriter(redis_url, on_written=lambda n: _count_online(stats, n)) if redis_url else None
+    offline = [ParquetLogWriter(offline_root, v, roll_rows=roll_rows, roll_seconds=roll_seconds)
+               for v in views] if offline_root is not None else None
+    return OperatorOutputs(views, side, stats, online, offline)
+
+
+def _count_online(stats: PipelineStats, n: int) -> None:
+    stats.online_writes += n

@@ -1,0 +1,285 @@
+"""Sliding windows of one view: the accepted events still inside the longest window asked for.
+
+Rules, per key (the same as Quix Streams 3.28's sliding windows where those are
+self-consistent; the README lists the two corrections). A sliding window of
+``size`` S ends at each accepted event's time ``t`` and holds the events with time
+in ``[max(0, t - S), t]``, both ends inclusive. The watermark ``W`` is the largest
+event time read. For an event at ``ts``, with ``W' = max(W, ts)``, a window is closed
+when its start is at or before ``W' - grace - 1 - S``:
+
+- if even the event's own window would be closed there (``ts <= W' - grace - 1 - S``)
+  the event is late for it (``late_by = W' - grace - ts``) and counts nowhere;
+- otherwise it counts in every open window that contains it, and is reported late
+  for every closed window (ending at an earlier event's time) that contains it. Its
+  own window is created, holding every accepted event in its range; if that window
+  ended at an earlier event's time and is closed, the event is late for it instead.
+
+``current`` emits the own window on each event (``feature_ts`` = the event's time);
+``final`` emits each window once, when it closes (``feature_ts`` = its end), in
+order of (start, end), with the source position of the event that closed it.
+
+View state: ``[W, close line, events, queue]``, events ``[ts, *column values, front]`` sorted by
+time (ties in arrival order), keeping those later than ``W - grace - 1 - 2S``: the
+oldest a window still to be asked for can reach. A window's value is folded from
+the events in its range through a queue (see ``_value``).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from operator import itemgetter
+from typing import Any
+
+from features.definitions import FeatureView
+from pipelines.tiles import EmittedValue, FoldPlan, LateReport
+
+NEVER = -(2**62)
+
+
+_time = itemgetter(0)  # an event row's time: the key the events list is sorted by
+
+
+class SlidingWindows:
+    def __init__(self, index: int, view: FeatureView) -> None:
+        self.index = index
+        self.size = view.window.size
+        self.grace = view.grace
+        self.final = view.emit == "final"
+        self.plan = FoldPlan(view)
+        # the columns an event keeps: each aggregation's column (None for a bare count)
+        self._columns = sorted({c for c in self.plan.columns if c is not None})
+        slot = {c: i + 1 for i, c in enumerate(self._columns)}
+        self._front = len(self._columns) + 1  # a row's slot for its front-stack aggregate
+        self._adds = [(i, slot[c] if c is not None else None, fn.add)
+                      for i, (c, fn) in enumerate(zip(self.plan.columns, self.plan.fns, strict=True))]
+        self._merges = [fn.merge for fn in self.plan.fns]
+        # count_distinct aggregations, as (position, aggregation index, row slot)
+        self._multi = [(k, i, slot[c]) for k, (i, c) in enumerate(
+            (i, c) for i, (c, fn) in enumerate(zip(self.plan.columns, self.plan.fns, strict=True))
+            if fn.name == "count_distinct" and c is not None)]
+        multi = {i for _k, i, _s in self._multi}
+        # a bare count is the number of rows in the window: no fold needed
+        self._row_counts = [i for i, (c, fn) in enumerate(zip(self.plan.columns, self.plan.fns, strict=True))
+                            if fn.name == "count" and c is None]
+        multi |= set(self._row_counts)
+        self._folded_adds = [a for a in self._adds if a[0] not in multi]
+        self._stacked = bool(self._folded_adds)  # anything that needs the two-stack queue
+        self._folded_merges = [(i, m) for i, m in enumerate(self._merges) if i not in multi]
+
+    def initial(self) -> list[Any]:
+        return [0, NEVER, [], None]
+
+    def process(self, vs: list[Any], entity: Any, event: dict[str, Any], ts: int, partition: int,
+                offset: int, emitted: list[EmittedValue], late: list[LateReport]) -> None:
+        size = self.size
+        watermark = ts if ts > vs[0] else vs[0]
+        close_end = watermark - self.grace - 1
+        closed_start = close_end - size
+        late_by = close_end + 1 - ts
+        if ts <= closed_start:
+            late.append(LateReport(self.index, entity, event, late_by, max(0, ts - size), ts, partition, offset))
+            return
+        vs[0] = watermark
+        events: list[list[Any]] = vs[2]
+        at = bisect_right(events, ts, key=_time)
+        # closed windows ending after ts that contain it
+        previous = None
+        j = at
+        while j < len(events):
+            t = events[j][0]
+            start = t - size if t > size else 0
+            if t > ts + size or start > closed_start:
+                break
+            if t != previous:
+                late.append(LateReport(self.index, entity, event, late_by, start, t, partition, offset))
+                previous = t
+            j += 1
+        own_exists = at > 0 and events[at - 1][0] == ts
+        own_start = ts - size if ts > size else 0
+        own_late = own_exists and own_start <= closed_start
+        if own_late:
+            late.append(LateReport(self.index, entity, event, late_by, own_start, ts, partition, offset))
+        row = [ts, *[event.get(c) for c in self._columns], None]
+        self._on_insert(vs, at, row)
+        events.insert(at, row)
+        if not self.final:
+            if not own_late:
+                emitted.append(EmittedValue(self.index, entity, ts, own_start, ts,
+                                            self._value(vs, own_start, ts), partition, offset))
+        else:
+            self._close(vs, entity, closed_start, partition, offset, emitted,
+                        born_closed=None if own_exists or own_start > vs[1] - size else ts)
+        if close_end > vs[1]:
+            vs[1] = close_end
+        horizon = close_end - 2 * size
+        if events[0][0] <= horizon:
+            cut = bisect_right(events, horizon, key=_time)
+            self._on_evict(vs, cut)
+            del events[:cut]
+
+    def _close(self, vs: list[Any], entity: Any, closed_start: int, partition: int, offset: int,
+               emitted: list[EmittedValue], born_closed: int | None) -> None:
+        """Emit the windows that close now, in order of (start, end)."""
+        size = self.size
+        events: list[list[Any]] = vs[2]
+        ends: list[int] = []
+        if born_closed is not None:  # the event's own window, created behind the close line
+            ends.append(born_closed)
+        before = vs[1] - size  # windows starting at or before this were closed already
+        if closed_start > before:
+            j = 0 if before < 0 else bisect_right(events, before + size, key=_time)
+            previous = None
+            while j < len(events):
+                t = events[j][0]
+                if (t - size if t > size else 0) > closed_start:
+                    break
+                if t != previous:
+                    ends.append(t)
+                    previous = t
+                j += 1
+        for t in ends:
+            start = t - size if t > size else 0
+            emitted.append(EmittedValue(self.index, entity, t, start, t, self._value(vs, start, t),
+                                        partition, offset))
+
+    # --- window aggregates: a two-stack queue over the sorted events ----------------------
+    #
+    # Queries come in order (current: [ts - S, ts] for in-order events; final: windows closing
+    # in order of their end), so the events in the window form a queue: rows enter at the back
+    # and leave at the front. The back keeps one running aggregate; the front keeps, in each
+    # of its rows, the aggregate of that row and every later front row, so a row leaving costs
+    # nothing and the window is merge(front row's aggregate, back aggregate): O(1) amortised
+    # per event with only the folds' add and merge (min, max, last and stddev included).
+    # count_distinct keeps a multiset instead (count per value). A query that is not in order
+    # (an out-of-order event's own window) is folded from its rows, without the queue.
+    #
+    # The queue, stored in the view state as [lo, mid, hi, back aggregate, multisets], covers
+    # rows lo..hi-1 of the events list; rows lo..mid-1 are the front.
+
+    def _single(self, row: list[Any]) -> list[Any]:
+        return self._add_row(self.plan.initial(), row)
+
+    def _add_row(self, states: list[Any], row: list[Any]) -> list[Any]:
+        t = row[0]
+        out = list(states)
+        for i, s, add in self._folded_adds:
+            value = None if s is None else row[s]
+            if s is None or value is not None:
+                out[i] = add(out[i], value, t)
+        return out
+
+    def _merge(self, a: list[Any], b: list[Any]) -> list[Any]:
+        out = list(b)
+        for i, merge in self._folded_merges:
+            out[i] = merge(a[i], b[i])
+        return out
+
+    def _count(self, queue: list[Any], row: list[Any], delta: int) -> None:
+        for k, _i, s in self._multi:
+            value = row[s]
+            if value is None:
+                continue
+            counts = queue[4][k]
+            key = str(value)
+            n = counts.get(key, 0) + delta
+            if n:
+                counts[key] = n
+            else:
+                del counts[key]
+
+    def _new_queue(self, at: int) -> list[Any]:
+        return [at, at, at, self.plan.initial(), [{} for _ in self._multi]]
+
+    def _pop_front(self, queue: list[Any], events: list[list[Any]]) -> None:
+        lo, mid, hi = queue[0], queue[1], queue[2]
+        if lo == mid and not self._stacked:
+            queue[1] = mid = hi
+        elif lo == mid:  # the front is empty: every back row moves to the front with its suffix aggregate
+            acc: list[Any] | None = None
+            for j in range(hi - 1, lo - 1, -1):
+                single = self._single(events[j])
+                acc = single if acc is None else self._merge(single, acc)
+                events[j][self._front] = acc
+            queue[1] = mid = hi
+            queue[3] = self.plan.initial()
+        self._count(queue, events[lo], -1)
+        events[lo][self._front] = None
+        queue[0] = lo + 1
+
+    def _on_insert(self, vs: list[Any], at: int, row: list[Any]) -> None:
+        """Keep the queue right when ``row`` is inserted at index ``at`` (call before inserting)."""
+        queue = vs[3]
+        if queue is None:
+            return
+        lo, mid, hi = queue[0], queue[1], queue[2]
+        if at <= lo:
+            queue[0], queue[1], queue[2] = lo + 1, mid + 1, hi + 1
+        elif at < mid:
+            vs[3] = None  # inside the front: its suffix aggregates are wrong now; start over
+            for j in range(lo, mid):
+                vs[2][j][self._front] = None
+        elif at < hi:
+            if self._stacked:
+                queue[3] = self._add_row(queue[3], row)
+            self._count(queue, row, 1)
+            queue[2] = hi + 1
+
+    def _on_evict(self, vs: list[Any], count: int) -> None:
+        """Keep the queue right when the first ``count`` events are deleted (call before deleting)."""
+        queue = vs[3]
+        if queue is None:
+            return
+        events = vs[2]
+        while queue[0] < count and queue[0] < queue[2]:
+            self._pop_front(queue, events)
+        if queue[0] < count:  # the queue is empty and entirely before the cut
+            vs[3] = None
+            return
+        queue[0] -= count
+        queue[1] = max(queue[1] - count, queue[0])
+        queue[2] -= count
+
+    def _value(self, vs: list[Any], start: int, end: int) -> list[Any]:
+        """The aggregates of the events with time in [start, end]."""
+        events: list[list[Any]] = vs[2]
+        lo = bisect_left(events, start, key=_time)
+        hi = bisect_right(events, end, key=_time)
+        queue = vs[3]
+        if queue is None:
+            queue = vs[3] = self._new_queue(lo)
+        if lo < queue[0] or hi < queue[2]:
+            return self._fold(events, lo, hi)  # out of order: fold its rows
+        stacked = self._stacked
+        for j in range(queue[2], hi):
+            row = events[j]
+            if stacked:
+                queue[3] = self._add_row(queue[3], row)
+            self._count(queue, row, 1)
+        queue[2] = max(queue[2], hi)
+        while queue[0] < lo:
+            self._pop_front(queue, events)
+        if stacked and queue[0] < queue[1]:
+            out = self.plan.results(self._merge(events[queue[0]][self._front], queue[3]))
+        else:
+            out = self.plan.results(queue[3])
+        for k, i, _s in self._multi:
+            out[i] = len(queue[4][k])
+        for i in self._row_counts:
+            out[i] = hi - lo
+        return out
+
+    def _fold(self, events: list[list[Any]], lo: int, hi: int) -> list[Any]:
+        states = self.plan.initial()
+        counts: list[set[str]] = [set() for _ in self._multi]
+        for j in range(lo, hi):
+            row = events[j]
+            states = self._add_row(states, row)
+            for k, _i, s in self._multi:
+                if row[s] is not None:
+                    counts[k].add(str(row[s]))
+        out = self.plan.results(states)
+        for k, i, _s in self._multi:
+            out[i] = len(counts[k])
+        for i in self._row_counts:
+            out[i] = hi - lo
+        return out

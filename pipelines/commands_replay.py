@@ -19,10 +19,10 @@ def register(sub: Any) -> None:
     from pipelines.cli import add_connection_options, add_repo_option
 
     p = sub.add_parser(
-        "replay", help="rebuild a view's offline history by replaying its topic through the same topology",
-        description="Fix the end offsets now (or the offsets for --to), read from --from with a fresh "
-        "consumer group and state, run the same topology as `freshet run`, stop exactly at the end "
-        "offsets and write the Parquet log (by default into the view's own v<version> directory). "
+        "replay", help="rebuild a view's offline history by replaying its topic through the same operator",
+        description="Fix the end offsets now (or the offsets for --to), read the topic's partitions "
+        "directly from --from with fresh state, run the same window operator as `freshet run`, stop exactly "
+        "at the end offsets and write the Parquet log (by default into the view's own v<version> directory). "
         "Redis is untouched unless --online. Interrupted? Run the same command again: it resumes the "
         "unfinished plan and ends with the same log as an uninterrupted replay. Afterwards "
         "`freshet run --view NAME --from-replay` continues live from where the replay stopped, "
@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
     p.add_argument("--to", dest="to_spec", default="end", metavar="end|ISO-8601",
                    help="where to stop: the end offsets now, or the first record at/after a time (default end)")
     p.add_argument("--online", action="store_true", help="also write Redis (newer-wins keeps live values current)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes in the replay's group (default 1)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes, each reading its share of the partitions (default 1; fixed by the plan on resume)")
     p.add_argument("--replace", action="store_true",
                    help="delete the view's existing log in the target directory before replaying")
     p.add_argument("--trust-message-key", action="store_true", help="skip re-keying (see `freshet run`)")
@@ -77,8 +77,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from infra.topics import provision_topics, source_topic_specs
     from pipelines.commands_run import select_views
     from pipelines.config import settings_from_args
-    from replay.plan import ReplayPlan, commit_start, find_unfinished, make_plan, plan_key
-    from replay.runner import ProgressLine, run_worker, run_workers
+    from replay.plan import ReplayPlan, find_unfinished, make_plan, plan_key
+    from replay.runner import ProgressLine, commit_end, run_worker, run_workers
 
     if args.workers < 1 or args.workers > 64:
         raise ReplayError(f"--workers {args.workers} is out of range: allowed 1 to 64")
@@ -91,7 +91,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     if args.worker:
         plan = ReplayPlan.model_validate_json(Path(args.plan).read_text())
-        stats = run_worker(plan, views, kafka, settings.redis_url, None, args.worker_id)
+        stats = run_worker(plan, views, kafka, settings.redis_url, None, int(args.worker_id))
         print(json.dumps(stats))
         return 0
 
@@ -101,7 +101,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     unfinished = find_unfinished(offline_root, plan_key(views, args.from_spec, args.to_spec))
     if unfinished is not None:
         plan = unfinished
-        print(f"resuming unfinished replay {plan.plan_id} (end offsets fixed {plan.created_at})", file=sys.stderr)
+        print(f"resuming unfinished replay {plan.plan_id} (end offsets fixed {plan.created_at}, "
+              f"{plan.workers} worker(s))", file=sys.stderr)
     else:
         for view in views:
             existing = list_parts(offline_root, view)
@@ -116,13 +117,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         provision_topics(kafka, source_topic_specs(source.topic, source.partitions))
         plan = make_plan(kafka, views, from_spec=args.from_spec, to_spec=args.to_spec,
                          offline_root=offline_root, state_root=Path(settings.state_dir), online=args.online,
-                         rekey=not args.trust_message_key)
-        commit_start(kafka, plan)
+                         rekey=not args.trust_message_key, workers=args.workers)
         plan.save()
         print(f"replay {plan.plan_id}: {plan.total:,} events of {plan.topic} "
               f"(offsets {plan.start} -> {plan.end}) into {offline_root}", file=sys.stderr)
     progress = ProgressLine(plan)
-    if args.workers == 1:
+    if plan.workers == 1:
         stats = run_worker(plan, views, kafka, settings.redis_url, progress)
     else:
         command = [sys.executable, "-m", "pipelines.cli", "replay", "--repo", args.repo, "--plan", str(plan.path()),
@@ -133,15 +133,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if settings.redis_url:
             command += ["--redis-url", settings.redis_url]
         command += [x for kv in args.kafka_overrides for x in ("-X", kv)]
-        stats = run_workers(plan, args.workers, command, kafka, progress)
+        stats = run_workers(plan, command, progress)
     elapsed = time.monotonic() - started
     if not stats.get("finished"):
         print(json.dumps({"plan": plan.plan_id, "finished": False, **_summary(stats, elapsed)}, indent=2))
         print("replay interrupted: run the same command again to resume it", file=sys.stderr)
         return 1
+    commit_end(kafka, plan)
     plan.mark_done()
     print(json.dumps({"plan": plan.plan_id, "finished": True, "events": plan.total,
-                      "workers": args.workers, **_summary(stats, elapsed)}, indent=2))
+                      "workers": plan.workers, **_summary(stats, elapsed)}, indent=2))
     return 0
 
 

@@ -40,6 +40,8 @@ def register(sub: Any) -> None:
                    help="checkpoint interval: Parquet durability and offset commits (default 1.0)")
     p.add_argument("--trust-message-key", action="store_true",
                    help="skip re-keying: only if producers always key messages by the entity field")
+    p.add_argument("--exactly-once", action="store_true",
+                   help="Kafka transactions: outputs to Kafka and offsets commit together (slower)")
     p.add_argument("--progress-interval", type=float, default=5.0, metavar="SECONDS",
                    help="how often to log events/s, lag, late and invalid counts (default 5)")
     add_connection_options(p)
@@ -109,13 +111,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         kafka_config=kafka, consumer_group=group, state_dir=Path(settings.state_dir) / group,
         offline_root=None if args.no_offline else Path(settings.offline_root),
         redis_url=None if args.no_online else settings.redis_url,
-        commit_interval_s=args.commit_interval, rekey=not args.trust_message_key,
+        commit_interval_s=args.commit_interval, rekey=not args.trust_message_key, exactly_once=args.exactly_once,
     )
     if args.from_replay:
         plan = latest_finished_replay(Path(settings.offline_root), views)
         group = plan.group
-        config.consumer_group, config.state_dir = plan.group, Path(plan.state_dir)
+        config.consumer_group, config.state_dir = plan.group, Path(plan.state_dir) / "live"
         config.offline_root, config.rekey = Path(plan.offline_root), plan.rekey
+        from replay.runner import seed_states
+
+        config.seed_states = seed_states(plan)
         log.info("continuing replay %s (ended at offsets %s) in group %s", plan.plan_id, plan.end, plan.group)
     pipeline = build_pipeline(views, config)
     log.info("running %d view(s) on %s (group %s): %s", len(views), source.topic, group,

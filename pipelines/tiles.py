@@ -114,7 +114,7 @@ class FixedWindows:
     def __init__(self, index: int, view: FeatureView) -> None:
         self.index = index
         self.size = view.window.size
-        self.step = view.window.step
+        self.step = view.window.size if isinstance(view.window, SlidingWindow) else view.window.step
         self.tile = math.gcd(self.size, self.step)
         self.grace = view.grace
         self.final = view.emit == "final"

@@ -4,7 +4,7 @@ The end is fixed when the plan is made: the true end offsets (see
 :class:`pipelines.offsets.EndOffsetProbe`, which does not trust the broker's
 reported watermark), or the offsets for ``--to``. The plan is written to
 ``<offline root>/_replays/<id>.json``; the same command after a crash finds the
-unfinished plan and resumes it (same end offsets, consumer group and state),
+unfinished plan and resumes it (same end offsets, workers and state),
 so the log ends up equal to an uninterrupted replay's.
 """
 
@@ -42,6 +42,7 @@ class ReplayPlan(BaseModel):
     online: bool
     rekey: bool
     created_at: str
+    workers: int = 1  # partition p belongs to worker p % workers
     status: str = "running"  # running | done
     finished_at: str | None = None
 
@@ -121,7 +122,8 @@ def offsets_for_time(kafka_config: dict[str, Any], topic: str, partitions: int, 
 
 
 def make_plan(kafka_config: dict[str, Any], views: list[FeatureView], *, from_spec: str, to_spec: str,
-              offline_root: Path, state_root: Path, online: bool, rekey: bool) -> ReplayPlan:
+              offline_root: Path, state_root: Path, online: bool, rekey: bool,
+              workers: int = 1) -> ReplayPlan:
     source = views[0].source
     from_ms = parse_time_spec(from_spec, "--from")
     to_ms = parse_time_spec(to_spec, "--to")
@@ -144,7 +146,7 @@ def make_plan(kafka_config: dict[str, Any], views: list[FeatureView], *, from_sp
         plan_id=plan_id, topic=source.topic, partitions=source.partitions,
         views=[(v.name, v.version) for v in views], from_spec=from_spec, to_spec=to_spec,
         start=start, end=end, group=group, state_dir=str(state_root / group),
-        offline_root=str(offline_root), online=online, rekey=rekey,
+        offline_root=str(offline_root), online=online, rekey=rekey, workers=workers,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
@@ -154,17 +156,5 @@ def _low_offsets(kafka_config: dict[str, Any], topic: str, partitions: int) -> d
                          "enable.auto.commit": False, "allow.auto.create.topics": False})
     try:
         return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in range(partitions)}
-    finally:
-        consumer.close()
-
-
-def commit_start(kafka_config: dict[str, Any], plan: ReplayPlan) -> None:
-    """Give the plan's fresh group its start offsets (Quix then starts from them)."""
-    consumer = Consumer({**kafka_config, "group.id": plan.group, "enable.auto.commit": False,
-                         "allow.auto.create.topics": False})
-    try:
-        offsets = [TopicPartition(plan.topic, p, off) for p, off in plan.start.items() if off > 0]
-        if offsets:
-            consumer.commit(offsets=offsets, asynchronous=False)
     finally:
         consumer.close()

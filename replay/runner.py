@@ -1,18 +1,20 @@
-"""Run a replay plan: the live topology, a fresh group and state, stopping exactly at the plan's end.
+"""Run a replay plan with the batch driver: one worker here, or ``--workers N`` processes.
 
-One worker runs in this process; ``--workers N`` starts N processes in the
-plan's consumer group (each one the same command with ``--worker``) so a
-replay uses more cores and partitions, while this process shows progress.
+Partition ``p`` belongs to worker ``p % workers`` (the plan fixes the number, so a
+resumed replay splits the same way); each worker keeps its checkpoint in
+``<plan state dir>/worker-<i>``. When every worker has finished, the plan's consumer
+group gets the end offsets committed, so ``freshet run --from-replay`` continues
+exactly there with the replay's window states (the versioning handover).
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,47 +23,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from features.definitions import FeatureView
 from features.errors import ReplayError
-from pipelines.bounds import EndGuard
-from pipelines.offsets import EndOffsetProbe
-from pipelines.runner import run_pipeline
-from pipelines.topology import Pipeline, PipelineConfig, build_pipeline
+from replay.driver import BatchDriver, open_seed_states, write_progress
 from replay.plan import ReplayPlan
-
-
-class GroupProgress:
-    """Reads the plan group's committed offsets (any process may ask; it does not join the group)."""
-
-    def __init__(self, kafka_config: dict[str, Any], plan: ReplayPlan) -> None:
-        self.plan = plan
-        self._consumer = Consumer({**kafka_config, "group.id": plan.group, "enable.auto.commit": False,
-                                   "allow.auto.create.topics": False})
-        self._probe = EndOffsetProbe(kafka_config)
-
-    def source_done(self) -> dict[int, int]:
-        """Records of the plan done per partition (committed - start, within the plan)."""
-        committed = self._consumer.committed(
-            [TopicPartition(self.plan.topic, p) for p in range(self.plan.partitions)], timeout=10)
-        done = {}
-        for tp in committed:
-            start, end = self.plan.start[tp.partition], self.plan.end[tp.partition]
-            position = tp.offset if tp.offset >= 0 else start
-            done[tp.partition] = max(0, min(position, end) - start)
-        return done
-
-    def finished(self, internal_topics: list[str]) -> bool:
-        done = self.source_done()
-        if any(done[p] < self.plan.end[p] - self.plan.start[p] for p in done):
-            return False
-        tps = [(t, p) for t in internal_topics for p in range(self.plan.partitions)]
-        if not tps:
-            return True
-        ends = self._probe.end_offsets(tps)
-        committed = self._consumer.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
-        return all(max(tp.offset, 0) >= ends[(tp.topic, tp.partition)] for tp in committed)
-
-    def close(self) -> None:
-        self._probe.close()
-        self._consumer.close()
 
 
 class ProgressLine:
@@ -103,77 +66,96 @@ class ProgressLine:
             self._last_print = now
 
 
-def pipeline_config(plan: ReplayPlan, kafka_config: dict[str, Any], redis_url: str | None,
-                    worker_id: str | None = None) -> PipelineConfig:
-    # each worker process has its own state dir: a partition it takes over is recovered from the changelog
-    state_dir = Path(plan.state_dir) / f"worker-{worker_id}" if worker_id else Path(plan.state_dir)
-    return PipelineConfig(
-        kafka_config=kafka_config, consumer_group=plan.group, state_dir=state_dir,
-        offline_root=Path(plan.offline_root), redis_url=redis_url if plan.online else None,
-        rekey=plan.rekey, end_guard=EndGuard(plan.topic, plan.start, plan.end),
-    )
+def worker_partitions(plan: ReplayPlan, worker: int) -> list[int]:
+    return [p for p in range(plan.partitions) if p % plan.workers == worker]
 
 
-def internal_topics(pipeline: Pipeline) -> list[str]:
-    return list(pipeline.app._topic_manager.repartition_topics)
+def worker_state_dir(plan: ReplayPlan, worker: int) -> Path:
+    return Path(plan.state_dir) / f"worker-{worker}"
+
+
+def seed_states(plan: ReplayPlan) -> Callable[[str], Any]:
+    """The finished replay's window states, for the live run that continues it."""
+    return open_seed_states([worker_state_dir(plan, w) for w in range(plan.workers)])
 
 
 def run_worker(plan: ReplayPlan, views: list[FeatureView], kafka_config: dict[str, Any],
-               redis_url: str | None, progress: ProgressLine | None, worker_id: str | None = None) -> dict[str, Any]:
-    """Run the plan in this process until the whole group has finished it."""
-    pipeline = build_pipeline(views, pipeline_config(plan, kafka_config, redis_url, worker_id))
-    group = GroupProgress(kafka_config, plan)
-    topics = internal_topics(pipeline)
-    stop = threading.Event()
+               redis_url: str | None, progress: ProgressLine | None, worker: int = 0) -> dict[str, Any]:
+    """Run this worker's partitions of the plan to their end (or to SIGTERM/SIGINT: resumable)."""
+    parts = worker_partitions(plan, worker)
+    state_dir = worker_state_dir(plan, worker)
+    progress_file = state_dir / "progress.json"
 
-    def watch() -> None:
-        confirmations = 0
-        while not stop.wait(0.5):
-            try:
-                if progress is not None:
-                    progress.update(group.source_done())
-                confirmations = confirmations + 1 if group.finished(topics) else 0
-            except Exception:  # a failed progress check must not kill the replay
-                confirmations = 0
-                continue
-            if confirmations >= 2:
-                pipeline.app.stop()
-                return
+    def report(done: dict[int, int]) -> None:
+        write_progress(progress_file, done)
+        if progress is not None:
+            progress.update(done)
 
-    watcher = threading.Thread(target=watch, name="freshet-replay-watch", daemon=True)
-    watcher.start()
+    driver = BatchDriver(
+        views, kafka_config, topic=plan.topic, start={p: plan.start[p] for p in parts},
+        end={p: plan.end[p] for p in parts}, state_dir=state_dir, offline_root=Path(plan.offline_root),
+        redis_url=redis_url if plan.online else None, check_keys=plan.rekey and plan.workers > 1,
+        progress=report)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, lambda *_: driver.stop())
     try:
-        stats = run_pipeline(pipeline, until_caught_up=False, interval_s=3600)
+        stats = driver.run()
     finally:
-        stop.set()
-        watcher.join(timeout=10)
+        driver.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if progress is not None:
-        progress.update(group.source_done(), final=True)
-    finished = group.finished(topics)
-    group.close()
-    return {**stats, "finished": finished}
+        progress.update(read_progress(plan), final=True)
+    return stats
 
 
-def run_workers(plan: ReplayPlan, workers: int, command: list[str], kafka_config: dict[str, Any],
-                progress: ProgressLine) -> dict[str, Any]:
-    """Start ``workers`` processes of ``command`` (each with --worker) and follow the group's progress."""
-    procs = [subprocess.Popen([*command, "--worker", f"--worker-id={uuid.uuid4().hex[:6]}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(workers)]
-    group = GroupProgress(kafka_config, plan)
+def read_progress(plan: ReplayPlan) -> dict[int, int]:
+    """Records of the plan done per partition, from the workers' progress files."""
+    done = {p: 0 for p in range(plan.partitions)}
+    for worker in range(plan.workers):
+        path = worker_state_dir(plan, worker) / "progress.json"
+        try:
+            done.update({int(p): d for p, d in json.loads(path.read_text()).items()})
+        except (OSError, ValueError):
+            continue
+    return done
+
+
+def run_workers(plan: ReplayPlan, command: list[str], progress: ProgressLine) -> dict[str, Any]:
+    """Start one process of ``command`` per worker (each with --worker-id) and follow their progress."""
+    procs = [subprocess.Popen([*command, "--worker", f"--worker-id={w}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for w in range(plan.workers)]
+    outputs: list[tuple[str, str]] = []
     try:
         while any(p.poll() is None for p in procs):
-            progress.update(group.source_done())
-            time.sleep(1.0)
-        progress.update(group.source_done(), final=True)
+            progress.update(read_progress(plan))
+            time.sleep(0.5)
+        progress.update(read_progress(plan), final=True)
     finally:
-        group.close()
-    totals: dict[str, Any] = {"workers": workers}
-    for proc in procs:
-        out, err = proc.communicate()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+            outputs.append(proc.communicate())
+    totals: dict[str, Any] = {"workers": plan.workers, "finished": True}
+    for proc, (out, err) in zip(procs, outputs, strict=True):
         if proc.returncode != 0:
             raise ReplayError(f"a replay worker failed (exit {proc.returncode}): {err[-2000:]}")
         stats = json.loads(out[out.index("{"):])
         for key in ("read", "valid", "invalid", "late", "offline_rows", "online_writes"):
             totals[key] = totals.get(key, 0) + int(stats.get(key, 0))
-        totals["finished"] = totals.get("finished", True) and bool(stats.get("finished"))
+        totals["finished"] = totals["finished"] and bool(stats.get("finished"))
     return totals
+
+
+def commit_end(kafka_config: dict[str, Any], plan: ReplayPlan) -> None:
+    """Commit the plan's end offsets to its group: a live run in that group starts right after the replay."""
+    consumer = Consumer({**kafka_config, "group.id": plan.group, "enable.auto.commit": False,
+                         "allow.auto.create.topics": False})
+    try:
+        offsets = [TopicPartition(plan.topic, p, off) for p, off in plan.end.items() if off > 0]
+        if offsets:
+            consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()

@@ -61,7 +61,7 @@ def test_final_windows_conserve_events(drawn: list[tuple[int, int, float, int, s
     drawn = [(k, ts, x, 0, m) for k, ts, x, _q, m in drawn]
     events = to_events(drawn)
     per_key: dict[str, int] = {}
-    for ts, body, _p, _o in events:
+    for _ts, body, _p, _o in events:
         index = per_key.get(body["k"], 0)
         per_key[body["k"]] = index + 1
         body["q"] = 1 << index

@@ -39,6 +39,10 @@ def register(sub: Any) -> None:
     p.add_argument("--replace", action="store_true",
                    help="delete the view's existing log in the target directory before replaying")
     p.add_argument("--trust-message-key", action="store_true", help="skip re-keying (see `freshet run`)")
+    p.add_argument("--max-rate", type=float, default=None, metavar="EVENTS_PER_S",
+                   help="read at most this many events per second in all (spares a shared broker)")
+    p.add_argument("--checkpoint-interval", type=float, default=2.0, metavar="SECONDS",
+                   help="how often the log is made durable and the position saved for resuming (default 2)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker-id", default=None, help=argparse.SUPPRESS)
     p.add_argument("--plan", default=None, help=argparse.SUPPRESS)
@@ -91,7 +95,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     if args.worker:
         plan = ReplayPlan.model_validate_json(Path(args.plan).read_text())
-        stats = run_worker(plan, views, kafka, settings.redis_url, None, int(args.worker_id))
+        stats = run_worker(plan, views, kafka, settings.redis_url, None, int(args.worker_id),
+                           max_rate=args.max_rate, checkpoint_s=args.checkpoint_interval)
         print(json.dumps(stats))
         return 0
 
@@ -123,7 +128,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
               f"(offsets {plan.start} -> {plan.end}) into {offline_root}", file=sys.stderr)
     progress = ProgressLine(plan)
     if plan.workers == 1:
-        stats = run_worker(plan, views, kafka, settings.redis_url, progress)
+        stats = run_worker(plan, views, kafka, settings.redis_url, progress, max_rate=args.max_rate,
+                           checkpoint_s=args.checkpoint_interval)
     else:
         command = [sys.executable, "-m", "pipelines.cli", "replay", "--repo", args.repo, "--plan", str(plan.path()),
                    *[x for v in args.view for x in ("--view", v)], "--offline-root", str(offline_root),
@@ -133,6 +139,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if settings.redis_url:
             command += ["--redis-url", settings.redis_url]
         command += [x for kv in args.kafka_overrides for x in ("-X", kv)]
+        command += ["--checkpoint-interval", str(args.checkpoint_interval)]
+        if args.max_rate:
+            command += ["--max-rate", str(args.max_rate)]
         stats = run_workers(plan, command, progress)
     elapsed = time.monotonic() - started
     if not stats.get("finished"):

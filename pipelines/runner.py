@@ -47,8 +47,8 @@ class GroupLag:
             metadata = self._consumer.list_topics(timeout=10)
             found = [TopicPartition(t, p) for t in self._topics if t in metadata.topics
                      for p in metadata.topics[t].partitions]
-            if len(found) == 0 or any(t not in metadata.topics for t in self._topics):
-                return found  # a topic Quix has not created yet: ask again next time
+            if any(t not in metadata.topics for t in self._topics):
+                return []  # a topic Quix has not created yet: the lag is not known yet
             self._partitions = found
         return self._partitions
 

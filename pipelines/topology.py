@@ -161,6 +161,7 @@ class OperatorSink(BaseSink):
         except OnlineStoreUnavailable as exc:
             self._stats.backpressured += 1
             log.warning("%s; pausing input for %.0fs (nothing is lost)", exc, BACKPRESSURE_RETRY_S)
+            self.on_paused()  # Quix calls on_paused only for the other sinks: the input is rewound
             raise SinkBackpressureError(retry_after=BACKPRESSURE_RETRY_S) from exc
         self._step.write_back()
 

@@ -75,7 +75,8 @@ class BatchDriver:
     def __init__(self, views: list[FeatureView], kafka_config: dict[str, Any], *, topic: str,
                  start: dict[int, int], end: dict[int, int], state_dir: Path, offline_root: Path,
                  redis_url: str | None, check_keys: bool, checkpoint_s: float = 2.0, batch_size: int = 5000,
-                 stats: PipelineStats | None = None, progress: Callable[[dict[int, int]], None] | None = None) -> None:
+                 stats: PipelineStats | None = None, progress: Callable[[dict[int, int]], None] | None = None,
+                 max_rate: float | None = None) -> None:
         self.views = views
         self.topic = topic
         self.start = start
@@ -93,6 +94,7 @@ class BatchDriver:
         self._states: dict[str, KeyState] = {}
         self._dirty: set[str] = set()
         self._stopping = False
+        self._max_rate = max_rate
 
     def stop(self) -> None:
         self._stopping = True
@@ -109,7 +111,8 @@ class BatchDriver:
                              "enable.auto.commit": False, "allow.auto.create.topics": False,
                              "fetch.wait.max.ms": 50, "auto.offset.reset": "earliest"})
         consumer.assign([TopicPartition(self.topic, p, positions[p]) for p in sorted(todo)])
-        last_checkpoint = time.monotonic()
+        last_checkpoint = started = time.monotonic()
+        read_at_start = self.stats.read
         try:
             while todo and not self._stopping:
                 for msg in consumer.consume(self._batch, timeout=0.5):
@@ -129,6 +132,10 @@ class BatchDriver:
                     if offset + 1 >= self.end[p]:
                         todo.discard(p)
                         consumer.pause([TopicPartition(self.topic, p)])
+                if self._max_rate:  # stay under the asked rate (a shared broker, a busy machine)
+                    ahead = (self.stats.read - read_at_start) / self._max_rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(min(ahead, 1.0))
                 if time.monotonic() - last_checkpoint >= self._checkpoint_s:
                     self._checkpoint(positions)
                     last_checkpoint = time.monotonic()

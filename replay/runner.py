@@ -80,7 +80,8 @@ def seed_states(plan: ReplayPlan) -> Callable[[str], Any]:
 
 
 def run_worker(plan: ReplayPlan, views: list[FeatureView], kafka_config: dict[str, Any],
-               redis_url: str | None, progress: ProgressLine | None, worker: int = 0) -> dict[str, Any]:
+               redis_url: str | None, progress: ProgressLine | None, worker: int = 0, *,
+               max_rate: float | None = None, checkpoint_s: float = 2.0) -> dict[str, Any]:
     """Run this worker's partitions of the plan to their end (or to SIGTERM/SIGINT: resumable)."""
     parts = worker_partitions(plan, worker)
     state_dir = worker_state_dir(plan, worker)
@@ -95,7 +96,7 @@ def run_worker(plan: ReplayPlan, views: list[FeatureView], kafka_config: dict[st
         views, kafka_config, topic=plan.topic, start={p: plan.start[p] for p in parts},
         end={p: plan.end[p] for p in parts}, state_dir=state_dir, offline_root=Path(plan.offline_root),
         redis_url=redis_url if plan.online else None, check_keys=plan.rekey and plan.workers > 1,
-        progress=report)
+        progress=report, max_rate=max_rate / plan.workers if max_rate else None, checkpoint_s=checkpoint_s)
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,7 @@ def freshet(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess
 def stream(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stream]:
     """A topic with out-of-order, late and malformed events on 3 partitions, and its live log."""
     base = tmp_path_factory.mktemp("replay")
-    topic = f"replay-{base.name}"
+    topic = f"replay-{base.name}-{uuid.uuid4().hex[:6]}"
     repo = write_repo(base / "repo", topic)
     provision(servers, topic, 3)
     produce_stream(servers.kafka_config(), topic,
@@ -114,7 +115,8 @@ def test_replay_with_two_workers_equals_the_live_log(stream: Stream, tmp_path: P
 
 def test_sigkill_during_replay_then_same_command(stream: Stream, tmp_path: Path) -> None:
     args = ["replay", "--repo", str(stream.repo), "--view", "spend_5m", "--view", "activity_2m"]
-    cmd = [sys.executable, "-m", "pipelines.cli", *args]
+    # slowed down so that it is surely killed halfway; the rerun goes at full speed
+    cmd = [sys.executable, "-m", "pipelines.cli", *args, "--max-rate", "3000", "--checkpoint-interval", "0.3"]
     first = subprocess.Popen(cmd, env=stream.env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((tmp_path / "offline").glob("*/v1/date=*/part-*.parquet")):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -70,10 +71,9 @@ def read_log(root: Path, view: FeatureView) -> list[dict[str, Any]]:
     schema = view_schema(view)
     for path in list_parts(root, view):
         table = pq.read_table(path, schema=schema)
-        for row in table.to_pylist():
-            for col in ("feature_ts", "window_start", "window_end", "produced_at"):
-                row[col] = int(row[col].timestamp() * 1000)
-            rows.append(row)
+        for col in ("feature_ts", "window_start", "window_end", "produced_at"):  # exact epoch ms
+            table = table.set_column(table.schema.get_field_index(col), col, table[col].cast(pa.int64()))
+        rows.extend(table.to_pylist())
     return rows
 
 

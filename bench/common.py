@@ -1,9 +1,13 @@
-"""Shared pieces of the benchmark: where the stack is, the example views, the progress clock."""
+"""Shared pieces of the benchmark: where the stack is, the example views, the progress clock,
+a retargeted copy of the example repository and measured subprocesses."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -18,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REPO = REPO_ROOT / "examples" / "fraud"
 PARTITIONS = 4
 TUMBLING_VIEW = "card_spend_5m"
+CLI = [sys.executable, "-m", "pipelines.cli"]
 
 
 def load_average() -> float:
@@ -77,6 +82,91 @@ def example_views(topic: str, names: list[str] | None = None) -> list[FeatureVie
     return [v.model_copy(update={"source": v.source.model_copy(update={"topic": topic})}) for v in views]
 
 
+def retargeted_repo(dest: Path, topic: str) -> Path:
+    """A copy of the example repository whose source reads ``topic`` (no lock file: the topic is
+    part of a view's fingerprint, so the copy's views are simply new)."""
+    shutil.copytree(EXAMPLE_REPO, dest, ignore=shutil.ignore_patterns("freshet.lock", "__pycache__"))
+    for path in dest.iterdir():
+        if path.suffix in (".py", ".yaml", ".yml"):
+            text = path.read_text()
+            changed = re.sub(r"""(\btopic\s*[=:]\s*["']?)transactions(["']?)""", rf"\g<1>{topic}\g<2>", text)
+            if changed != text:
+                path.write_text(changed)
+    topics = set(Registry.load(dest).views_by_topic(None))
+    if topics != {topic}:
+        raise SystemExit(f"could not retarget the example repository to {topic}: its views read {topics}")
+    return dest
+
+
+def cli_env(stack: Stack, offline_root: Path, state_dir: Path) -> dict[str, str]:
+    """The environment of a `freshet` subprocess on the benchmark's stack."""
+    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": pythonpath, "FRESHET_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+            "FRESHET_REDIS_URL": stack.redis_url, "FRESHET_OFFLINE_ROOT": str(offline_root),
+            "FRESHET_STATE_DIR": str(state_dir)}
+
+
+@dataclass
+class Measured:
+    """One finished subprocess: wall time, exit code, output, and its peak RSS."""
+
+    wall_s: float
+    returncode: int
+    stdout: str
+    stderr: str
+    max_rss_kb: int  # ru_maxrss from wait4: the largest of the process and the children it waited for
+
+    @property
+    def max_rss_mb(self) -> float:
+        return self.max_rss_kb / 1024
+
+    def json(self) -> dict[str, object]:
+        """The last JSON object the command printed on stdout ({} if none)."""
+        import json
+
+        start = self.stdout.find("{")
+        if start < 0:
+            return {}
+        try:
+            found = json.loads(self.stdout[start:])
+        except ValueError:
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def tail(self, chars: int = 600) -> str:
+        return " ".join(self.stderr[-chars:].split())
+
+
+def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, timeout_s: float = 3600.0,
+                 on_tick: Callable[[], None] | None = None) -> Measured:
+    """Run ``cmd`` to its end; the peak RSS comes from ``os.wait4`` (the figure ``/usr/bin/time -v``
+    prints as "Maximum resident set size"). ``on_tick`` is called every 20 ms while it runs."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = cwd / f"cmd-{time.monotonic_ns()}.out", cwd / f"cmd-{time.monotonic_ns()}.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err)
+        status, rusage = 0, None
+        while rusage is None:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                rusage = usage
+                break
+            if on_tick is not None:
+                on_tick()
+            if time.perf_counter() - started > timeout_s:
+                proc.kill()  # our own child, by its pid
+                _pid, status, rusage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+        wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
+    if on_tick is not None:
+        on_tick()
+    return Measured(wall, proc.returncode, out_path.read_text(errors="replace"),
+                    err_path.read_text(errors="replace"), int(rusage.ru_maxrss))
+
+
 class ProgressClock:
     """Samples a run's progress every ``interval_s`` from a thread.
 
@@ -84,12 +174,15 @@ class ProgressClock:
     progress ``signature()`` last changed (the last record processed), and
     ``reached`` when ``read()`` first reached ``target``. ``on_target`` is called
     once at that point; ``on_stall`` once if progress stops for ``stall_s``
-    (a run that never finishes must not hang the benchmark).
+    (a run that never finishes must not hang the benchmark). With ``mark=(count, n)``,
+    ``marked`` is when ``count()`` first reached ``n`` and ``marked_count`` its value then
+    (a run's rate over its first ``n`` events).
     """
 
     def __init__(self, read: Callable[[], int], signature: Callable[[], Hashable], target: int, *,
                  on_target: Callable[[], None] | None = None, on_stall: Callable[[], None] | None = None,
-                 stall_s: float = 120.0, interval_s: float = 0.02) -> None:
+                 stall_s: float = 120.0, interval_s: float = 0.02,
+                 mark: tuple[Callable[[], int], int] | None = None) -> None:
         self._read = read
         self._signature = signature
         self._target = target
@@ -97,9 +190,12 @@ class ProgressClock:
         self._on_stall = on_stall
         self._stall_s = stall_s
         self._interval_s = interval_s
+        self._mark = mark
         self.first: float | None = None
         self.last: float | None = None
         self.reached: float | None = None
+        self.marked: float | None = None
+        self.marked_count = 0
         self.stalled = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-clock", daemon=True)
@@ -125,6 +221,10 @@ class ProgressClock:
                 moved = now
                 if read > 0:
                     self.last = now
+            if self._mark is not None and self.marked is None:
+                count = self._mark[0]()
+                if count >= self._mark[1]:
+                    self.marked, self.marked_count = now, count
             if read >= self._target and self.reached is None:
                 self.reached = now
                 if self._on_target is not None:
@@ -140,3 +240,10 @@ class ProgressClock:
         if self.first is None or self.last is None or self.last <= self.first:
             return None
         return self.last - self.first
+
+    @property
+    def mark_rate(self) -> float | None:
+        """Events per second over the first ``n`` events (``mark``), if reached."""
+        if self.first is None or self.marked is None or self.marked <= self.first:
+            return None
+        return self.marked_count / (self.marked - self.first)

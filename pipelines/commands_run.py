@@ -94,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from infra.topics import provision_topics, source_topic_specs
     from pipelines.config import settings_from_args
     from pipelines.runner import run_pipeline
+    from pipelines.stats import PipelineStats
     from pipelines.topology import PipelineConfig, build_pipeline
 
     registry = Registry.load(args.repo)
@@ -122,12 +123,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         config.seed_states = seed_states(plan)
         log.info("continuing replay %s (ended at offsets %s) in group %s", plan.plan_id, plan.end, plan.group)
+    if args.until_caught_up and not args.from_replay and _never_written(kafka, source.topic, source.partitions):
+        # nothing can be behind (and building the pipeline would create Quix's internal topics: ~2 s)
+        log.info("%s has never held a record: nothing to do", source.topic)
+        print(json.dumps({"topic": source.topic, "group": group, **PipelineStats().snapshot()}, indent=2))
+        return 0
     pipeline = build_pipeline(views, config)
     log.info("running %d view(s) on %s (group %s): %s", len(views), source.topic, group,
              ", ".join(f"{v.name} v{v.version}" for v in views))
     stats = run_pipeline(pipeline, until_caught_up=args.until_caught_up, interval_s=args.progress_interval)
     print(json.dumps({"topic": source.topic, "group": group, **stats}, indent=2))
     return 0
+
+
+def _never_written(kafka: dict[str, Any], topic: str, partitions: int) -> bool:
+    from pipelines.offsets import EndOffsetProbe
+
+    probe = EndOffsetProbe(kafka)
+    try:
+        ends = probe.end_offsets((topic, p) for p in range(partitions))
+    finally:
+        probe.close()
+    return all(end == 0 for end in ends.values())
 
 
 def latest_finished_replay(offline_root: Path, views: list[FeatureView]) -> Any:

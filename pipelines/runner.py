@@ -47,9 +47,11 @@ class GroupLag:
             metadata = self._consumer.list_topics(timeout=10)
             found = [TopicPartition(t, p) for t in self._topics if t in metadata.topics
                      for p in metadata.topics[t].partitions]
-            if any(t not in metadata.topics for t in self._topics):
-                return []  # a topic Quix has not created yet: the lag is not known yet
-            self._partitions = found
+            # a topic Quix has not created yet holds nothing (the source is committed only after its
+            # records reached the repartition topic): it counts as empty until it exists
+            if all(t in metadata.topics for t in self._topics):
+                self._partitions = found
+            return found
         return self._partitions
 
     def measure(self) -> Lag | None:
@@ -77,7 +79,7 @@ class ProgressMonitor:
     """Logs throughput and lag; stops the app once caught up if asked to."""
 
     def __init__(self, pipeline: Pipeline, *, until_caught_up: bool, interval_s: float = 5.0,
-                 check_s: float = 0.5, report: Callable[[str], None] | None = None) -> None:
+                 check_s: float = 0.25, report: Callable[[str], None] | None = None) -> None:
         self.pipeline = pipeline
         self.until_caught_up = until_caught_up
         self.interval_s = interval_s
@@ -136,6 +138,16 @@ class ProgressMonitor:
 
 def run_pipeline(pipeline: Pipeline, *, until_caught_up: bool = False, interval_s: float = 5.0,
                  report: Callable[[str], None] | None = None) -> dict[str, object]:
+    if until_caught_up:
+        lag = GroupLag(pipeline.kafka_config, pipeline.consumer_group, pipeline.topics)
+        try:
+            before = lag.measure()
+        finally:
+            lag.close()
+        if before is not None and before.caught_up:  # nothing to do: do not join the group at all
+            (report or log.info)(f"already caught up on {before.partitions} partition(s); nothing to do")
+            pipeline.close()
+            return pipeline.stats.snapshot()
     monitor = ProgressMonitor(pipeline, until_caught_up=until_caught_up, interval_s=interval_s, report=report)
     monitor.start()
     try:

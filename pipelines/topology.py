@@ -212,6 +212,7 @@ def _make_app(kafka: dict[str, Any], config: PipelineConfig) -> Application:
             **config.extra_consumer_config,
         },
         producer_extra_config={**kafka, "linger.ms": 10},
+        consumer_poll_timeout=0.2,  # how soon a stop request is seen when there is nothing to read
         loglevel=None,
     )
 

@@ -28,8 +28,6 @@ from hypothesis import strategies as st
 
 from features import Aggregation, FeatureView, HoppingWindow, SlidingWindow, Source, TumblingWindow
 from tests.integration.conftest import Servers
-from tests.operator_harness import row_differences
-from tests.window_reference import reference as rules_reference
 from tests.integration.harness import (
     pipeline_config,
     produce,
@@ -38,6 +36,8 @@ from tests.integration.harness import (
     read_topic,
     run_until_caught_up,
 )
+from tests.operator_harness import row_differences
+from tests.window_reference import reference as rules_reference
 
 BASE = 1_700_000_000_000
 PARTITIONS = 3

@@ -114,14 +114,14 @@ class Measured:
     returncode: int
     stdout: str
     stderr: str
-    max_rss_kb: int  # ru_maxrss from wait4: the largest of the process and the children it waited for
+    max_rss_kb: int  # the command's ru_maxrss: the largest of it and the children it waited for (0: unknown)
 
     @property
     def max_rss_mb(self) -> float:
         return self.max_rss_kb / 1024
 
     def json(self) -> dict[str, object]:
-        """The last JSON object the command printed on stdout ({} if none)."""
+        """The JSON object the command printed on stdout ({} if none)."""
         import json
 
         start = self.stdout.find("{")
@@ -137,34 +137,57 @@ class Measured:
         return " ".join(self.stderr[-chars:].split())
 
 
+GNU_TIME = Path("/usr/bin/time")
+# without /usr/bin/time: a small wrapper that runs the command and writes its children's ru_maxrss
+RSS_WRAPPER = ("import resource, subprocess, sys\n"
+               "code = subprocess.call(sys.argv[2:])\n"
+               "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+               "sys.exit(code)\n")
+
+
+def _rss_command(cmd: list[str], rss_file: Path) -> list[str]:
+    """``cmd`` behind a small process that reports its peak RSS. Not ``wait4`` on our own child: a
+    child forked from this (large) process keeps this process's RSS as its high-water mark across exec."""
+    if GNU_TIME.exists():
+        return [str(GNU_TIME), "-f", "%M", "-o", str(rss_file), *cmd]
+    return [sys.executable, "-c", RSS_WRAPPER, str(rss_file), *cmd]
+
+
+def _read_rss(rss_file: Path) -> int:
+    try:
+        lines = rss_file.read_text().split()
+        return int(lines[-1]) if lines else 0
+    except (OSError, ValueError):
+        return 0
+
+
 def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, timeout_s: float = 3600.0,
                  on_tick: Callable[[], None] | None = None) -> Measured:
-    """Run ``cmd`` to its end; the peak RSS comes from ``os.wait4`` (the figure ``/usr/bin/time -v``
-    prints as "Maximum resident set size"). ``on_tick`` is called every 20 ms while it runs."""
+    """Run ``cmd`` to its end: wall time, output, and peak RSS (`/usr/bin/time -f %M` when there,
+    the figure `/usr/bin/time -v` prints as "Maximum resident set size"). ``on_tick`` is called
+    every 20 ms while it runs."""
     cwd.mkdir(parents=True, exist_ok=True)
-    out_path, err_path = cwd / f"cmd-{time.monotonic_ns()}.out", cwd / f"cmd-{time.monotonic_ns()}.err"
+    stem = cwd / f"cmd-{time.monotonic_ns()}"
+    out_path, err_path, rss_path = stem.with_suffix(".out"), stem.with_suffix(".err"), stem.with_suffix(".rss")
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err)
-        status, rusage = 0, None
-        while rusage is None:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid == proc.pid:
-                rusage = usage
-                break
+        # its own session: on a timeout the whole command (and its workers) is stopped by our child's pgid
+        proc = subprocess.Popen(_rss_command(cmd, rss_path), env=env, cwd=cwd, stdout=out, stderr=err,
+                                start_new_session=True)
+        while proc.poll() is None:
             if on_tick is not None:
                 on_tick()
             if time.perf_counter() - started > timeout_s:
-                proc.kill()  # our own child, by its pid
-                _pid, status, rusage = os.wait4(proc.pid, 0)
+                say(f"      {cmd[3:5]} still running after {timeout_s:.0f}s: stopping it")
+                os.killpg(proc.pid, 9)
+                proc.wait()
                 break
             time.sleep(0.02)
         wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
     if on_tick is not None:
         on_tick()
     return Measured(wall, proc.returncode, out_path.read_text(errors="replace"),
-                    err_path.read_text(errors="replace"), int(rusage.ru_maxrss))
+                    err_path.read_text(errors="replace"), _read_rss(rss_path))
 
 
 class ProgressClock:

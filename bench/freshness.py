@@ -38,7 +38,13 @@ class Freshness:
 
     @property
     def consumer(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.consumer_overrides.items()) or "defaults"
+        from dataclasses import fields
+
+        from pipelines.topology import PipelineConfig
+
+        waits = [f.default for f in fields(PipelineConfig) if f.name == "fetch_wait_max_ms"]
+        default = f"defaults (fetch.wait.max.ms={waits[0]})" if waits else "defaults"
+        return ", ".join(f"{k}={v}" for k, v in self.consumer_overrides.items()) or default
 
     @property
     def achieved_rate(self) -> float:

@@ -5,15 +5,26 @@ from __future__ import annotations
 import os
 import platform
 import shlex
-import statistics
 import sys
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from bench.changelog import Changelog
 from bench.common import Stack
 from bench.freshness import Freshness
-from bench.throughput import CONFIGS, Run, Topic
+from bench.loop import Loop
+from bench.replays import CommandRun, EmptyTopic, Memory
+from bench.tables import (
+    changelog_table,
+    empty_table,
+    freshness_table,
+    memory_table,
+    replay_table,
+    throughput_table,
+)
+from bench.throughput import Run, Topic
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -22,31 +33,51 @@ HEADER = """# Freshet benchmark results
 Appended by `make bench` (`python -m bench.run`); newest last. Each section
 records the date, the machine, the exact command, and the figures.
 
-Method.
+Method (`python -m bench.run`: one command, one local stack, one topic).
 
-- **Throughput.** One synthetic card-transaction topic (4 partitions,
-  `pipelines.synthetic`, out-of-order, late and malformed events included) is
-  read from the start by each engine configuration in turn, each with a fresh
-  consumer group and state directory: Freshet (`build_pipeline` +
-  `run_pipeline(until_caught_up=True)`, Redis and Parquet sinks on) with
-  `rekey=True` (the default) and `rekey=False`, and a bare Quix Streams
-  application computing the same windows, with the same consumer settings and
-  changelog topics, that writes nothing (built-in Count and Sum; count-distinct
-  of merchant as a small custom aggregator, since Quix's Collect is not allowed
-  with `.current()`). The rate is records / (time of the last
-  record processed - time of the first one), sampled every 20 ms from a thread,
-  so the consumer-group join and the shutdown are excluded. Two workloads: all
-  example views (tumbling 5m + hopping 1h/5m + sliding 10m) and the tumbling
-  5m view alone.
-- **Freshness.** A child process produces at a steady rate (by default
-  5,000/s, then 1,000/s, then 1,000/s again with the pipeline's
-  `fetch.wait.max.ms` at 50 ms; 20 s each) with event time = wall clock,
-  into a pipeline running a 1-minute tumbling view that emits on every event
-  (`emit="current"`). For every 50th event it polls the entity's
-  Redis hash every 5 ms until `__ts` reaches the event's time. The figure is
-  send -> visible in Redis: producer batching (linger 5 ms) + broker + consume +
-  re-key hop + processing + the Redis writer's batching (at most 50 ms) + the
-  5 ms polling step.
+- **Topic.** One synthetic card-transaction topic (4 partitions,
+  `pipelines.synthetic`: out-of-order, late and malformed events included;
+  100,000 events over 2,000 cards by default) is read from the start by every
+  path below, each with a fresh consumer group, state directory and log.
+- **Throughput**, on two workloads: all example views (`card_spend_5m` tumbling
+  5m + `card_spend_1h` hopping 1h/5m + `card_activity_10m` sliding 10m) and the
+  tumbling view alone.
+  (a) live `freshet run` path: `build_pipeline` + `run_pipeline(until_caught_up=True)`,
+  Redis and Parquet sinks on, `rekey=True` (default) and `rekey=False`; rate =
+  records / (time of the last record processed - time of the first one), sampled
+  every 20 ms, so the group join and the shutdown are left out.
+  (b) `freshet replay --workers 1` and `--workers 2` as a subprocess of the real
+  CLI, on a copy of examples/fraud retargeted to the topic: the processing rate
+  (events done between the replay's first and last checkpoint, from its progress
+  files / the time between them) and events / whole-command wall time.
+  (c) a bare Quix Streams application computing the same windows with Quix's own
+  window operators, the same consumer settings and changelog topics, no sink
+  (built-in Count and Sum; count-distinct of merchant as a small custom
+  aggregator), without and with a `group_by` re-key. Quix's sliding window is slow,
+  so on the all-views workload it stops after its first 20,000 events; the live
+  runs' ratio to it then uses their own rate over the same first events.
+  (d) the floor: a bare confluent-kafka loop (assign every partition at offset 0,
+  `consume(10,000)`, `orjson.loads` of every value) until every record is read;
+  median of 3.
+  Each rate is given with its ratio to (d) and to (c).
+- **State.** After each live run: the records its Quix changelog topics
+  (`changelog__<group>--...`) received, per input record (true end offsets from
+  `EndOffsetProbe` - low watermarks), and the mean/p50/p99/max serialized size of
+  a key's state (length of the last changelog value of each key).
+- **Memory.** Peak RSS (`ru_maxrss` from `wait4`, as `/usr/bin/time -v` reports
+  it) of `freshet replay --workers 1` of the example views over a topic with
+  100,000 cards (500,000 events by default; the distinct keys are counted),
+  beside the replay of the main topic and of an empty topic.
+- **Empty topic.** Whole-command wall time of `freshet validate` (the floor:
+  interpreter, imports, repository), `freshet run --until-caught-up` and
+  `freshet replay` on a freshly provisioned empty topic.
+- **Freshness.** A child process produces at a steady rate (5,000/s, then
+  1,000/s; 20 s each) with event time = wall clock, into a pipeline running a
+  1-minute tumbling view that emits on every event (`emit="current"`). For every
+  50th event it polls the entity's Redis hash every 5 ms until `__ts` reaches the
+  event's time. The figure is send -> visible in Redis: producer batching
+  (linger 5 ms) + broker + consume + re-key hop + processing + the Redis
+  writer's batching (at most 50 ms) + the 5 ms polling step.
 
 Timings vary from run to run (shared machine, Python GC, broker in memory):
 compare figures within one section rather than across machines.
@@ -74,72 +105,28 @@ def command_line() -> str:
     return "python -m bench.run" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
+@dataclass
+class Results:
+    """Everything one `python -m bench.run` measured (a part not run stays empty)."""
+
+    topic: Topic | None = None
+    loop: Loop | None = None
+    runs: list[Run] = field(default_factory=list)
+    replays: list[CommandRun] = field(default_factory=list)
+    changelogs: list[Changelog] = field(default_factory=list)
+    memory: Memory | None = None
+    empty: EmptyTopic | None = None
+    fresh: list[Freshness] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return (any(not r.complete for r in self.runs) or any(not r.ok for r in self.replays)
+                or any(f.result.error for f in self.fresh) or any(c.error for c in self.changelogs)
+                or (self.memory is not None and not self.memory.run.ok)
+                or (self.empty is not None and any(not r.ok for r in self.empty.runs)))
 
 
-def _fmt_rate(value: float | None) -> str:
-    return f"{value:,.0f}" if value else "-"
-
-
-def throughput_table(runs: list[Run]) -> list[str]:
-    lines = ["| workload | engine | events/s | processing s | wall s (incl. join) | vs bare (same keying) "
-             "| load avg before |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    workloads = list(dict.fromkeys(r.workload for r in runs))
-    for workload in workloads:
-        mine = [r for r in runs if r.workload == workload]
-        bares = {name: _median([r.rate for r in mine if r.config == name and r.complete and r.rate])
-                 for name in ("bare", "bare-rekey")}
-        for config in dict.fromkeys(r.config for r in mine):
-            # re-keying configurations compare with the bare app that re-keys too, when it ran
-            bare = bares["bare-rekey"] if "rekey" in config and bares.get("bare-rekey") else bares["bare"]
-            group = [r for r in mine if r.config == config]
-            rates = [r.rate for r in group if r.complete and r.rate]
-            rate = _median(rates)
-            seconds = _median([r.seconds for r in group if r.seconds])
-            wall = _median([r.wall_s for r in group])
-            ratio = f"{rate / bare:.2f}" if rate and bare else "-"
-            shown = _fmt_rate(rate)
-            if len(group) > 1:
-                shown += " (" + ", ".join(_fmt_rate(r.rate) for r in group) + ")"
-            if any(not r.complete for r in group):
-                shown += " INCOMPLETE: " + "; ".join(r.note for r in group if not r.complete)
-            loads = ", ".join(f"{r.load_before:.2f}" for r in group)
-            lines.append(f"| {workload} | {CONFIGS[config]} | {shown} | {seconds or 0:.1f} | {wall or 0:.1f} "
-                         f"| {ratio} | {loads} |")
-    return lines
-
-
-def freshness_table(results: list[Freshness]) -> list[str]:
-    def ms(value: float | None) -> str:
-        return f"{value:,.1f}" if value is not None else "-"
-
-    lines = [
-        "| target rate | pipeline consumer | producer achieved | pipeline kept up | samples | p50 ms "
-        "| p99 ms | max ms | unresolved | median first -> last tenth | load avg before |",
-        "| ---: | --- | ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for fresh in results:
-        r = fresh.result
-        if r.error:
-            lines.append(f"| {fresh.rate:,}/s | {fresh.consumer} | probe failed: {r.error} | | | | | | | | |")
-            continue
-        trend = fresh.trend
-        shown = f"{trend[0]:,.0f} -> {trend[1]:,.0f} ms" if trend else "-"
-        producer = f"{fresh.achieved_rate:,.0f}/s{'' if fresh.kept_up else ' (behind)'}"
-        lines.append(
-            f"| {fresh.rate:,}/s for {fresh.seconds:g}s | {fresh.consumer} "
-            f"| {producer} (max {r.max_behind_ms:,.0f} ms late) "
-            f"| {'yes' if fresh.pipeline_kept_up else '**no**'} | {len(r.latencies_ms):,} "
-            f"| {ms(fresh.percentile(50))} | {ms(fresh.percentile(99))} | {ms(fresh.max_ms)} | {r.missing} "
-            f"| {shown} | {fresh.load_before:.2f} |"
-        )
-    return lines
-
-
-def render(stack: Stack, topic: Topic | None, runs: list[Run], fresh: list[Freshness],
-           elapsed_s: float, quick: bool) -> str:
+def render(stack: Stack, res: Results, elapsed_s: float, quick: bool) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"## {now}{' (quick)' if quick else ''}",
@@ -150,33 +137,50 @@ def render(stack: Stack, topic: Topic | None, runs: list[Run], fresh: list[Fresh
         f"- stack: {stack.describe()}",
         f"- command: `{command_line()}` (whole run {elapsed_s:.0f}s)",
     ]
-    if topic is not None:
-        s = topic.summary
-        lines += [
-            f"- topic: {s.produced:,} events ({s.malformed:,} malformed), {topic.spec.cards:,} cards, "
-            f"event times over {topic.spec.span_ms // 60_000} min, 4 partitions; produced in "
-            f"{topic.produce_s:.1f}s",
-            "",
-            "### Throughput",
-            "",
-            *throughput_table(runs),
-        ]
+    if res.topic is not None:
+        s, topic = res.topic.summary, res.topic
+        lines.append(f"- topic: {s.produced:,} events ({s.malformed:,} malformed), {topic.spec.cards:,} cards, "
+                     f"event times over {topic.spec.span_ms // 60_000} min, 4 partitions; produced in "
+                     f"{topic.produce_s:.1f}s")
+    if res.runs or res.replays or res.loop:
+        lines += ["", "### Throughput (events/s)", "", *throughput_table(res.runs, res.replays, res.loop)]
+        prefix = next((r.prefix for r in res.runs if r.stopped_early), 0)
+        if prefix:
+            lines += ["", f"The bare Quix runs on the all-views workload read only the first {prefix:,} events "
+                      "of the topic (its sliding window is slow); the live runs' 'vs bare Quix' there uses their "
+                      f"own rate over the same first {prefix:,} events (shown after ';'). "
+                      "†: the replay's whole-topic rate against that prefix rate."]
+    if res.replays:
+        lines += ["", "### Replay (`freshet replay`, a subprocess of the CLI)", "", *replay_table(res.replays),
+                  "", "Peak RSS of `--workers 2` is the largest single process (the parent or one worker)."]
+    if res.runs:
         lines += ["", "Emitted values and late events per view (a check that the engines did the same work; "
                   "for the sliding view Freshet keeps only the window ending at each event, the bare app "
-                  "counts every window Quix emits):", ""]
-        for run in runs:
+                  "counts every window Quix emits; a bare run stopped early counts its prefix only):", ""]
+        for run in res.runs:
             emitted = ", ".join(f"{k} {v:,} (late {run.late.get(k, 0):,})" for k, v in sorted(run.emitted.items()))
             lines.append(f"- {run.workload} / {run.config}: {emitted or 'none'}")
-    if fresh:
-        view = fresh[0].view
+    if res.changelogs:
+        lines += ["", "### State: changelog records per input record, state bytes per key", "",
+                  *changelog_table(res.changelogs), "",
+                  "State bytes per key: the length of the last changelog value of each key (the serialized "
+                  "state Quix stores in RocksDB and ships to the changelog; for the bare app a key is one "
+                  "window of one card, so only Freshet's rows give bytes per entity)."]
+    if res.memory is not None:
+        lines += ["", "### Memory: peak RSS of a replay over many keys", "",
+                  *memory_table(res.memory, res.replays, res.empty)]
+    if res.empty is not None:
+        lines += ["", f"### Empty topic ({res.empty.topic})", "", *empty_table(res.empty)]
+    if res.fresh:
+        view = res.fresh[0].view
         lines += ["", "### Freshness (send -> readable in Redis)", "",
                   f"View {view.name}: {view.window.describe()}, emit={view.emit}, count + sum(amount), "
-                  f"rekey={fresh[0].rekey}, Redis and Parquet sinks on; every 50th event sampled.", "",
-                  *freshness_table(fresh)]
-        warmups = [f"{f.result.warmup_s:.1f}s" for f in fresh if not f.result.error]
+                  f"rekey={res.fresh[0].rekey}, Redis and Parquet sinks on; every 50th event sampled.", "",
+                  *freshness_table(res.fresh)]
+        warmups = [f"{f.result.warmup_s:.1f}s" for f in res.fresh if not f.result.error]
         if warmups:
             lines.append(f"\nWarm-up before each measurement (join + first value visible): {', '.join(warmups)}.")
-        if any(not f.pipeline_kept_up for f in fresh if not f.result.error):
+        if any(not f.pipeline_kept_up for f in res.fresh if not f.result.error):
             lines.append("Where the pipeline did not keep up, latency grew along the run: the figure is "
                          "mostly backlog (queueing), not the pipeline's freshness at a sustainable rate.")
     lines += ["", "### Notes", "", *NOTES, ""]
@@ -188,24 +192,21 @@ NOTES = [
     "`--repeat` was given (then the median, with each run in brackets).",
     "- The load average column is the machine's 1-minute load when a measurement started: anything "
     "well above zero means other work shared the cores (on a 2-core machine that halves what is left).",
-    "- Every engine runs in one Python process on one core (Quix Streams processes records "
-    "sequentially); the broker, Redis and the benchmark's own threads share the same machine's cores.",
+    "- The live engines run in one Python process on one core (Quix Streams processes records "
+    "sequentially); the broker, Redis and the benchmark's own threads share the same machine's cores. "
+    "A replay with --workers 2 runs two processes.",
     "- The broker is tansu with in-memory storage, not Kafka: fetch and produce costs differ from a "
     "real cluster, and changelog/repartition topics live in the same memory.",
-    "- The sliding 10m window dominates the all-views workload: Quix Streams updates every open "
-    "sliding window an event touches, and the distinct-merchant state is a dict copied on each update "
-    "(in Freshet and in the bare baseline alike).",
-    "- The bare baseline trusts the message key, does a few type checks instead of full schema "
-    "validation, has no dead-letter or late topics and no sink; compare it with Freshet rekey=False. "
-    "Freshet here writes to Redis (newer-wins Lua script per entity, batched) and to Parquet.",
+    "- 'events/s incl. start-up' divides by the wall time: for live and bare runs from the start of "
+    "the run (group join) to its end, for replays the whole subprocess (interpreter start, imports, "
+    "plan, final commit).",
+    "- The bare Quix baseline trusts the message key (or re-keys with group_by), does a few type "
+    "checks instead of full schema validation, has no dead-letter or late topics and no sink; Freshet "
+    "writes to Redis (newer-wins Lua script per entity, batched) and to Parquet (replay: Parquet only).",
     "- Freshness includes producer batching (linger 5 ms), broker, consume, the re-key hop "
     "(rekey=True: produce to and consume from the repartition topic, linger 10 ms), processing, the "
     "Redis writer's batching (at most 50 ms) and the 5 ms polling step, with the producer, the "
     "pipeline, the broker and Redis on the same machine.",
-    "- tansu was seen to answer a fetch with no data only after fetch.wait.max.ms (librdkafka default "
-    "500 ms) even when data arrives meanwhile, where Kafka answers as soon as fetch.min.bytes (1) is "
-    "there: each consume hop then adds 0-500 ms (two hops with rekey=True). The fetch.wait.max.ms row "
-    "shows the figure with a shorter wait (which makes tansu busier: at 10 ms it used ~70% of a core here).",
     "- At a rate above what one pipeline process sustains on this machine the freshness figure is "
     "backlog, not freshness: see the 'pipeline kept up' column and the latency trend.",
 ]

@@ -1,9 +1,17 @@
-"""`python -m bench.run`: throughput (Freshet vs bare Quix Streams) and freshness, in one run.
+"""`python -m bench.run`: every benchmark of Freshet in one run, on one local stack and one topic.
+
+Parts (--parts, default all of them, run in this order): loop (a bare confluent-kafka
+loop: the floor), throughput (live `freshet run` path, rekey=True and False, and a bare
+Quix Streams app with the same windows), replay (`freshet replay --workers 1` and
+`--workers 2` as subprocesses), changelog (changelog records per input record and
+state bytes per key of the live runs), empty (whole-command wall times on an empty
+topic), memory (peak RSS of a replay over 100,000 cards) and freshness (send ->
+readable in Redis at steady rates).
 
 Starts a local stack (tansu + redis-server) in a temporary directory unless
-FRESHET_KAFKA_BOOTSTRAP and FRESHET_REDIS_URL are both set, runs the
-measurements, prints a Markdown section on stdout (progress goes to stderr)
-and appends it to bench/RESULTS.md unless --no-record.
+FRESHET_KAFKA_BOOTSTRAP and FRESHET_REDIS_URL are both set, prints a Markdown section
+on stdout (progress goes to stderr) and appends it to bench/RESULTS.md unless
+--no-record. Timings are measurements, never assertions.
 """
 
 from __future__ import annotations
@@ -16,11 +24,12 @@ import time
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench.common import say, stack
 
-QUICK_EVENTS = 20_000
-QUICK_SECONDS = 5.0
+PARTS = ("loop", "throughput", "replay", "changelog", "empty", "memory", "freshness")
+QUICK = {"events": 20_000, "seconds": 5.0, "bare_events": 5_000, "memory_events": 50_000}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,55 +37,71 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=200_000, help="events in the throughput topic")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated parts among {', '.join(PARTS)} (default: all)")
+    parser.add_argument("--events", type=int, default=None, help="events in the main topic (default 100,000)")
+    parser.add_argument("--cards", type=int, default=2_000, help="cards (entity keys) in the main topic")
     parser.add_argument("--views", default="all,tumbling",
                         help=f"comma-separated workloads among {', '.join(WORKLOADS)}: all = every example "
                              "view, tumbling = card_spend_5m alone (default: both)")
     parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
-                        help=f"comma-separated engine configs among {', '.join(CONFIGS)} "
+                        help=f"throughput: engine configs among {', '.join(CONFIGS)} "
                              f"(default: {','.join(DEFAULT_CONFIGS)})")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration (median reported)")
+    parser.add_argument("--bare-events", type=int, default=None,
+                        help="throughput: the bare Quix runs on the all-views workload stop after this many "
+                             "events (Quix's sliding window is slow; default 20,000; 0 = the whole topic)")
+    parser.add_argument("--repeat", type=int, default=1, help="throughput: runs per configuration (median)")
+    parser.add_argument("--replay-workers", default="1,2", help="replay: worker counts (default 1,2)")
+    parser.add_argument("--memory-events", type=int, default=None,
+                        help="memory: events in the many-keys topic (default 500,000: about 99,300 of the "
+                             "100,000 cards occur)")
+    parser.add_argument("--memory-cards", type=int, default=100_000, help="memory: cards in that topic")
     parser.add_argument("--rate", default="5000,1000",
-                        help="freshness: events per second, a comma-separated list is measured in turn "
-                             "(default 5000,1000: the target load, and a load this machine sustains)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="freshness: seconds of steady load")
-    parser.add_argument("--fetch-wait-ms", type=int, default=50,
+                        help="freshness: events per second, a comma-separated list measured in turn")
+    parser.add_argument("--seconds", type=float, default=None, help="freshness: seconds of steady load (default 20)")
+    parser.add_argument("--fetch-wait-ms", type=int, default=0,
                         help="freshness: one more measurement at the lowest rate with the pipeline's "
-                             "fetch.wait.max.ms set to this (default 50; 0 skips it)")
-    parser.add_argument("--no-rekey-freshness", action="store_true",
-                        help="freshness: run the pipeline with rekey=False")
-    parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--skip-freshness", action="store_true")
+                             "fetch.wait.max.ms set to this (default 0: skip; the pipeline's default is 50)")
+    parser.add_argument("--no-rekey-freshness", action="store_true", help="freshness: rekey=False")
+    parser.add_argument("--skip-throughput", action="store_true", help="same as leaving throughput out of --parts")
+    parser.add_argument("--skip-freshness", action="store_true", help="same as leaving freshness out of --parts")
     parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: {QUICK_EVENTS:,} events, {QUICK_SECONDS:g}s of freshness")
+                        help="smoke run: " + ", ".join(f"{k.replace('_', '-')} {v:,}" for k, v in QUICK.items())
+                        + " (unless given)")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.events = QUICK_EVENTS
-        args.seconds = QUICK_SECONDS
+    defaults = {"events": 100_000, "seconds": 20.0, "bare_events": 20_000, "memory_events": 500_000}
+    for name, value in (QUICK if args.quick else defaults).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.part_list = _choices(args.parts, list(PARTS), "--parts")
+    if args.skip_throughput and "throughput" in args.part_list:
+        args.part_list.remove("throughput")
+    if args.skip_freshness and "freshness" in args.part_list:
+        args.part_list.remove("freshness")
     args.workloads = _choices(args.views, list(WORKLOADS), "--views")
     args.config_list = _choices(args.configs, list(CONFIGS), "--configs")
-    try:
-        args.rates = [int(part) for part in args.rate.split(",") if part.strip()]
-    except ValueError:
-        parser.error(f"--rate must be integers separated by commas, got {args.rate!r}")
-    if not args.rates:
-        parser.error("--rate needs at least one rate")
-    for name, value in (("--events", args.events), ("--repeat", args.repeat), ("--rate", min(args.rates))):
+    args.rates = _ints(parser, args.rate, "--rate")
+    args.workers = _ints(parser, args.replay_workers, "--replay-workers")
+    for name, value in (("--events", args.events), ("--repeat", args.repeat), ("--rate", min(args.rates)),
+                        ("--replay-workers", min(args.workers)), ("--memory-events", args.memory_events),
+                        ("--memory-cards", args.memory_cards), ("--cards", args.cards)):
         if value < 1:
             parser.error(f"{name} must be at least 1, got {value}")
-    if args.seconds <= 0:
-        parser.error(f"--seconds must be positive, got {args.seconds}")
+    if args.seconds <= 0 or args.bare_events < 0:
+        parser.error("--seconds must be positive and --bare-events at least 0")
     return args
 
 
-def freshness_plan(args: argparse.Namespace) -> list[tuple[int, dict[str, int]]]:
-    """Each rate with Freshet's consumer defaults, then the lowest rate with a short fetch wait."""
-    plan: list[tuple[int, dict[str, int]]] = [(rate, {}) for rate in args.rates]
-    if args.fetch_wait_ms > 0:
-        plan.append((min(args.rates), {"fetch.wait.max.ms": args.fetch_wait_ms}))
-    return plan
+def _ints(parser: argparse.ArgumentParser, text: str, flag: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        parser.error(f"{flag} must be integers separated by commas, got {text!r}")
+    if not values:
+        parser.error(f"{flag} needs at least one value")
+    return values
 
 
 def _choices(text: str, allowed: list[str], flag: str) -> list[str]:
@@ -87,32 +112,78 @@ def _choices(text: str, allowed: list[str], flag: str) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
+def freshness_plan(args: argparse.Namespace) -> list[tuple[int, dict[str, int]]]:
+    """Each rate with Freshet's consumer defaults, then (if asked) the lowest rate with another fetch wait."""
+    plan: list[tuple[int, dict[str, int]]] = [(rate, {}) for rate in args.rates]
+    if args.fetch_wait_ms > 0:
+        plan.append((min(args.rates), {"fetch.wait.max.ms": args.fetch_wait_ms}))
+    return plan
+
+
+def measure(args: argparse.Namespace, running: Any, workdir: Path, run_id: str) -> Any:
+    """Every selected part, in order, into one Results."""
+    from bench.changelog import measure_changelog
+    from bench.common import retargeted_repo
+    from bench.freshness import measure_freshness, summarize
+    from bench.loop import measure_loop
+    from bench.replays import WORKLOAD_VIEWS, check_parity, measure_empty, measure_memory, run_replay
+    from bench.report import Results
+    from bench.throughput import make_topic, run_all, run_freshet
+
+    parts = args.part_list
+    res = Results()
+    topic = None
+    if {"loop", "throughput", "replay", "changelog"} & set(parts):
+        topic = res.topic = make_topic(running, args.events, run_id, cards=args.cards)
+    if "loop" in parts and topic is not None:
+        res.loop = measure_loop(running, topic.name, topic.records)
+    if "throughput" in parts and topic is not None:
+        res.runs = run_all(running, topic, args.workloads, args.config_list, args.repeat, workdir,
+                           bare_prefix={"all": args.bare_events})
+    if "replay" in parts and topic is not None:
+        repo = retargeted_repo(workdir / "repo-main", topic.name)
+        for workload in args.workloads:
+            live = next((r for c in ("rekey", "key") for r in res.runs
+                         if r.workload == workload and r.config == c and r.complete), None)
+            for workers in args.workers:
+                replay = run_replay(running, repo, workload, workers, workdir)
+                check_parity(replay, live.offline_root if live else None, WORKLOAD_VIEWS[workload])
+                res.replays.append(replay)
+    if "changelog" in parts and topic is not None:
+        if not any(not r.config.startswith("bare") for r in res.runs):
+            say("changelog: no live run yet; running all / rekey")
+            res.runs.append(run_freshet(running, topic, "all", "rekey", workdir))
+        for run in res.runs:
+            if run.group:
+                res.changelogs.append(measure_changelog(running, f"{run.workload} / {run.config}", run.group,
+                                                        run.records, sizes=not run.config.startswith("bare")))
+    if "empty" in parts:
+        res.empty = measure_empty(running, run_id, workdir)
+    if "memory" in parts:
+        res.memory = measure_memory(running, run_id, args.memory_events, args.memory_cards, workdir)
+    for rate, overrides in freshness_plan(args) if "freshness" in parts else []:
+        result = measure_freshness(running, rate, args.seconds, workdir, run_id,
+                                   rekey=not args.no_rekey_freshness, consumer_overrides=overrides)
+        say(f"      {summarize(result)}")
+        res.fresh.append(result)
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     args = parse_args(argv)
-    from bench.freshness import Freshness, measure_freshness, summarize
     from bench.report import RESULTS, record, render
-    from bench.throughput import Run, Topic, make_topic, run_all
 
     started = time.perf_counter()
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix="freshet-bench-"))
-    topic: Topic | None = None
-    runs: list[Run] = []
-    fresh: list[Freshness] = []
     say("timings vary from run to run (shared cores, in-memory broker); treat single runs as indicative")
+    say(f"parts: {', '.join(args.part_list)}")
     try:
         with stack(workdir) as running:
             say(f"stack: {running.describe()}: broker {running.kafka_bootstrap}, redis {running.redis_url}")
-            if not args.skip_throughput:
-                topic = make_topic(running, args.events, run_id)
-                runs = run_all(running, topic, args.workloads, args.config_list, args.repeat, workdir)
-            for rate, overrides in [] if args.skip_freshness else freshness_plan(args):
-                result = measure_freshness(running, rate, args.seconds, workdir, run_id,
-                                           rekey=not args.no_rekey_freshness, consumer_overrides=overrides)
-                say(f"      {summarize(result)}")
-                fresh.append(result)
-            section = render(running, topic, runs, fresh, time.perf_counter() - started, args.quick)
+            res = measure(args, running, workdir, run_id)
+            section = render(running, res, time.perf_counter() - started, args.quick)
     finally:
         if args.keep_workdir:
             say(f"kept {workdir}")
@@ -122,9 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_record:
         record(section)
         say(f"appended to {RESULTS}")
-    failed = any(not r.complete for r in runs) or any(f.result.error for f in fresh)
     say(f"done in {time.perf_counter() - started:.0f}s")
-    return 1 if failed else 0
+    return 1 if res.failed else 0
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ class AggregationFunction:
     result: Callable[[State], Any]
     output_type: Callable[[str | None], str]
     description: str
+    # the same ``add`` as a Python expression over ``{s}`` (state) and ``{v}`` (value), for engines
+    # that compile a view's folds into one function; tests check it equals ``add``
+    add_expr: str | None = None
 
 
 def _same_type(column_type: str | None) -> str:
@@ -139,10 +142,11 @@ FUNCTIONS: dict[str, AggregationFunction] = {
         AggregationFunction(
             "count", False, False, lambda: 0, _count_add, lambda a, b: a + b,
             lambda s: s, _always("int"), "number of events (non-null values when a column is given)",
+            "{s} + 1",
         ),
         AggregationFunction(
             "sum", True, True, lambda: 0, _sum_add, lambda a, b: a + b,
-            lambda s: s, _same_type, "sum of the column (0 for no values)",
+            lambda s: s, _same_type, "sum of the column (0 for no values)", "{s} + {v}",
         ),
         AggregationFunction(
             "mean", True, True, lambda: [0, 0], _mean_add,
@@ -151,11 +155,11 @@ FUNCTIONS: dict[str, AggregationFunction] = {
         ),
         AggregationFunction(
             "min", True, True, lambda: None, _min_add, _pick(_min_add),
-            lambda s: s, _same_type, "smallest value of the column",
+            lambda s: s, _same_type, "smallest value of the column", "{v} if {s} is None or {v} < {s} else {s}",
         ),
         AggregationFunction(
             "max", True, True, lambda: None, _max_add, _pick(_max_add),
-            lambda s: s, _same_type, "largest value of the column",
+            lambda s: s, _same_type, "largest value of the column", "{v} if {s} is None or {v} > {s} else {s}",
         ),
         AggregationFunction(
             "last", True, False, lambda: None, _last_add, _last_merge,

@@ -45,13 +45,13 @@ class OpenPart:
     path: Path
     first_offset: int
     opened_at: float
-    columns: list[list[Any]]  # rows added since the last checkpoint
+    pending: list[tuple[Any, ...]]  # rows added since the last checkpoint
     batches: list[pa.RecordBatch] = field(default_factory=list)  # rows already durable on disk
     written_rows: int = 0
 
     @property
     def rows(self) -> int:
-        return self.written_rows + len(self.columns[0])
+        return self.written_rows + len(self.pending)
 
 
 class ParquetLogWriter:
@@ -85,13 +85,9 @@ class ParquetLogWriter:
         date = date_of(feature_ts)
         part = self._open.get((input_partition, partition, date))
         if part is None:
-            part = OpenPart(
-                part_path(self.root, self.view, date, partition, offset), offset, self._clock(),
-                [[] for _ in self.schema],
-            )
+            part = OpenPart(part_path(self.root, self.view, date, partition, offset), offset, self._clock(), [])
             self._open[(input_partition, partition, date)] = part
-        for column, value in zip(part.columns, row, strict=True):
-            column.append(value)
+        part.pending.append(row)
 
     def checkpoint(self) -> int:
         """Make every changed open part durable; close parts that are full or old. Returns rows written."""
@@ -99,18 +95,19 @@ class ParquetLogWriter:
         now = self._clock()
         touched: dict[int, list[Path]] = {}
         for key, part in list(self._open.items()):
-            new_rows = len(part.columns[0])
+            new_rows = len(part.pending)
             if new_rows:
                 touched.setdefault(key[0], []).append(part.path)
                 written += new_rows
                 # only the new rows are converted; earlier ones stay as Arrow batches
+                columns = zip(*part.pending, strict=True)
                 part.batches.append(pa.RecordBatch.from_arrays(
-                    [pa.array(c, type=f.type) for c, f in zip(part.columns, self.schema, strict=True)],
+                    [pa.array(c, type=f.type) for c, f in zip(columns, self.schema, strict=True)],
                     schema=self.schema,
                 ))
                 self._write(part.path, pa.Table.from_batches(part.batches, schema=self.schema))
                 part.written_rows += new_rows
-                part.columns = [[] for _ in self.schema]
+                part.pending = []
             if part.rows >= self._roll_rows or now - part.opened_at >= self._roll_seconds:
                 del self._open[key]
         for input_partition, paths in touched.items():
@@ -123,7 +120,7 @@ class ParquetLogWriter:
             if part.written_rows == 0:
                 del self._open[key]
             else:
-                part.columns = [[] for _ in self.schema]
+                part.pending = []
 
     def _write(self, path: Path, table: pa.Table) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from hiredis import pack_command
 
 from features.errors import OnlineStoreError
 from features.online_layout import NEWER_WINS_LUA
@@ -38,7 +39,7 @@ class RedisOnlineWriter:
                  on_written: Callable[[int], None] | None = None) -> None:
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
                                             health_check_interval=30)
-        self._script = self._client.register_script(NEWER_WINS_LUA)
+        self._sha: str | None = None
         self._batch_size = batch_size
         self._max_delay = max_delay_s
         self._clock = clock
@@ -88,10 +89,7 @@ class RedisOnlineWriter:
                 batch, self._pending = self._pending, {}
                 self._oldest = None
             try:
-                pipe = self._client.pipeline(transaction=False)
-                for key, ts, offset, ttl, fields in batch.values():
-                    self._script(keys=[key], args=[ts, offset, ttl, *fields], client=pipe)
-                pipe.execute()
+                self._send(batch)
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
                 self._restore(batch)
                 self._unavailable = True
@@ -103,6 +101,40 @@ class RedisOnlineWriter:
         if self._on_written:
             self._on_written(len(batch))
         return len(batch)
+
+    def _send(self, batch: dict[str, PendingWrite]) -> None:
+        """One round trip: every write as an EVALSHA of the newer-wins script, packed by hiredis.
+
+        redis-py's pipeline packs each command in Python (~30 us a write here); packing with
+        hiredis and reading the replies on one pooled connection costs a third of that, which
+        matters at one write per event. A script cache emptied by a Redis restart (NOSCRIPT)
+        is refilled and the batch sent again (the writes are idempotent: newer wins)."""
+        pool = self._client.connection_pool
+        for attempt in range(2):
+            sha = self._sha or self._client.script_load(NEWER_WINS_LUA)
+            self._sha = sha
+            packed = b"".join(pack_command(("EVALSHA", sha, 1, key, ts, offset, ttl, *fields))  # type: ignore[arg-type]
+                              for key, ts, offset, ttl, fields in batch.values())
+            conn = pool.get_connection()
+            failure: redis.RedisError | None = None
+            try:
+                conn.send_packed_command([packed], check_health=False)
+                for _ in range(len(batch)):
+                    try:
+                        conn.read_response()
+                    except redis.ResponseError as exc:  # keep reading: the connection stays in step
+                        failure = failure or exc
+            except BaseException:
+                conn.disconnect()
+                raise
+            finally:
+                pool.release(conn)
+            if failure is None:
+                return
+            if isinstance(failure, redis.exceptions.NoScriptError) and attempt == 0:
+                self._sha = None
+                continue
+            raise failure
 
     def _restore(self, batch: dict[str, PendingWrite]) -> None:
         """Put a failed batch back, keeping whichever value per key is newer."""

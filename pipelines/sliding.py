@@ -31,6 +31,7 @@ from operator import itemgetter
 from typing import Any
 
 from features.definitions import FeatureView
+from pipelines.folds import compile_add
 from pipelines.tiles import EmittedValue, FoldPlan, LateReport
 
 NEVER = -(2**62)
@@ -64,6 +65,7 @@ class SlidingWindows:
         multi |= set(self._row_counts)
         self._folded_adds = [a for a in self._adds if a[0] not in multi]
         self._stacked = bool(self._folded_adds)  # anything that needs the two-stack queue
+        self._add_row_into = compile_add(self.plan.columns, self.plan.fns, offset=0, slots=slot, skip=multi)
         self._folded_merges = [(i, m) for i, m in enumerate(self._merges) if i not in multi]
 
     def initial(self) -> list[Any]:
@@ -160,12 +162,8 @@ class SlidingWindows:
         return self._add_row(self.plan.initial(), row)
 
     def _add_row(self, states: list[Any], row: list[Any]) -> list[Any]:
-        t = row[0]
         out = list(states)
-        for i, s, add in self._folded_adds:
-            value = None if s is None else row[s]
-            if s is None or value is not None:
-                out[i] = add(out[i], value, t)
+        self._add_row_into(out, row, row[0])
         return out
 
     def _merge(self, a: list[Any], b: list[Any]) -> list[Any]:

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from features.aggregations import FUNCTIONS
 from features.definitions import FeatureView, SlidingWindow
 from pipelines.decode import EVENT_TIME_FIELD
+from pipelines.folds import compile_add
 
 KeyState = list[Any]
 
@@ -62,27 +63,18 @@ class LateReport(NamedTuple):
 
 
 class FoldPlan:
-    """A view's aggregations as one fold over lists of states (one per aggregation)."""
+    """A view's aggregations over lists of states (one per aggregation): initial, merge, result.
+
+    Adding an event is compiled per view (:func:`pipelines.folds.compile_add`)."""
 
     def __init__(self, view: FeatureView) -> None:
         self.columns = [a.column for a in view.aggregations]
         self.fns = [FUNCTIONS[a.function] for a in view.aggregations]
-        self._adds = [(i, col, fn.add) for i, (col, fn) in enumerate(zip(self.columns, self.fns, strict=True))]
         self._merges = [fn.merge for fn in self.fns]
         self._results = [fn.result for fn in self.fns]
 
     def initial(self) -> list[Any]:
         return [fn.initial() for fn in self.fns]
-
-    def add(self, states: list[Any], offset: int, event: dict[str, Any], ts: int) -> None:
-        """Fold ``event`` into ``states[offset:]`` in place (nulls are skipped, as SQL does)."""
-        for i, column, add in self._adds:
-            if column is None:
-                states[offset + i] = add(states[offset + i], None, ts)
-            else:
-                value = event.get(column)
-                if value is not None:
-                    states[offset + i] = add(states[offset + i], value, ts)
 
     def merge_into(self, acc: list[Any], states: list[Any], offset: int) -> list[Any]:
         """A new list: ``acc`` merged with ``states[offset:]`` (neither is changed)."""
@@ -119,6 +111,7 @@ class FixedWindows:
         self.grace = view.grace
         self.final = view.emit == "final"
         self.plan = FoldPlan(view)
+        self._fold = compile_add(self.plan.columns, self.plan.fns, offset=2)  # a tile: [start, floor, *states]
 
     def initial(self) -> list[Any]:
         return [0, -1, []]
@@ -134,23 +127,29 @@ class FixedWindows:
         watermark = ts if ts > vs[0] else vs[0]
         max_end = watermark - self.grace
         closed_start = max_end - size  # a window starting at or before this is closed
-        first = self.first_window(ts)
+        first = ((ts - size) // step + 1) * step  # the earliest-starting window that contains ts
+        if first < 0:
+            first = 0
         last = ts - ts % step
         if first <= closed_start:
             for start in range(first, min(last, closed_start) + 1, step):
                 late.append(LateReport(self.index, entity, event, max_end - ts, start, start + size,
                                        partition, offset))
+        tiles = vs[2]
         if last > closed_start:  # counted in at least one window
             vs[0] = watermark
-            self._add(vs[2], event, ts, closed_start)
+            self._add(tiles, event, ts, closed_start)
             if not self.final and first > closed_start:
-                values = self.plan.results(self._window(vs[2], first))
+                values = self.plan.results(self._window(tiles, first))
                 emitted.append(EmittedValue(self.index, entity, ts, first, first + size, values,
                                             partition, offset))
-        tiles = vs[2]
         if tiles:
+            # the first window that may still be emitted: past `settled`, holding the first tile
             t0 = tiles[0][0]
-            next_start = max(self.first_window(t0), (vs[1] // step + 1) * step)
+            next_start = ((t0 - size) // step + 1) * step
+            settled_next = (vs[1] // step + 1) * step
+            if settled_next > next_start:
+                next_start = settled_next
             if next_start <= closed_start:
                 self._close(vs, entity, closed_start, partition, offset, emitted)
 
@@ -166,7 +165,7 @@ class FixedWindows:
         else:
             tile = [start, closed_start, *self.plan.initial()]
             tiles.insert(i + 1, tile)
-        self.plan.add(tile, 2, event, ts)
+        self._fold(tile, event, ts)
 
     def _window(self, tiles: list[list[Any]], start: int) -> list[Any]:
         end = start + self.size

@@ -77,3 +77,17 @@ def test_count_distinct_does_not_mutate_shared_state() -> None:
     shared = fn.add(fn.initial(), "m1", 0)
     branch = fn.add(shared, "m2", 1)
     assert fn.result(shared) == 1 and fn.result(branch) == 2
+
+
+@given(st.lists(st.one_of(st.integers(-1000, 1000), st.floats(-1e6, 1e6, allow_nan=False)), max_size=30))
+def test_inline_add_expressions_equal_the_folds(values: list[float]) -> None:
+    """An engine may inline ``add_expr`` instead of calling ``add``: both must fold the same."""
+    for fn in FUNCTIONS.values():
+        if fn.add_expr is None:
+            continue
+        inline = eval("lambda s, v: " + fn.add_expr.format(s="s", v="v"))  # noqa: S307 - fixed templates
+        by_add, by_expr = fn.initial(), fn.initial()
+        for i, v in enumerate(values):
+            by_add = fn.add(by_add, v, i)
+            by_expr = inline(by_expr, v)
+            assert by_add == by_expr, (fn.name, values[: i + 1])

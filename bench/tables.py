@@ -1,0 +1,186 @@
+"""The Markdown tables of one benchmark run (bench.report puts them together)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+
+from bench.changelog import Changelog
+from bench.freshness import Freshness
+from bench.loop import Loop
+from bench.replays import CommandRun, EmptyTopic, Memory
+from bench.throughput import CONFIGS, Run
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    found = [v for v in values if v]
+    return statistics.median(found) if found else None
+
+
+def _rate(value: float | None) -> str:
+    return f"{value:,.0f}" if value else "-"
+
+
+def _ratio(value: float | None, base: float | None, mark: str = "") -> str:
+    return f"{value / base:.2f}{mark}" if value and base else "-"
+
+
+def _mb(kb: int) -> str:
+    return f"{kb / 1024:,.0f}"
+
+
+def _bare_rates(runs: list[Run], workload: str) -> dict[str, float | None]:
+    return {name: _median(r.rate for r in runs if r.workload == workload and r.config == name and r.complete)
+            for name in ("bare", "bare-rekey")}
+
+
+def _bare_for(bares: dict[str, float | None], rekey: bool) -> float | None:
+    """Re-keying paths compare with the bare app that re-keys too, when it ran."""
+    return bares["bare-rekey"] if rekey and bares.get("bare-rekey") else bares["bare"]
+
+
+def throughput_table(runs: list[Run], replays: list[CommandRun], loop: Loop | None) -> list[str]:
+    loop_rate = loop.rate if loop else None
+    lines = ["| workload | path | events/s | processing s | events/s incl. start-up | wall s "
+             "| vs confluent-kafka loop | vs bare Quix | load avg before |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    if loop is not None and loop.runs:
+        seconds = _median(r.seconds for r in loop.runs)
+        each = ", ".join(_rate(r) for r in loop.rates)
+        loads = ", ".join(f"{r.load_before:.2f}" for r in loop.runs)
+        lines.append(f"| any | (d) bare confluent-kafka loop: consume(10,000) + orjson.loads, no group | "
+                     f"{_rate(loop_rate)} (median of {each}) | {seconds or 0:.2f} | - | - | 1.00 | - | {loads} |")
+    workloads = list(dict.fromkeys([r.workload for r in runs] + [r.workload for r in replays]))
+    for workload in workloads:
+        mine = [r for r in runs if r.workload == workload]
+        bares = _bare_rates(runs, workload)
+        prefix = next((r.prefix for r in mine if r.stopped_early), 0)
+        for config in dict.fromkeys(r.config for r in mine):
+            group = [r for r in mine if r.config == config]
+            rate = _median(r.rate for r in group if r.complete)
+            shown = _rate(rate)
+            if len(group) > 1:
+                shown += " (" + ", ".join(_rate(r.rate) for r in group) + ")"
+            if config.startswith("bare"):
+                path = f"(c) {CONFIGS[config]}"
+                if prefix:
+                    path += f", **first {prefix:,} events only**"
+                vs_bare = _ratio(rate, _bare_for(bares, config == "bare-rekey"))
+            else:
+                path = f"(a) live {CONFIGS[config]}"
+                base = rate
+                if prefix:  # compare over the same first events as the bare run
+                    base = _median(r.prefix_rate for r in group if r.complete)
+                    shown += f"; first {prefix:,}: {_rate(base)}"
+                vs_bare = _ratio(base, _bare_for(bares, config == "rekey"))
+            if any(not r.complete for r in group):
+                shown += " INCOMPLETE: " + "; ".join(r.note for r in group if not r.complete)
+            seconds = _median(r.seconds for r in group)
+            wall = _median(r.wall_s for r in group)
+            incl = _median(r.records / r.wall_s for r in group if r.wall_s)
+            loads = ", ".join(f"{r.load_before:.2f}" for r in group)
+            lines.append(f"| {workload} | {path} | {shown} | {seconds or 0:.1f} | {_rate(incl)} | {wall or 0:.1f} "
+                         f"| {_ratio(rate, loop_rate)} | {vs_bare} | {loads} |")
+        for run in (r for r in replays if r.workload == workload):
+            rate = run.processing_rate
+            processing = run.events / rate if rate else None
+            mark = "†" if prefix else ""
+            shown = _rate(rate) + ("" if run.ok else f" FAILED: {run.note}")
+            lines.append(f"| {workload} | (b) {run.label} (subprocess) | {shown} | {processing or 0:.1f} "
+                         f"| {_rate(run.wall_rate)} | {run.measured.wall_s:.1f} | {_ratio(rate, loop_rate)} "
+                         f"| {_ratio(rate, bares['bare'], mark)} | {run.load_before:.2f} |")
+    return lines
+
+
+def replay_table(replays: list[CommandRun]) -> list[str]:
+    lines = ["| workload | command | events | wall s | the command's own s | events/s between checkpoints "
+             "| events/s over wall | values written | peak RSS MB | parity with the live rekey=True log |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for run in replays:
+        parity = ", ".join(f"{k} {v}" for k, v in run.parity.items()) or "-"
+        own = f"{run.reported_s:.1f}" if run.reported_s is not None else "-"
+        lines.append(f"| {run.workload} | {run.label} | {run.events:,} | {run.measured.wall_s:.1f} | {own} "
+                     f"| {_rate(run.processing_rate)} | {_rate(run.wall_rate)} | {run.values_written:,} "
+                     f"| {_mb(run.measured.max_rss_kb)} | {parity} |")
+    return lines
+
+
+def changelog_table(found: list[Changelog]) -> list[str]:
+    lines = ["| run | changelog topics | changelog records | input records | records per input record "
+             "| keys | state bytes/key: mean | p50 | p99 | max |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for c in found:
+        if c.error:
+            lines.append(f"| {c.label} | failed: {c.error} | | | | | | | | |")
+            continue
+        s = c.sizes
+        sizes = (f"{s.keys:,} | {s.mean:,.0f} | {s.p50:,.0f} | {s.p99:,.0f} | {s.largest:,}" if s
+                 else "- | - | - | - | -")
+        per = f"{c.per_event:.3f}" if c.per_event is not None else "-"
+        lines.append(f"| {c.label} | {len(c.topics)} | {c.records:,} | {c.input_records:,} | {per} | {sizes} |")
+    return lines
+
+
+def memory_table(memory: Memory, replays: list[CommandRun], empty: EmptyTopic | None) -> list[str]:
+    run = memory.run
+    lines = ["| replay (example views, 1 worker) | events | distinct keys | wall s | events/s between checkpoints "
+             "| peak RSS MB |", "| --- | ---: | ---: | ---: | ---: | ---: |",
+             f"| {memory.topic} | {memory.events:,} | {memory.distinct_keys:,} | {run.measured.wall_s:.1f} "
+             f"| {_rate(run.processing_rate)} | {_mb(run.measured.max_rss_kb)}"
+             f"{'' if run.ok else ' FAILED: ' + run.note} |"]
+    for other in replays:
+        if other.workload == "all" and other.workers == 1:
+            lines.append(f"| the main topic (2,000 cards) | {other.events:,} | - | {other.measured.wall_s:.1f} "
+                         f"| {_rate(other.processing_rate)} | {_mb(other.measured.max_rss_kb)} |")
+    if empty is not None:
+        for other in empty.runs:
+            if other.workers:
+                lines.append(f"| the empty topic | 0 | 0 | {other.measured.wall_s:.1f} | - "
+                             f"| {_mb(other.measured.max_rss_kb)} |")
+    return lines
+
+
+def _last_log_line(stderr: str) -> str:
+    """The command's last log message (``<date> <time> LEVEL logger: message``), without the time."""
+    for line in reversed(stderr.splitlines()):
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[2] in ("INFO", "WARNING", "ERROR"):
+            return parts[3].replace("|", "/")
+    return "-"
+
+
+def empty_table(empty: EmptyTopic) -> list[str]:
+    lines = ["| command (whole process, empty topic) | wall s | exit | peak RSS MB | its last log line |",
+             "| --- | ---: | ---: | ---: | --- |"]
+    for run in empty.runs:
+        lines.append(f"| {run.label} | {run.measured.wall_s:.1f} | {run.measured.returncode}"
+                     f"{'' if run.ok else ': ' + run.note} | {_mb(run.measured.max_rss_kb)} "
+                     f"| {_last_log_line(run.measured.stderr)} |")
+    return lines
+
+
+def freshness_table(results: list[Freshness]) -> list[str]:
+    def ms(value: float | None) -> str:
+        return f"{value:,.1f}" if value is not None else "-"
+
+    lines = [
+        "| target rate | pipeline consumer | producer achieved | pipeline kept up | samples | p50 ms "
+        "| p99 ms | max ms | unresolved | median first -> last tenth | load avg before |",
+        "| ---: | --- | ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for fresh in results:
+        r = fresh.result
+        if r.error:
+            lines.append(f"| {fresh.rate:,}/s | {fresh.consumer} | probe failed: {r.error} | | | | | | | | |")
+            continue
+        trend = fresh.trend
+        shown = f"{trend[0]:,.0f} -> {trend[1]:,.0f} ms" if trend else "-"
+        producer = f"{fresh.achieved_rate:,.0f}/s{'' if fresh.kept_up else ' (behind)'}"
+        lines.append(
+            f"| {fresh.rate:,}/s for {fresh.seconds:g}s | {fresh.consumer} "
+            f"| {producer} (max {r.max_behind_ms:,.0f} ms late) "
+            f"| {'yes' if fresh.pipeline_kept_up else '**no**'} | {len(r.latencies_ms):,} "
+            f"| {ms(fresh.percentile(50))} | {ms(fresh.percentile(99))} | {ms(fresh.max_ms)} | {r.missing} "
+            f"| {shown} | {fresh.load_before:.2f} |"
+        )
+    return lines

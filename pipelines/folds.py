@@ -1,0 +1,54 @@
+"""A view's aggregations compiled into one fold function, from the folds of ``features/aggregations.py``.
+
+The operator folds every event into each aggregation of each view it belongs to.
+Looping over the aggregations and calling each fold costs more than the folds do, so
+:func:`compile_add` writes one straight-line function per view: each aggregation's
+``add`` is called directly, or inlined from its ``add_expr`` (the same fold as an
+expression, checked equal to ``add`` by tests/unit/test_aggregations.py). The
+generated text is kept on the function (``__source__``) for debugging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from features.aggregations import AggregationFunction
+
+
+def compile_add(columns: list[str | None], fns: list[AggregationFunction], *, offset: int,
+                slots: dict[str, int] | None = None, skip: set[int] | None = None) -> Callable[..., Any]:
+    """``add(states, source, ts)`` folding one event into ``states[offset + i]`` for each aggregation i.
+
+    ``source`` is the event dict, or, when ``slots`` maps columns to positions, a row list.
+    Aggregations in ``skip`` are left alone. Null values are skipped, as SQL does.
+    """
+    env: dict[str, Any] = {}
+    lines = ["def add(states, source, ts):"]
+    values: dict[str, str] = {}
+    for i, (column, fn) in enumerate(zip(columns, fns, strict=True)):
+        if skip and i in skip:
+            continue
+        slot = f"states[{offset + i}]"
+        if column is None:
+            expr = fn.add_expr or f"f{i}({{s}}, None, ts)"
+            lines.append(f"    {slot} = " + expr.format(s=slot, v="None"))
+            env[f"f{i}"] = fn.add
+            continue
+        if column not in values:
+            name = f"v{len(values)}"
+            values[column] = name
+            lines.append(f"    {name} = source[{slots[column]}]" if slots is not None
+                         else f"    {name} = source.get({column!r})")
+        v = values[column]
+        expr = fn.add_expr or f"f{i}({{s}}, {{v}}, ts)"
+        env[f"f{i}"] = fn.add
+        lines.append(f"    if {v} is not None:")
+        lines.append(f"        {slot} = " + expr.format(s=slot, v=v))
+    if len(lines) == 1:
+        lines.append("    return None")
+    text = "\n".join(lines) + "\n"
+    exec(compile(text, "<freshet fold>", "exec"), env)  # noqa: S102 - text built above from fixed templates
+    add = env["add"]
+    add.__source__ = text
+    return add  # type: ignore[no-any-return]

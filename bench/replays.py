@@ -2,11 +2,14 @@
 
 Each run is `python -m pipelines.cli ...` on a copy of examples/fraud retargeted to
 the benchmark's topic, with its own offline root and state directory
-(FRESHET_OFFLINE_ROOT / FRESHET_STATE_DIR), timed from start to exit; its peak RSS is
-``ru_maxrss`` from ``wait4``. For a replay the processing rate is also taken from the
-workers' progress files (written at each checkpoint, every 2 s): events done between
-the first checkpoint and the last one / the time between them, so interpreter start,
-imports, planning and the final commit are left out.
+(FRESHET_OFFLINE_ROOT / FRESHET_STATE_DIR), timed from start to exit; its peak RSS
+comes from `/usr/bin/time` (see :func:`bench.common.run_measured`). A replay's
+processing time is its wall time minus the wall time of the same command (same views,
+same workers) on an empty topic: interpreter start, imports, planning, worker start and
+the final commit are left out. As a cross-check, the rate between checkpoints is taken
+from the workers' progress files (written every 2 s): per worker, events done between
+its first and its last checkpoint / the time between them, summed over the workers
+(none when a worker finished within one checkpoint interval).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ class CommandRun:
     events: int = 0  # events the command read, from its JSON summary
     workers: int = 0
     reported_s: float | None = None  # the command's own "seconds" (after imports)
-    processing_rate: float | None = None  # between the first and the last checkpoint
+    overhead_s: float | None = None  # wall time of the same command on an empty topic
+    checkpoint_rate: float | None = None  # between the first and the last checkpoint
     values_written: int = 0
     offline_root: Path | None = None
     parity: dict[str, str] = field(default_factory=dict)  # view -> outcome against the live log
@@ -42,6 +46,17 @@ class CommandRun:
     @property
     def ok(self) -> bool:
         return self.measured.returncode == 0
+
+    @property
+    def processing_s(self) -> float | None:
+        if self.overhead_s is None or self.measured.wall_s <= self.overhead_s:
+            return None
+        return self.measured.wall_s - self.overhead_s
+
+    @property
+    def processing_rate(self) -> float | None:
+        seconds = self.processing_s
+        return self.events / seconds if self.events and seconds else None
 
     @property
     def wall_rate(self) -> float | None:
@@ -57,28 +72,31 @@ class CheckpointRate:
 
     def __init__(self, state_root: Path) -> None:
         self.state_root = state_root
-        self.samples: list[tuple[float, int]] = []
+        self.samples: dict[Path, list[tuple[float, int]]] = {}
 
     def tick(self) -> None:
-        total = 0
         for path in self.state_root.glob("*/worker-*/progress.json"):
             try:
-                total += sum(int(v) for v in json.loads(path.read_text()).values())
+                done = sum(int(v) for v in json.loads(path.read_text()).values())
             except (OSError, ValueError):
-                return  # a file being replaced: the next tick sees it
-        if total and (not self.samples or total != self.samples[-1][1]):
-            self.samples.append((time.perf_counter(), total))
+                continue  # a file being replaced: the next tick sees it
+            mine = self.samples.setdefault(path, [])
+            if done and (not mine or done != mine[-1][1]):
+                mine.append((time.perf_counter(), done))
 
     @property
     def rate(self) -> float | None:
-        if len(self.samples) < 2:
-            return None
-        (t0, n0), (t1, n1) = self.samples[0], self.samples[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+        rates = []
+        for samples in self.samples.values():
+            (t0, n0), (t1, n1) = samples[0], samples[-1]
+            if t1 <= t0:
+                return None
+            rates.append((n1 - n0) / (t1 - t0))
+        return sum(rates) if rates else None
 
 
 def run_replay(stack: Stack, repo: Path, workload: str, workers: int, workdir: Path,
-               label: str | None = None) -> CommandRun:
+               label: str | None = None, overhead_s: float | None = None) -> CommandRun:
     run_dir = workdir / f"replay-{workload}-w{workers}-{uuid.uuid4().hex[:6]}"
     offline, state = run_dir / "offline", run_dir / "state"
     cmd = [*CLI, "replay", "--repo", str(repo), *[x for v in WORKLOAD_VIEWS[workload] for x in ("--view", v)],
@@ -90,13 +108,42 @@ def run_replay(stack: Stack, repo: Path, workload: str, workers: int, workdir: P
     measured = run_measured(cmd, cli_env(stack, offline, state), run_dir, on_tick=follow.tick)
     summary = measured.json()
     run = CommandRun(label, workload, measured, load, events=int(summary.get("read", 0) or 0),  # type: ignore[call-overload]
-                     workers=workers, reported_s=_float(summary.get("seconds")),
-                     processing_rate=follow.rate, values_written=int(summary.get("values_written", 0) or 0),  # type: ignore[call-overload]
+                     workers=workers, reported_s=_float(summary.get("seconds")), overhead_s=overhead_s,
+                     checkpoint_rate=follow.rate, values_written=int(summary.get("values_written", 0) or 0),  # type: ignore[call-overload]
                      offline_root=offline)
-    shown = f"{run.processing_rate:,.0f} events/s between checkpoints" if run.processing_rate else "no rate"
-    say(f"      {shown}; {run.events:,} events in {measured.wall_s:.1f}s wall, peak RSS "
+    shown = (f"{run.processing_rate:,.0f} events/s over {run.processing_s:.1f}s (wall - {overhead_s:.1f}s "
+             f"on an empty topic); " if run.processing_rate and overhead_s else "")
+    if run.checkpoint_rate:
+        shown += f"{run.checkpoint_rate:,.0f} events/s between checkpoints; "
+    say(f"      {shown}{run.events:,} events in {measured.wall_s:.1f}s wall, peak RSS "
         f"{measured.max_rss_mb:,.0f} MB" + ("" if run.ok else f"; FAILED: {run.note}"))
     return run
+
+
+def replay_overheads(stack: Stack, workloads: list[str], workers: list[int], run_id: str,
+                     workdir: Path) -> dict[tuple[str, int], float]:
+    """The wall time of each replay command on an empty topic: what a replay costs besides processing."""
+    from bench.common import retargeted_repo
+
+    topic = provision_empty(stack, run_id, "calibration")
+    repo = retargeted_repo(workdir / f"repo-{topic}", topic)
+    say(f"replay start-up and finish, on the empty topic {topic}")
+    found = {}
+    for workload in workloads:
+        for n in workers:
+            run = run_replay(stack, repo, workload, n, workdir)
+            if run.ok:
+                found[(workload, n)] = run.measured.wall_s
+    return found
+
+
+def provision_empty(stack: Stack, run_id: str, what: str) -> str:
+    from bench.common import PARTITIONS
+    from infra.topics import provision_topics, source_topic_specs
+
+    topic = f"bench-{run_id}.{what}-{uuid.uuid4().hex[:4]}"
+    provision_topics(stack.kafka_config, source_topic_specs(topic, PARTITIONS))
+    return topic
 
 
 def check_parity(run: CommandRun, live_offline: Path | None, views: list[str]) -> None:
@@ -136,11 +183,9 @@ class EmptyTopic:
 
 def measure_empty(stack: Stack, run_id: str, workdir: Path) -> EmptyTopic:
     """Whole-command wall times on a freshly provisioned, empty topic."""
-    from bench.common import PARTITIONS, retargeted_repo
-    from infra.topics import provision_topics, source_topic_specs
+    from bench.common import retargeted_repo
 
-    topic = f"bench-{run_id}.empty-{uuid.uuid4().hex[:4]}"
-    provision_topics(stack.kafka_config, source_topic_specs(topic, PARTITIONS))
+    topic = provision_empty(stack, run_id, "empty")
     repo = retargeted_repo(workdir / f"repo-{topic}", topic)
     say(f"empty topic {topic}: whole commands")
     runs = [
@@ -170,7 +215,8 @@ def distinct_keys(spec: Any) -> int:
     return len({key for key, _value, kind in generate(spec) if kind is None})
 
 
-def measure_memory(stack: Stack, run_id: str, events: int, cards: int, workdir: Path) -> Memory:
+def measure_memory(stack: Stack, run_id: str, events: int, cards: int, workdir: Path,
+                   overhead_s: float | None = None) -> Memory:
     """Peak RSS of `freshet replay` (example views, one worker) over a topic with many keys."""
     from bench.common import retargeted_repo
     from bench.throughput import make_topic
@@ -179,7 +225,7 @@ def measure_memory(stack: Stack, run_id: str, events: int, cards: int, workdir: 
     keys = distinct_keys(topic.spec)
     say(f"memory: {keys:,} distinct keys among {topic.summary.valid:,} valid events")
     repo = retargeted_repo(workdir / f"repo-{topic.name}", topic.name)
-    run = run_replay(stack, repo, "all", 1, workdir)
+    run = run_replay(stack, repo, "all", 1, workdir, overhead_s=overhead_s)
     return Memory(topic.name, topic.records, cards, keys, run)
 
 

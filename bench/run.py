@@ -126,7 +126,14 @@ def measure(args: argparse.Namespace, running: Any, workdir: Path, run_id: str) 
     from bench.common import retargeted_repo
     from bench.freshness import measure_freshness, summarize
     from bench.loop import measure_loop
-    from bench.replays import WORKLOAD_VIEWS, check_parity, measure_empty, measure_memory, run_replay
+    from bench.replays import (
+        WORKLOAD_VIEWS,
+        check_parity,
+        measure_empty,
+        measure_memory,
+        replay_overheads,
+        run_replay,
+    )
     from bench.report import Results
     from bench.throughput import make_topic, run_all, run_freshet
 
@@ -140,13 +147,18 @@ def measure(args: argparse.Namespace, running: Any, workdir: Path, run_id: str) 
     if "throughput" in parts and topic is not None:
         res.runs = run_all(running, topic, args.workloads, args.config_list, args.repeat, workdir,
                            bare_prefix={"all": args.bare_events})
+    overheads: dict[tuple[str, int], float] = {}
+    if {"replay", "memory"} & set(parts):
+        overheads = replay_overheads(running, args.workloads if "replay" in parts else ["all"],
+                                     args.workers if "replay" in parts else [1], run_id, workdir)
     if "replay" in parts and topic is not None:
         repo = retargeted_repo(workdir / "repo-main", topic.name)
         for workload in args.workloads:
             live = next((r for c in ("rekey", "key") for r in res.runs
                          if r.workload == workload and r.config == c and r.complete), None)
             for workers in args.workers:
-                replay = run_replay(running, repo, workload, workers, workdir)
+                replay = run_replay(running, repo, workload, workers, workdir,
+                                    overhead_s=overheads.get((workload, workers)))
                 check_parity(replay, live.offline_root if live else None, WORKLOAD_VIEWS[workload])
                 res.replays.append(replay)
     if "changelog" in parts and topic is not None:
@@ -160,7 +172,8 @@ def measure(args: argparse.Namespace, running: Any, workdir: Path, run_id: str) 
     if "empty" in parts:
         res.empty = measure_empty(running, run_id, workdir)
     if "memory" in parts:
-        res.memory = measure_memory(running, run_id, args.memory_events, args.memory_cards, workdir)
+        res.memory = measure_memory(running, run_id, args.memory_events, args.memory_cards, workdir,
+                                    overhead_s=overheads.get(("all", 1)))
     for rate, overrides in freshness_plan(args) if "freshness" in parts else []:
         result = measure_freshness(running, rate, args.seconds, workdir, run_id,
                                    rekey=not args.no_rekey_freshness, consumer_overrides=overrides)

@@ -83,24 +83,27 @@ def throughput_table(runs: list[Run], replays: list[CommandRun], loop: Loop | No
                          f"| {_ratio(rate, loop_rate)} | {vs_bare} | {loads} |")
         for run in (r for r in replays if r.workload == workload):
             rate = run.processing_rate
-            processing = run.events / rate if rate else None
             mark = "†" if prefix else ""
             shown = _rate(rate) + ("" if run.ok else f" FAILED: {run.note}")
-            lines.append(f"| {workload} | (b) {run.label} (subprocess) | {shown} | {processing or 0:.1f} "
+            lines.append(f"| {workload} | (b) {run.label} (subprocess) | {shown} | {run.processing_s or 0:.1f} "
                          f"| {_rate(run.wall_rate)} | {run.measured.wall_s:.1f} | {_ratio(rate, loop_rate)} "
                          f"| {_ratio(rate, bares['bare'], mark)} | {run.load_before:.2f} |")
     return lines
 
 
 def replay_table(replays: list[CommandRun]) -> list[str]:
-    lines = ["| workload | command | events | wall s | the command's own s | events/s between checkpoints "
-             "| events/s over wall | values written | peak RSS MB | parity with the live rekey=True log |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| workload | command | events | wall s | the same on an empty topic s | processing s "
+             "| events/s processing | events/s between checkpoints | events/s over wall "
+             "| the command's own s | values written | peak RSS MB | parity with the live log |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for run in replays:
         parity = ", ".join(f"{k} {v}" for k, v in run.parity.items()) or "-"
         own = f"{run.reported_s:.1f}" if run.reported_s is not None else "-"
-        lines.append(f"| {run.workload} | {run.label} | {run.events:,} | {run.measured.wall_s:.1f} | {own} "
-                     f"| {_rate(run.processing_rate)} | {_rate(run.wall_rate)} | {run.values_written:,} "
+        empty = f"{run.overhead_s:.1f}" if run.overhead_s is not None else "-"
+        processing = f"{run.processing_s:.1f}" if run.processing_s is not None else "-"
+        lines.append(f"| {run.workload} | {run.label} | {run.events:,} | {run.measured.wall_s:.1f} | {empty} "
+                     f"| {processing} | {_rate(run.processing_rate)} | {_rate(run.checkpoint_rate)} "
+                     f"| {_rate(run.wall_rate)} | {own} | {run.values_written:,} "
                      f"| {_mb(run.measured.max_rss_kb)} | {parity} |")
     return lines
 
@@ -123,20 +126,21 @@ def changelog_table(found: list[Changelog]) -> list[str]:
 
 def memory_table(memory: Memory, replays: list[CommandRun], empty: EmptyTopic | None) -> list[str]:
     run = memory.run
-    lines = ["| replay (example views, 1 worker) | events | distinct keys | wall s | events/s between checkpoints "
+    lines = ["| replay (example views, 1 worker) | events | distinct keys | wall s | events/s processing "
              "| peak RSS MB |", "| --- | ---: | ---: | ---: | ---: | ---: |",
-             f"| {memory.topic} | {memory.events:,} | {memory.distinct_keys:,} | {run.measured.wall_s:.1f} "
-             f"| {_rate(run.processing_rate)} | {_mb(run.measured.max_rss_kb)}"
+             f"| {memory.topic} ({memory.cards:,} cards) | {memory.events:,} | {memory.distinct_keys:,} "
+             f"| {run.measured.wall_s:.1f} | {_rate(run.processing_rate)} | {_mb(run.measured.max_rss_kb)}"
              f"{'' if run.ok else ' FAILED: ' + run.note} |"]
     for other in replays:
         if other.workload == "all" and other.workers == 1:
-            lines.append(f"| the main topic (2,000 cards) | {other.events:,} | - | {other.measured.wall_s:.1f} "
+            lines.append(f"| the main topic | {other.events:,} | - | {other.measured.wall_s:.1f} "
                          f"| {_rate(other.processing_rate)} | {_mb(other.measured.max_rss_kb)} |")
-    if empty is not None:
-        for other in empty.runs:
-            if other.workers:
-                lines.append(f"| the empty topic | 0 | 0 | {other.measured.wall_s:.1f} | - "
-                             f"| {_mb(other.measured.max_rss_kb)} |")
+    base = next((r for r in (empty.runs if empty else []) if r.workers and r.ok), None)
+    if base is not None:
+        lines.append(f"| the empty topic | 0 | 0 | {base.measured.wall_s:.1f} | - | {_mb(base.measured.max_rss_kb)} |")
+        if run.ok and memory.distinct_keys:
+            extra = (run.measured.max_rss_kb - base.measured.max_rss_kb) * 1024 / memory.distinct_keys
+            lines += ["", f"Above the empty-topic replay: {extra:,.0f} bytes of peak RSS per distinct key."]
     return lines
 
 

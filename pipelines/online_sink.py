@@ -25,8 +25,9 @@ from features.online_layout import NEWER_WINS_LUA
 
 log = logging.getLogger(__name__)
 
-# (key, feature_ts, source offset, ttl ms, flat field/value list)
-PendingWrite = tuple[str, int, int, int, list[str]]
+# (key, feature_ts, source offset, ttl ms, (feature names, values, window start, window end)):
+# encoded to hash fields only when sent, so a value superseded within a batch costs nothing more
+PendingWrite = tuple[str, int, int, int, tuple[list[str], list[Any], int, int]]
 
 
 class OnlineStoreUnavailable(OnlineStoreError):
@@ -50,27 +51,35 @@ class RedisOnlineWriter:
         self._write_lock = threading.Lock()  # one batch in flight at a time
         self._unavailable = False
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(target=self._background, name="freshet-redis-writer", daemon=True)
             self._thread.start()
 
-    def add(self, key: str, feature_ts: int, offset: int, ttl_ms: int, fields: list[str]) -> None:
+    def add(self, key: str, feature_ts: int, offset: int, ttl_ms: int, names: list[str], values: list[Any],
+            window_start: int, window_end: int) -> None:
+        """Queue a write; the writer thread sends it within ``max_delay_s`` (the caller never waits on Redis)."""
         with self._lock:
             current = self._pending.get(key)
             # coalesce: within a batch only the newest value per key matters
             if current is None or (feature_ts, offset) > (current[1], current[2]):
-                self._pending[key] = (key, feature_ts, offset, ttl_ms, fields)
+                self._pending[key] = (key, feature_ts, offset, ttl_ms, (names, values, window_start, window_end))
             if self._oldest is None:
                 self._oldest = self._clock()
             due = len(self._pending) >= self._batch_size
-        if due and not self._unavailable:
-            self._write_quietly()
+        if due and self._thread is not None:
+            self._wake.set()
+        elif due and not self._unavailable:
+            self._write_quietly()  # no writer thread (tests): write here
 
     def _background(self) -> None:
-        while not self._stop.wait(self._max_delay / 2):
+        while not self._stop.is_set():
+            self._wake.wait(self._max_delay / 2)
+            self._wake.clear()
             oldest = self._oldest
-            if oldest is not None and self._clock() - oldest >= self._max_delay:
+            if oldest is not None and (self._clock() - oldest >= self._max_delay
+                                       or len(self._pending) >= self._batch_size):
                 self._write_quietly()
 
     def _write_quietly(self) -> None:
@@ -113,8 +122,10 @@ class RedisOnlineWriter:
         for attempt in range(2):
             sha = self._sha or self._client.script_load(NEWER_WINS_LUA)
             self._sha = sha
-            packed = b"".join(pack_command(("EVALSHA", sha, 1, key, ts, offset, ttl, *fields))  # type: ignore[arg-type]
-                              for key, ts, offset, ttl, fields in batch.values())
+            packed = b"".join(
+                pack_command(("EVALSHA", sha, 1, key, ts, offset, ttl,  # type: ignore[arg-type]
+                              *encode_fields(dict(zip(raw[0], raw[1], strict=True)), raw[2], raw[3])))
+                for key, ts, offset, ttl, raw in batch.values())
             conn = pool.get_connection()
             failure: redis.RedisError | None = None
             try:
@@ -157,6 +168,7 @@ class RedisOnlineWriter:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
         self._client.close()

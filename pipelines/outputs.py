@@ -15,7 +15,7 @@ from typing import Any
 from features.definitions import FeatureView
 from features.online_layout import online_key
 from pipelines.offline_sink import ParquetLogWriter
-from pipelines.online_sink import RedisOnlineWriter, encode_fields
+from pipelines.online_sink import RedisOnlineWriter
 from pipelines.side_outputs import SideOutputs
 from pipelines.stats import PipelineStats
 from pipelines.tiles import EmittedValue, LateReport
@@ -45,8 +45,7 @@ class OperatorOutputs:
         if self.online is not None:
             name, version, ttl = self._keys[view]
             self.online.add(online_key(name, version, value.entity), value.feature_ts, value.source_offset, ttl,
-                            encode_fields(dict(zip(self._names[view], value.values, strict=True)),
-                                          value.window_start, value.window_end))
+                            self._names[view], value.values, value.window_start, value.window_end)
 
     def late(self, report: LateReport) -> None:
         self.side.late(self.views[report.view], report.event, str(report.entity), report.late_by_ms,

@@ -40,6 +40,7 @@ from pipelines.tiles import EmittedValue, KeyState, LateReport, SourceOperator
 
 log = logging.getLogger(__name__)
 STATE_KEY = "tiles"
+NOTHING: list[EmittedValue] = []  # the step's result: nothing flows past it
 BACKPRESSURE_RETRY_S = 2.0
 
 
@@ -113,6 +114,7 @@ class OperatorStep:
         self._live: dict[str, tuple[State, KeyState]] = {}
 
     def __call__(self, event: dict[str, Any], state: State) -> list[EmittedValue]:
+        """Emitted values go to the outputs from here; nothing flows on (the sink only flushes)."""
         key = str(event[self._entity])
         entry = self._live.get(key)
         if entry is None:
@@ -127,11 +129,16 @@ class OperatorStep:
         if not self._operator.process(key_state, event, event[SOURCE_PARTITION_FIELD],
                                       event[SOURCE_OFFSET_FIELD], emitted, late):
             self._stats.duplicates += 1
-            return emitted
+            return NOTHING
         self._stats.windowed += 1
+        outputs = self._outputs
         for report in late:
-            self._outputs.late(report)
-        return emitted
+            outputs.late(report)
+        if emitted:
+            partition = message_context().partition  # the partition the operator read
+            for value in emitted:
+                outputs.emit(value, partition)
+        return NOTHING
 
     def write_back(self) -> None:
         for state, key_state in self._live.values():
@@ -143,7 +150,7 @@ class OperatorStep:
 
 
 class OperatorSink(BaseSink):
-    """Emitted values into the outputs; at each checkpoint: outputs made durable, then states written."""
+    """At each checkpoint: the outputs made durable, then the states written (values arrive via the step)."""
 
     def __init__(self, outputs: OperatorOutputs, step: OperatorStep, stats: PipelineStats) -> None:
         super().__init__()
@@ -152,7 +159,7 @@ class OperatorSink(BaseSink):
         self._stats = stats
 
     def add(self, value: EmittedValue, key: Any, timestamp: int, headers: Any, topic: str,
-            partition: int, offset: int) -> None:
+            partition: int, offset: int) -> None:  # the step hands values to the outputs itself
         self._outputs.emit(value, partition)
 
     def flush(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -131,18 +132,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
         stats = run_worker(plan, views, kafka, settings.redis_url, progress, max_rate=args.max_rate,
                            checkpoint_s=args.checkpoint_interval)
     else:
+        # settings reach the workers through their environment, never argv (which `ps` shows to everyone)
         command = [sys.executable, "-m", "pipelines.cli", "replay", "--repo", args.repo, "--plan", str(plan.path()),
-                   *[x for v in args.view for x in ("--view", v)], "--offline-root", str(offline_root),
-                   "--state-dir", str(settings.state_dir)]
-        if settings.kafka_bootstrap:
-            command += ["--bootstrap", settings.kafka_bootstrap]
-        if settings.redis_url:
-            command += ["--redis-url", settings.redis_url]
-        command += [x for kv in args.kafka_overrides for x in ("-X", kv)]
-        command += ["--checkpoint-interval", str(args.checkpoint_interval)]
+                   *[x for v in args.view for x in ("--view", v)], "--checkpoint-interval",
+                   str(args.checkpoint_interval)]
         if args.max_rate:
             command += ["--max-rate", str(args.max_rate)]
-        stats = run_workers(plan, command, progress)
+        env = {**os.environ, "FRESHET_OFFLINE_ROOT": str(offline_root), "FRESHET_STATE_DIR": str(settings.state_dir),
+               "FRESHET_KAFKA_CONFIG": json.dumps(settings.kafka_config)}
+        for name, value in (("FRESHET_KAFKA_BOOTSTRAP", settings.kafka_bootstrap),
+                            ("FRESHET_REDIS_URL", settings.redis_url)):
+            if value:
+                env[name] = value
+        stats = run_workers(plan, command, progress, env)
     elapsed = time.monotonic() - started
     if not stats.get("finished"):
         print(json.dumps({"plan": plan.plan_id, "finished": False, **_summary(stats, elapsed)}, indent=2))

@@ -124,10 +124,11 @@ def read_progress(plan: ReplayPlan) -> dict[int, int]:
     return done
 
 
-def run_workers(plan: ReplayPlan, command: list[str], progress: ProgressLine) -> dict[str, Any]:
+def run_workers(plan: ReplayPlan, command: list[str], progress: ProgressLine,
+                env: dict[str, str] | None = None) -> dict[str, Any]:
     """Start one process of ``command`` per worker (each with --worker-id) and follow their progress."""
     procs = [subprocess.Popen([*command, "--worker", f"--worker-id={w}"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for w in range(plan.workers)]
+                              stderr=subprocess.PIPE, text=True, env=env) for w in range(plan.workers)]
     outputs: list[tuple[str, str]] = []
     try:
         while any(p.poll() is None for p in procs):

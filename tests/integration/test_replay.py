@@ -168,3 +168,28 @@ def test_versioning_handover(servers: Servers, unique: str, tmp_path: Path) -> N
     boundary = END_MS - 10 * 60_000
     rows = read_log(tmp_path / "offline", Registry.load(repo_v2).view("spend_5m"))
     assert any(r["window_start"] < boundary < r["window_end"] for r in rows)
+
+
+def test_replay_workers_get_no_secret_on_their_command_line(stream: Stream, tmp_path: Path) -> None:
+    """`ps` shows every process's argv to every user: the Redis URL (with its password) must not be there."""
+    secret = "s3cret-" + uuid.uuid4().hex[:6]
+    env = {**stream.env(tmp_path), "FRESHET_REDIS_URL": f"redis://:{secret}@127.0.0.1:1/0"}
+    args = ["replay", "--repo", str(stream.repo), "--workers", "2", "--view", "spend_5m", "--max-rate", "4000"]
+    parent = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    seen: dict[int, str] = {}
+    while parent.poll() is None:
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit() and int(proc.name) not in seen:
+                try:
+                    cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if "pipelines.cli" in cmdline and "--worker-id" in cmdline:
+                    seen[int(proc.name)] = cmdline
+        time.sleep(0.05)
+    out, err = parent.communicate()
+    assert parent.returncode == 0, (out + err)[-2000:]
+    assert len(seen) == 2, seen
+    assert all(secret not in cmd for cmd in seen.values()), seen
+    assert secret not in out + err

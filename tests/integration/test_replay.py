@@ -182,10 +182,11 @@ def test_replay_workers_get_no_secret_on_their_command_line(stream: Stream, tmp_
         for proc in Path("/proc").iterdir():
             if proc.name.isdigit() and int(proc.name) not in seen:
                 try:
+                    ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
                     cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                except OSError:
+                except (OSError, ValueError, IndexError):
                     continue
-                if "pipelines.cli" in cmdline and "--worker-id" in cmdline:
+                if ppid == parent.pid and "--worker-id" in cmdline:
                     seen[int(proc.name)] = cmdline
         time.sleep(0.05)
     out, err = parent.communicate()

@@ -19,6 +19,9 @@ EVENT_TIME_FIELD = "__event_ts"
 SOURCE_PARTITION_FIELD = "__src_partition"
 SOURCE_OFFSET_FIELD = "__src_offset"
 MAX_ABS_EVENT_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+# a larger record could not cross the re-key hop (librdkafka's default message.max.bytes is 1,000,000)
+# and would stop the pipeline at the same offset on every restart; both drivers dead-letter it
+MAX_EVENT_BYTES = 900_000
 
 
 class InvalidEvent(Exception):
@@ -58,6 +61,8 @@ class EventDecoder:
     def decode(self, raw: bytes | str | None) -> dict[str, Any]:
         if raw is None:
             raise InvalidEvent("empty", "record has no value")
+        if len(raw) > MAX_EVENT_BYTES:
+            raise InvalidEvent("too_large", f"record of {len(raw):,} bytes; at most {MAX_EVENT_BYTES:,} are processed")
         try:
             event = json_loads(raw if isinstance(raw, bytes) else raw.encode())
         except (ValueError, TypeError, UnicodeDecodeError) as exc:

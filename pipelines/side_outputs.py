@@ -1,8 +1,9 @@
 """Dead-letter and late-event outputs: nothing is dropped silently.
 
-Invalid records go to ``<topic>.dlq`` with their original bytes and the reason
-in headers; late events go to ``<topic>.late`` as JSON with the view, the
-window and how late they were. Both are produced to the same partition as the
+Invalid records go to ``<topic>.dlq`` with their original bytes (the first
+900,000 of a larger record) and the reason and original size in headers; late
+events go to ``<topic>.late`` as JSON with the view, the window and how late
+they were. Both are produced to the same partition as the
 source record and flushed at every checkpoint, before offsets are committed.
 """
 
@@ -17,6 +18,10 @@ from features.definitions import FeatureView, Source
 from features.errors import SinkError
 from pipelines.decode import EVENT_TIME_FIELD
 from pipelines.stats import PipelineStats
+
+
+# a dead letter keeps at most this much of the original value (freshet.original_size says how much there was)
+MAX_DEAD_LETTER_BYTES = 900_000
 
 
 class SideOutputs:
@@ -38,8 +43,12 @@ class SideOutputs:
                     partition: int, offset: int) -> None:
         with self._stats._lock:
             self._stats.invalid[reason] += 1
+        size = len(raw) if raw is not None else 0
+        if raw is not None and size > MAX_DEAD_LETTER_BYTES:
+            raw = raw[:MAX_DEAD_LETTER_BYTES]  # the broker would refuse the whole copy
         headers = [
             ("freshet.reason", reason.encode()),
+            ("freshet.original_size", str(size).encode()),
             ("freshet.detail", detail.encode()[:1000]),
             ("freshet.source.topic", self._source.topic.encode()),
             ("freshet.source.partition", str(partition).encode()),

@@ -56,3 +56,17 @@ def test_invalid_records_have_a_reason(value: object, reason: str) -> None:
 def test_empty_value() -> None:
     with pytest.raises(InvalidEvent, match="empty"):
         EventDecoder(SOURCE).decode(None)
+
+
+def test_a_record_over_the_size_limit_is_too_large() -> None:
+    from pipelines.decode import MAX_EVENT_BYTES, EventDecoder, InvalidEvent
+
+    source = Source(name="s", topic="t", partitions=1, key="k", timestamp="ts",
+                    schema={"k": "str", "note": "str", "ts": "int"})
+    raw = json.dumps({"k": "a", "note": "x" * MAX_EVENT_BYTES, "ts": 1}).encode()
+    try:
+        EventDecoder(source).decode(raw)
+    except InvalidEvent as exc:
+        assert exc.reason == "too_large" and f"{len(raw):,}" in exc.detail
+    else:
+        raise AssertionError("a record over the limit was accepted")

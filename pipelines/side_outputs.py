@@ -19,7 +19,6 @@ from features.errors import SinkError
 from pipelines.decode import EVENT_TIME_FIELD
 from pipelines.stats import PipelineStats
 
-
 # a dead letter keeps at most this much of the original value (freshet.original_size says how much there was)
 MAX_DEAD_LETTER_BYTES = 900_000
 

@@ -23,6 +23,7 @@ import redis.asyncio as aredis
 from features.definitions import FeatureView
 from features.errors import DefinitionError, OnlineStoreError
 from features.online_layout import TS_FIELD, decode_value, online_key
+from features.redact import redact_url
 
 _CASTS: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "str": str, "bool": bool}
 
@@ -211,7 +212,4 @@ class AsyncOnlineClient(_ClientBase):
 
 def _safe(url: str) -> str:
     """The URL without its password."""
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return redact_url(url)

@@ -123,6 +123,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         config.seed_states = seed_states(plan)
         log.info("continuing replay %s (ended at offsets %s) in group %s", plan.plan_id, plan.end, plan.group)
+    if config.redis_url is not None:
+        from pipelines.online_sink import check_credentials
+
+        check_credentials(config.redis_url)  # before anything else: refused credentials are not an outage
     if args.until_caught_up and not args.from_replay and _never_written(kafka, source.topic, source.partitions):
         # nothing can be behind (and building the pipeline would create Quix's internal topics: ~2 s)
         log.info("%s has never held a record: nothing to do", source.topic)

@@ -22,6 +22,7 @@ from hiredis import pack_command
 
 from features.errors import OnlineStoreError
 from features.online_layout import NEWER_WINS_LUA
+from features.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,15 @@ class RedisOnlineWriter:
     def __init__(self, url: str, *, batch_size: int = 1000, max_delay_s: float = 0.05,
                  clock: Callable[[], float] = time.monotonic, background: bool = True,
                  on_written: Callable[[int], None] | None = None) -> None:
+        self._url = redact_url(url)
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
                                             health_check_interval=30)
+        try:  # refused credentials are not an outage: say so now instead of backing off forever
+            self._client.ping()
+        except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+            raise self._refused(exc) from None
+        except redis.ConnectionError:
+            pass  # an outage at start: the first writes back off until Redis answers
         self._sha: str | None = None
         self._batch_size = batch_size
         self._max_delay = max_delay_s
@@ -87,6 +95,8 @@ class RedisOnlineWriter:
             self.write_pending()
         except OnlineStoreUnavailable as exc:
             log.debug("redis write deferred: %s", exc)
+        except OnlineStoreError as exc:  # kept pending: the next checkpoint's flush raises it and stops the run
+            log.error("%s", exc)
 
     def write_pending(self) -> int:
         """Write the pending batch. The lock only guards swapping it: adds never wait on Redis."""
@@ -99,6 +109,9 @@ class RedisOnlineWriter:
                 self._oldest = None
             try:
                 self._send(batch)
+            except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+                self._restore(batch)
+                raise self._refused(exc) from None
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
                 self._restore(batch)
                 self._unavailable = True
@@ -110,6 +123,11 @@ class RedisOnlineWriter:
         if self._on_written:
             self._on_written(len(batch))
         return len(batch)
+
+    def _refused(self, exc: Exception) -> OnlineStoreError:
+        return OnlineStoreError(
+            f"Redis at {self._url} refused Freshet's credentials ({type(exc).__name__}: "
+            f"{redact_url(str(exc))}): check the user and password in FRESHET_REDIS_URL or --redis-url")
 
     def _send(self, batch: dict[str, PendingWrite]) -> None:
         """One round trip: every write as an EVALSHA of the newer-wins script, packed by hiredis.
@@ -172,6 +190,11 @@ class RedisOnlineWriter:
         if self._thread is not None:
             self._thread.join(timeout=2)
         self._client.close()
+
+
+def check_credentials(url: str) -> None:
+    """Fail now, naming the problem, if Redis refuses the URL's credentials (an unreachable Redis passes)."""
+    RedisOnlineWriter(url, background=False).close()
 
 
 def encode_fields(features: dict[str, Any], window_start: int, window_end: int) -> list[str]:

@@ -168,7 +168,8 @@ def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, timeout_s: floa
     every 20 ms while it runs."""
     cwd.mkdir(parents=True, exist_ok=True)
     stem = cwd / f"cmd-{time.monotonic_ns()}"
-    out_path, err_path, rss_path = stem.with_suffix(".out"), stem.with_suffix(".err"), stem.with_suffix(".rss")
+    out_path, err_path = stem.with_suffix(".out"), stem.with_suffix(".err")
+    rss_path = stem.with_suffix(".rss")
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.perf_counter()
         # its own session: on a timeout the whole command (and its workers) is stopped by our child's pgid
@@ -199,13 +200,14 @@ class ProgressClock:
     once at that point; ``on_stall`` once if progress stops for ``stall_s``
     (a run that never finishes must not hang the benchmark). With ``mark=(count, n)``,
     ``marked`` is when ``count()`` first reached ``n`` and ``marked_count`` its value then
-    (a run's rate over its first ``n`` events).
+    (a run's rate over its first ``n`` events); ``on_mark`` is called once then.
     """
 
     def __init__(self, read: Callable[[], int], signature: Callable[[], Hashable], target: int, *,
                  on_target: Callable[[], None] | None = None, on_stall: Callable[[], None] | None = None,
                  stall_s: float = 120.0, interval_s: float = 0.02,
-                 mark: tuple[Callable[[], int], int] | None = None) -> None:
+                 mark: tuple[Callable[[], int], int] | None = None,
+                 on_mark: Callable[[], None] | None = None) -> None:
         self._read = read
         self._signature = signature
         self._target = target
@@ -214,6 +216,7 @@ class ProgressClock:
         self._stall_s = stall_s
         self._interval_s = interval_s
         self._mark = mark
+        self._on_mark = on_mark
         self.first: float | None = None
         self.last: float | None = None
         self.reached: float | None = None
@@ -248,13 +251,16 @@ class ProgressClock:
                 count = self._mark[0]()
                 if count >= self._mark[1]:
                     self.marked, self.marked_count = now, count
+                    if self._on_mark is not None:
+                        self._on_mark()
             if read >= self._target and self.reached is None:
                 self.reached = now
                 if self._on_target is not None:
                     self._on_target()
             if now - moved > self._stall_s and not self.stalled:
                 self.stalled = True
-                say(f"      no progress for {self._stall_s:.0f}s at {read:,}/{self._target:,} records; stopping")
+                say(f"      no progress for {self._stall_s:.0f}s at {read:,}/{self._target:,} records; "
+                    "stopping")
                 if self._on_stall is not None:
                     self._on_stall()
 

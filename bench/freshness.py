@@ -147,7 +147,8 @@ def measure_freshness(stack: Stack, rate: int, seconds: float, workdir: Path, ru
                 finished.wait(1.0)
 
     say(f"freshness: {rate:,} events/s for {seconds:g}s into {topic}, view {view.name} "
-        f"({view.window.describe()}, {view.emit}), rekey={rekey}, consumer {consumer_overrides or 'defaults'}")
+        f"({view.window.describe()}, {view.emit}), rekey={rekey}, "
+        f"consumer {consumer_overrides or 'defaults'}")
     load = load_average()
     controller = threading.Thread(target=control, name="bench-freshness", daemon=True)
     controller.start()

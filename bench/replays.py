@@ -3,13 +3,16 @@
 Each run is `python -m pipelines.cli ...` on a copy of examples/fraud retargeted to
 the benchmark's topic, with its own offline root and state directory
 (FRESHET_OFFLINE_ROOT / FRESHET_STATE_DIR), timed from start to exit; its peak RSS
-comes from `/usr/bin/time` (see :func:`bench.common.run_measured`). A replay's
-processing time is its wall time minus the wall time of the same command (same views,
-same workers) on an empty topic: interpreter start, imports, planning, worker start and
-the final commit are left out. As a cross-check, the rate between checkpoints is taken
-from the workers' progress files (written every 2 s): per worker, events done between
-its first and its last checkpoint / the time between them, summed over the workers
-(none when a worker finished within one checkpoint interval).
+comes from `/usr/bin/time` (see :func:`bench.common.run_measured`).
+
+A replay's processing time is watched from outside, every 20 ms, in its state
+directory: it starts when the first worker's checkpoint directory
+(``<state>/<plan group>/worker-<i>``, made when the batch driver is built, after
+interpreter start, imports and planning) appears, and ends when the last worker's
+``progress.json`` last changes (written after its final checkpoint). As a cross-check,
+the rate between checkpoints (progress files are rewritten every 2 s): per worker,
+events done between its first and last checkpoint / the time between them, summed over
+the workers (none when a worker finished within one checkpoint interval).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class CommandRun:
     events: int = 0  # events the command read, from its JSON summary
     workers: int = 0
     reported_s: float | None = None  # the command's own "seconds" (after imports)
-    overhead_s: float | None = None  # wall time of the same command on an empty topic
+    processing_s: float | None = None  # first worker's driver built -> last worker's final checkpoint
     checkpoint_rate: float | None = None  # between the first and the last checkpoint
     values_written: int = 0
     offline_root: Path | None = None
@@ -46,12 +49,6 @@ class CommandRun:
     @property
     def ok(self) -> bool:
         return self.measured.returncode == 0
-
-    @property
-    def processing_s(self) -> float | None:
-        if self.overhead_s is None or self.measured.wall_s <= self.overhead_s:
-            return None
-        return self.measured.wall_s - self.overhead_s
 
     @property
     def processing_rate(self) -> float | None:
@@ -67,74 +64,71 @@ class CommandRun:
         return "" if self.ok else f"exit {self.measured.returncode}: {self.measured.tail(300)}"
 
 
-class CheckpointRate:
-    """Follows the replay workers' progress files under a state root; the rate between checkpoints."""
+class WorkerClock:
+    """Follows the replay workers' checkpoint directories and progress files under a state root."""
 
     def __init__(self, state_root: Path) -> None:
         self.state_root = state_root
-        self.samples: dict[Path, list[tuple[float, int]]] = {}
+        self.started: dict[Path, float] = {}  # worker directory -> when it was first seen
+        self.samples: dict[Path, list[tuple[float, int]]] = {}  # worker directory -> (time, events done)
 
     def tick(self) -> None:
-        for path in self.state_root.glob("*/worker-*/progress.json"):
+        now = time.perf_counter()
+        for worker in self.state_root.glob("*/worker-*"):
+            self.started.setdefault(worker, now)
             try:
-                done = sum(int(v) for v in json.loads(path.read_text()).values())
+                done = sum(int(v) for v in json.loads((worker / "progress.json").read_text()).values())
             except (OSError, ValueError):
-                continue  # a file being replaced: the next tick sees it
-            mine = self.samples.setdefault(path, [])
-            if done and (not mine or done != mine[-1][1]):
-                mine.append((time.perf_counter(), done))
+                continue  # not written yet, or being replaced: the next tick sees it
+            mine = self.samples.setdefault(worker, [])
+            if not mine or done != mine[-1][1]:
+                mine.append((now, done))
 
     @property
-    def rate(self) -> float | None:
+    def processing_s(self) -> float | None:
+        ends = [samples[-1][0] for samples in self.samples.values() if samples]
+        if not self.started or not ends:
+            return None
+        return max(ends) - min(self.started.values())
+
+    @property
+    def checkpoint_rate(self) -> float | None:
         rates = []
         for samples in self.samples.values():
+            samples = [x for x in samples if x[1]]
+            if not samples:
+                continue  # a worker with nothing to do
             (t0, n0), (t1, n1) = samples[0], samples[-1]
             if t1 <= t0:
-                return None
+                return None  # it finished within one checkpoint interval
             rates.append((n1 - n0) / (t1 - t0))
         return sum(rates) if rates else None
 
 
 def run_replay(stack: Stack, repo: Path, workload: str, workers: int, workdir: Path,
-               label: str | None = None, overhead_s: float | None = None) -> CommandRun:
+               label: str | None = None) -> CommandRun:
     run_dir = workdir / f"replay-{workload}-w{workers}-{uuid.uuid4().hex[:6]}"
     offline, state = run_dir / "offline", run_dir / "state"
     cmd = [*CLI, "replay", "--repo", str(repo), *[x for v in WORKLOAD_VIEWS[workload] for x in ("--view", v)],
            "--workers", str(workers), "--offline-root", str(offline)]
-    follow = CheckpointRate(state)
+    clock = WorkerClock(state)
     label = label or f"`freshet replay --workers {workers}`"
     say(f"  {workload} / {label}")
     load = load_average()
-    measured = run_measured(cmd, cli_env(stack, offline, state), run_dir, on_tick=follow.tick)
+    measured = run_measured(cmd, cli_env(stack, offline, state), run_dir, on_tick=clock.tick)
     summary = measured.json()
-    run = CommandRun(label, workload, measured, load, events=int(summary.get("read", 0) or 0),  # type: ignore[call-overload]
-                     workers=workers, reported_s=_float(summary.get("seconds")), overhead_s=overhead_s,
-                     checkpoint_rate=follow.rate, values_written=int(summary.get("values_written", 0) or 0),  # type: ignore[call-overload]
+    run = CommandRun(label, workload, measured, load, events=_int(summary.get("read")), workers=workers,
+                     reported_s=_float(summary.get("seconds")), processing_s=clock.processing_s,
+                     checkpoint_rate=clock.checkpoint_rate,
+                     values_written=_int(summary.get("values_written")),
                      offline_root=offline)
-    shown = (f"{run.processing_rate:,.0f} events/s over {run.processing_s:.1f}s (wall - {overhead_s:.1f}s "
-             f"on an empty topic); " if run.processing_rate and overhead_s else "")
+    shown = (f"{run.processing_rate:,.0f} events/s over {run.processing_s:.1f}s of processing; "
+             if run.processing_rate and run.processing_s else "")
     if run.checkpoint_rate:
         shown += f"{run.checkpoint_rate:,.0f} events/s between checkpoints; "
     say(f"      {shown}{run.events:,} events in {measured.wall_s:.1f}s wall, peak RSS "
         f"{measured.max_rss_mb:,.0f} MB" + ("" if run.ok else f"; FAILED: {run.note}"))
     return run
-
-
-def replay_overheads(stack: Stack, workloads: list[str], workers: list[int], run_id: str,
-                     workdir: Path) -> dict[tuple[str, int], float]:
-    """The wall time of each replay command on an empty topic: what a replay costs besides processing."""
-    from bench.common import retargeted_repo
-
-    topic = provision_empty(stack, run_id, "calibration")
-    repo = retargeted_repo(workdir / f"repo-{topic}", topic)
-    say(f"replay start-up and finish, on the empty topic {topic}")
-    found = {}
-    for workload in workloads:
-        for n in workers:
-            run = run_replay(stack, repo, workload, n, workdir)
-            if run.ok:
-                found[(workload, n)] = run.measured.wall_s
-    return found
 
 
 def provision_empty(stack: Stack, run_id: str, what: str) -> str:
@@ -156,7 +150,8 @@ def check_parity(run: CommandRun, live_offline: Path | None, views: list[str]) -
         for view in views:
             report = compare(view, live_offline, run.offline_root)
             run.parity[view] = "OK" if report.equal else (
-                f"{len(report.missing)} missing, {len(report.extra)} extra, {len(report.different)} different")
+                f"{len(report.missing)} missing, {len(report.extra)} extra, "
+                f"{len(report.different)} different")
     except Exception as exc:  # a changed parity API must not lose the rest of the run
         run.parity["error"] = f"{type(exc).__name__}: {exc}"
 
@@ -169,9 +164,9 @@ def run_cli(stack: Stack, label: str, workload: str, args: list[str], workdir: P
     measured = run_measured([*CLI, *args], cli_env(stack, run_dir / "offline", run_dir / "state"), run_dir,
                             timeout_s=600)
     summary = measured.json()
-    run = CommandRun(label, workload, measured, load, events=int(summary.get("read", 0) or 0))  # type: ignore[call-overload]
-    say(f"      {measured.wall_s:.1f}s wall (exit {measured.returncode}), peak RSS {measured.max_rss_mb:,.0f} MB"
-        + ("" if run.ok else f"; FAILED: {run.note}"))
+    run = CommandRun(label, workload, measured, load, events=_int(summary.get("read")))
+    say(f"      {measured.wall_s:.1f}s wall (exit {measured.returncode}), peak RSS "
+        f"{measured.max_rss_mb:,.0f} MB" + ("" if run.ok else f"; FAILED: {run.note}"))
     return run
 
 
@@ -192,9 +187,11 @@ def measure_empty(stack: Stack, run_id: str, workdir: Path) -> EmptyTopic:
         run_cli(stack, "`freshet validate` (interpreter, imports, repository: the floor)", "all",
                 ["validate", "--repo", str(repo)], workdir),
         run_cli(stack, "`freshet run --until-caught-up`", "all",
-                ["run", "--repo", str(repo), "--until-caught-up", "--group", f"bench-empty-{uuid.uuid4().hex[:6]}"],
+                ["run", "--repo", str(repo), "--until-caught-up",
+                 "--group", f"bench-empty-{uuid.uuid4().hex[:6]}"],
                 workdir),
         run_replay(stack, repo, "all", 1, workdir, label="`freshet replay --workers 1`"),
+        run_replay(stack, repo, "all", 2, workdir, label="`freshet replay --workers 2`"),
     ]
     return EmptyTopic(topic, runs)
 
@@ -215,8 +212,7 @@ def distinct_keys(spec: Any) -> int:
     return len({key for key, _value, kind in generate(spec) if kind is None})
 
 
-def measure_memory(stack: Stack, run_id: str, events: int, cards: int, workdir: Path,
-                   overhead_s: float | None = None) -> Memory:
+def measure_memory(stack: Stack, run_id: str, events: int, cards: int, workdir: Path) -> Memory:
     """Peak RSS of `freshet replay` (example views, one worker) over a topic with many keys."""
     from bench.common import retargeted_repo
     from bench.throughput import make_topic
@@ -225,8 +221,15 @@ def measure_memory(stack: Stack, run_id: str, events: int, cards: int, workdir: 
     keys = distinct_keys(topic.spec)
     say(f"memory: {keys:,} distinct keys among {topic.summary.valid:,} valid events")
     repo = retargeted_repo(workdir / f"repo-{topic.name}", topic.name)
-    run = run_replay(stack, repo, "all", 1, workdir, overhead_s=overhead_s)
+    run = run_replay(stack, repo, "all", 1, workdir)
     return Memory(topic.name, topic.records, cards, keys, run)
+
+
+def _int(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0
 
 
 def _float(value: object) -> float | None:

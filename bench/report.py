@@ -47,9 +47,13 @@ Method (`python -m bench.run`: one command, one local stack, one topic).
   records / (time of the last record processed - time of the first one), sampled
   every 20 ms, so the group join and the shutdown are left out.
   (b) `freshet replay --workers 1` and `--workers 2` as a subprocess of the real
-  CLI, on a copy of examples/fraud retargeted to the topic: the processing rate
-  (events done between the replay's first and last checkpoint, from its progress
-  files / the time between them) and events / whole-command wall time.
+  CLI, on a copy of examples/fraud retargeted to the topic: the processing rate =
+  events / (time from the first worker's batch driver being built - its checkpoint
+  directory appears - to the last worker's final checkpoint, watched every 20 ms;
+  interpreter start, imports and planning left out), and events / whole-command
+  wall time; as a cross-check, the rate between its first and last checkpoint
+  (workers' progress files, every 2 s). Its Parquet log is compared row for row
+  with the live rekey=True run's.
   (c) a bare Quix Streams application computing the same windows with Quix's own
   window operators, the same consumer settings and changelog topics, no sink
   (built-in Count and Sum; count-distinct of merchant as a small custom
@@ -64,13 +68,14 @@ Method (`python -m bench.run`: one command, one local stack, one topic).
   (`changelog__<group>--...`) received, per input record (true end offsets from
   `EndOffsetProbe` - low watermarks), and the mean/p50/p99/max serialized size of
   a key's state (length of the last changelog value of each key).
-- **Memory.** Peak RSS (`ru_maxrss` from `wait4`, as `/usr/bin/time -v` reports
-  it) of `freshet replay --workers 1` of the example views over a topic with
+- **Memory.** Peak RSS (`/usr/bin/time -f %M`, the "Maximum resident set size"
+  of `-v`; without it a small wrapper reading its children's `ru_maxrss`) of
+  `freshet replay --workers 1` of the example views over a topic with
   100,000 cards (500,000 events by default; the distinct keys are counted),
   beside the replay of the main topic and of an empty topic.
 - **Empty topic.** Whole-command wall time of `freshet validate` (the floor:
   interpreter, imports, repository), `freshet run --until-caught-up` and
-  `freshet replay` on a freshly provisioned empty topic.
+  `freshet replay --workers 1` / `--workers 2` on a freshly provisioned empty topic.
 - **Freshness.** A child process produces at a steady rate (5,000/s, then
   1,000/s; 20 s each) with event time = wall clock, into a pipeline running a
   1-minute tumbling view that emits on every event (`emit="current"`). For every
@@ -117,10 +122,12 @@ class Results:
     memory: Memory | None = None
     empty: EmptyTopic | None = None
     fresh: list[Freshness] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # part -> what went wrong
 
     @property
     def failed(self) -> bool:
-        return (any(not r.complete for r in self.runs) or any(not r.ok for r in self.replays)
+        return (bool(self.errors) or any(not r.complete for r in self.runs)
+                or any(not r.ok for r in self.replays)
                 or any(f.result.error for f in self.fresh) or any(c.error for c in self.changelogs)
                 or (self.memory is not None and not self.memory.run.ok)
                 or (self.empty is not None and any(not r.ok for r in self.empty.runs)))
@@ -139,26 +146,30 @@ def render(stack: Stack, res: Results, elapsed_s: float, quick: bool) -> str:
     ]
     if res.topic is not None:
         s, topic = res.topic.summary, res.topic
-        lines.append(f"- topic: {s.produced:,} events ({s.malformed:,} malformed), {topic.spec.cards:,} cards, "
+        lines.append(f"- topic: {s.produced:,} events ({s.malformed:,} malformed), {topic.spec.cards:,} "
+                     "cards, "
                      f"event times over {topic.spec.span_ms // 60_000} min, 4 partitions; produced in "
                      f"{topic.produce_s:.1f}s")
     if res.runs or res.replays or res.loop:
         lines += ["", "### Throughput (events/s)", "", *throughput_table(res.runs, res.replays, res.loop)]
         prefix = next((r.prefix for r in res.runs if r.stopped_early), 0)
         if prefix:
-            lines += ["", f"The bare Quix runs on the all-views workload read only the first {prefix:,} events "
-                      "of the topic (its sliding window is slow); the live runs' 'vs bare Quix' there uses their "
+            lines += ["", f"The bare Quix runs on the all-views workload read only the first {prefix:,} "
+                      "events of the topic (its sliding window is slow); the live runs' 'vs bare Quix' there "
+                      "uses their "
                       f"own rate over the same first {prefix:,} events (shown after ';'). "
                       "†: the replay's whole-topic rate against that prefix rate."]
     if res.replays:
-        lines += ["", "### Replay (`freshet replay`, a subprocess of the CLI)", "", *replay_table(res.replays),
+        lines += ["", "### Replay (`freshet replay`, a subprocess of the CLI)", "",
+                  *replay_table(res.replays),
                   "", "Peak RSS of `--workers 2` is the largest single process (the parent or one worker)."]
     if res.runs:
         lines += ["", "Emitted values and late events per view (a check that the engines did the same work; "
                   "for the sliding view Freshet keeps only the window ending at each event, the bare app "
                   "counts every window Quix emits; a bare run stopped early counts its prefix only):", ""]
         for run in res.runs:
-            emitted = ", ".join(f"{k} {v:,} (late {run.late.get(k, 0):,})" for k, v in sorted(run.emitted.items()))
+            emitted = ", ".join(f"{k} {v:,} (late {run.late.get(k, 0):,})"
+                                for k, v in sorted(run.emitted.items()))
             lines.append(f"- {run.workload} / {run.config}: {emitted or 'none'}")
     if res.changelogs:
         lines += ["", "### State: changelog records per input record, state bytes per key", "",
@@ -179,10 +190,14 @@ def render(stack: Stack, res: Results, elapsed_s: float, quick: bool) -> str:
                   *freshness_table(res.fresh)]
         warmups = [f"{f.result.warmup_s:.1f}s" for f in res.fresh if not f.result.error]
         if warmups:
-            lines.append(f"\nWarm-up before each measurement (join + first value visible): {', '.join(warmups)}.")
+            lines.append("\nWarm-up before each measurement (join + first value visible): "
+                         f"{', '.join(warmups)}.")
         if any(not f.pipeline_kept_up for f in res.fresh if not f.result.error):
             lines.append("Where the pipeline did not keep up, latency grew along the run: the figure is "
                          "mostly backlog (queueing), not the pipeline's freshness at a sustainable rate.")
+    if res.errors:
+        lines += ["", "### Parts that failed", "",
+                  *[f"- {name}: {error}" for name, error in res.errors.items()]]
     lines += ["", "### Notes", "", *NOTES, ""]
     return "\n".join(lines)
 
@@ -199,7 +214,8 @@ NOTES = [
     "real cluster, and changelog/repartition topics live in the same memory.",
     "- 'events/s incl. start-up' divides by the wall time: for live and bare runs from the start of "
     "the run (group join) to its end, for replays the whole subprocess (interpreter start, imports, "
-    "plan, final commit).",
+    "plan, worker processes, final commit). The replay's 'processing s' runs from its first batch "
+    "driver being built to its last final checkpoint.",
     "- The bare Quix baseline trusts the message key (or re-keys with group_by), does a few type "
     "checks instead of full schema validation, has no dead-letter or late topics and no sink; Freshet "
     "writes to Redis (newer-wins Lua script per entity, batched) and to Parquet (replay: Parquet only).",

@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,15 +59,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-cards", type=int, default=100_000, help="memory: cards in that topic")
     parser.add_argument("--rate", default="5000,1000",
                         help="freshness: events per second, a comma-separated list measured in turn")
-    parser.add_argument("--seconds", type=float, default=None, help="freshness: seconds of steady load (default 20)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="freshness: seconds of steady load (default 20)")
     parser.add_argument("--fetch-wait-ms", type=int, default=0,
                         help="freshness: one more measurement at the lowest rate with the pipeline's "
                              "fetch.wait.max.ms set to this (default 0: skip; the pipeline's default is 50)")
     parser.add_argument("--no-rekey-freshness", action="store_true", help="freshness: rekey=False")
-    parser.add_argument("--skip-throughput", action="store_true", help="same as leaving throughput out of --parts")
-    parser.add_argument("--skip-freshness", action="store_true", help="same as leaving freshness out of --parts")
+    parser.add_argument("--skip-throughput", action="store_true",
+                        help="same as leaving throughput out of --parts")
+    parser.add_argument("--skip-freshness", action="store_true",
+                        help="same as leaving freshness out of --parts")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: " + ", ".join(f"{k.replace('_', '-')} {v:,}" for k, v in QUICK.items())
+                        help="smoke run: "
+                        + ", ".join(f"{k.replace('_', '-')} {v:,}" for k, v in QUICK.items())
                         + " (unless given)")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the temporary directory")
@@ -131,7 +136,6 @@ def measure(args: argparse.Namespace, running: Any, workdir: Path, run_id: str) 
         check_parity,
         measure_empty,
         measure_memory,
-        replay_overheads,
         run_replay,
     )
     from bench.report import Results
@@ -139,47 +143,73 @@ def measure(args: argparse.Namespace, running: Any, workdir: Path, run_id: str) 
 
     parts = args.part_list
     res = Results()
-    topic = None
     if {"loop", "throughput", "replay", "changelog"} & set(parts):
-        topic = res.topic = make_topic(running, args.events, run_id, cards=args.cards)
-    if "loop" in parts and topic is not None:
-        res.loop = measure_loop(running, topic.name, topic.records)
-    if "throughput" in parts and topic is not None:
-        res.runs = run_all(running, topic, args.workloads, args.config_list, args.repeat, workdir,
-                           bare_prefix={"all": args.bare_events})
-    overheads: dict[tuple[str, int], float] = {}
-    if {"replay", "memory"} & set(parts):
-        overheads = replay_overheads(running, args.workloads if "replay" in parts else ["all"],
-                                     args.workers if "replay" in parts else [1], run_id, workdir)
-    if "replay" in parts and topic is not None:
+        res.topic = make_topic(running, args.events, run_id, cards=args.cards)
+    topic = res.topic
+
+    def loop() -> None:
+        if topic is not None:
+            res.loop = measure_loop(running, topic.name, topic.records)
+
+    def throughput() -> None:
+        if topic is not None:
+            res.runs = run_all(running, topic, args.workloads, args.config_list, args.repeat, workdir,
+                               bare_prefix={"all": args.bare_events})
+
+    def replay() -> None:
+        if topic is None:
+            return
         repo = retargeted_repo(workdir / "repo-main", topic.name)
         for workload in args.workloads:
             live = next((r for c in ("rekey", "key") for r in res.runs
                          if r.workload == workload and r.config == c and r.complete), None)
             for workers in args.workers:
-                replay = run_replay(running, repo, workload, workers, workdir,
-                                    overhead_s=overheads.get((workload, workers)))
-                check_parity(replay, live.offline_root if live else None, WORKLOAD_VIEWS[workload])
-                res.replays.append(replay)
-    if "changelog" in parts and topic is not None:
+                run = run_replay(running, repo, workload, workers, workdir)
+                check_parity(run, live.offline_root if live else None, WORKLOAD_VIEWS[workload])
+                res.replays.append(run)
+
+    def changelog() -> None:
+        if topic is None:
+            return
         if not any(not r.config.startswith("bare") for r in res.runs):
             say("changelog: no live run yet; running all / rekey")
             res.runs.append(run_freshet(running, topic, "all", "rekey", workdir))
         for run in res.runs:
-            if run.group:
-                res.changelogs.append(measure_changelog(running, f"{run.workload} / {run.config}", run.group,
-                                                        run.records, sizes=not run.config.startswith("bare")))
-    if "empty" in parts:
+            if run.group:  # a bare run stopped early: per event that reached its windows
+                label = f"{run.workload} / {run.config}" + (f" (first {run.windowed:,} events)"
+                                                            if run.stopped_early else "")
+                res.changelogs.append(measure_changelog(running, label, run.group,
+                                                        run.windowed if run.stopped_early else run.records,
+                                                        sizes=not run.config.startswith("bare")))
+
+    def empty() -> None:
         res.empty = measure_empty(running, run_id, workdir)
-    if "memory" in parts:
-        res.memory = measure_memory(running, run_id, args.memory_events, args.memory_cards, workdir,
-                                    overhead_s=overheads.get(("all", 1)))
-    for rate, overrides in freshness_plan(args) if "freshness" in parts else []:
-        result = measure_freshness(running, rate, args.seconds, workdir, run_id,
-                                   rekey=not args.no_rekey_freshness, consumer_overrides=overrides)
-        say(f"      {summarize(result)}")
-        res.fresh.append(result)
+
+    def memory() -> None:
+        res.memory = measure_memory(running, run_id, args.memory_events, args.memory_cards, workdir)
+
+    def freshness() -> None:
+        for rate, overrides in freshness_plan(args):
+            result = measure_freshness(running, rate, args.seconds, workdir, run_id,
+                                       rekey=not args.no_rekey_freshness, consumer_overrides=overrides)
+            say(f"      {summarize(result)}")
+            res.fresh.append(result)
+
+    steps = {"loop": loop, "throughput": throughput, "replay": replay, "changelog": changelog,
+             "empty": empty, "memory": memory, "freshness": freshness}
+    for name in PARTS:
+        if name in parts:
+            _guarded(res, name, steps[name])
     return res
+
+
+def _guarded(res: Any, name: str, step: Any) -> None:
+    """One part failing is reported (here and in the section) and the others still run."""
+    try:
+        step()
+    except Exception as exc:
+        say(f"part {name} FAILED:\n{traceback.format_exc()}")
+        res.errors[name] = f"{type(exc).__name__}: {exc}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,10 @@ def _rate(value: float | None) -> str:
 
 
 def _ratio(value: float | None, base: float | None, mark: str = "") -> str:
-    return f"{value / base:.2f}{mark}" if value and base else "-"
+    if not value or not base:
+        return "-"
+    ratio = value / base
+    return f"{ratio:.2f}{mark}" if ratio >= 0.1 else f"{ratio:.3f}{mark}"
 
 
 def _mb(kb: int) -> str:
@@ -49,7 +52,8 @@ def throughput_table(runs: list[Run], replays: list[CommandRun], loop: Loop | No
         each = ", ".join(_rate(r) for r in loop.rates)
         loads = ", ".join(f"{r.load_before:.2f}" for r in loop.runs)
         lines.append(f"| any | (d) bare confluent-kafka loop: consume(10,000) + orjson.loads, no group | "
-                     f"{_rate(loop_rate)} (median of {each}) | {seconds or 0:.2f} | - | - | 1.00 | - | {loads} |")
+                     f"{_rate(loop_rate)} (median of {each}) | {seconds or 0:.2f} | - | - | 1.00 | - "
+                     f"| {loads} |")
     workloads = list(dict.fromkeys([r.workload for r in runs] + [r.workload for r in replays]))
     for workload in workloads:
         mine = [r for r in runs if r.workload == workload]
@@ -77,31 +81,32 @@ def throughput_table(runs: list[Run], replays: list[CommandRun], loop: Loop | No
                 shown += " INCOMPLETE: " + "; ".join(r.note for r in group if not r.complete)
             seconds = _median(r.seconds for r in group)
             wall = _median(r.wall_s for r in group)
-            incl = _median(r.records / r.wall_s for r in group if r.wall_s)
+            incl = _median(r.records / r.wall_s for r in group if r.wall_s and not r.stopped_early)
             loads = ", ".join(f"{r.load_before:.2f}" for r in group)
-            lines.append(f"| {workload} | {path} | {shown} | {seconds or 0:.1f} | {_rate(incl)} | {wall or 0:.1f} "
+            lines.append(f"| {workload} | {path} | {shown} | {seconds or 0:.1f} | {_rate(incl)} "
+                         f"| {wall or 0:.1f} "
                          f"| {_ratio(rate, loop_rate)} | {vs_bare} | {loads} |")
         for run in (r for r in replays if r.workload == workload):
             rate = run.processing_rate
             mark = "†" if prefix else ""
             shown = _rate(rate) + ("" if run.ok else f" FAILED: {run.note}")
-            lines.append(f"| {workload} | (b) {run.label} (subprocess) | {shown} | {run.processing_s or 0:.1f} "
+            lines.append(f"| {workload} | (b) {run.label} (subprocess) | {shown} "
+                         f"| {run.processing_s or 0:.1f} "
                          f"| {_rate(run.wall_rate)} | {run.measured.wall_s:.1f} | {_ratio(rate, loop_rate)} "
                          f"| {_ratio(rate, bares['bare'], mark)} | {run.load_before:.2f} |")
     return lines
 
 
 def replay_table(replays: list[CommandRun]) -> list[str]:
-    lines = ["| workload | command | events | wall s | the same on an empty topic s | processing s "
-             "| events/s processing | events/s between checkpoints | events/s over wall "
-             "| the command's own s | values written | peak RSS MB | parity with the live log |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| workload | command | events | wall s | processing s | events/s processing "
+             "| events/s between checkpoints | events/s over wall | the command's own s | values written "
+             "| peak RSS MB | parity with the live log |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for run in replays:
         parity = ", ".join(f"{k} {v}" for k, v in run.parity.items()) or "-"
         own = f"{run.reported_s:.1f}" if run.reported_s is not None else "-"
-        empty = f"{run.overhead_s:.1f}" if run.overhead_s is not None else "-"
         processing = f"{run.processing_s:.1f}" if run.processing_s is not None else "-"
-        lines.append(f"| {run.workload} | {run.label} | {run.events:,} | {run.measured.wall_s:.1f} | {empty} "
+        lines.append(f"| {run.workload} | {run.label} | {run.events:,} | {run.measured.wall_s:.1f} "
                      f"| {processing} | {_rate(run.processing_rate)} | {_rate(run.checkpoint_rate)} "
                      f"| {_rate(run.wall_rate)} | {own} | {run.values_written:,} "
                      f"| {_mb(run.measured.max_rss_kb)} | {parity} |")
@@ -120,7 +125,8 @@ def changelog_table(found: list[Changelog]) -> list[str]:
         sizes = (f"{s.keys:,} | {s.mean:,.0f} | {s.p50:,.0f} | {s.p99:,.0f} | {s.largest:,}" if s
                  else "- | - | - | - | -")
         per = f"{c.per_event:.3f}" if c.per_event is not None else "-"
-        lines.append(f"| {c.label} | {len(c.topics)} | {c.records:,} | {c.input_records:,} | {per} | {sizes} |")
+        lines.append(f"| {c.label} | {len(c.topics)} | {c.records:,} | {c.input_records:,} | {per} "
+                     f"| {sizes} |")
     return lines
 
 
@@ -135,12 +141,15 @@ def memory_table(memory: Memory, replays: list[CommandRun], empty: EmptyTopic | 
         if other.workload == "all" and other.workers == 1:
             lines.append(f"| the main topic | {other.events:,} | - | {other.measured.wall_s:.1f} "
                          f"| {_rate(other.processing_rate)} | {_mb(other.measured.max_rss_kb)} |")
-    base = next((r for r in (empty.runs if empty else []) if r.workers and r.ok), None)
+    base = next((r for r in (empty.runs if empty else []) if r.workers == 1 and r.ok), None)
     if base is not None:
-        lines.append(f"| the empty topic | 0 | 0 | {base.measured.wall_s:.1f} | - | {_mb(base.measured.max_rss_kb)} |")
+        lines.append(f"| the empty topic | 0 | 0 | {base.measured.wall_s:.1f} | - "
+                     f"| {_mb(base.measured.max_rss_kb)} |")
         if run.ok and memory.distinct_keys:
             extra = (run.measured.max_rss_kb - base.measured.max_rss_kb) * 1024 / memory.distinct_keys
-            lines += ["", f"Above the empty-topic replay: {extra:,.0f} bytes of peak RSS per distinct key."]
+            lines += ["", f"Peak RSS above the empty-topic replay, per distinct key: {extra:,.0f} bytes "
+                      "(an upper bound on the state a replay keeps per key: it includes buffered output "
+                      "rows too)."]
     return lines
 
 

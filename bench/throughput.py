@@ -71,6 +71,7 @@ class Run:
     prefix: int = 0  # > 0: the rate over the first ``prefix`` windowed events is known
     prefix_rate: float | None = None
     stopped_early: bool = False  # a bare run stopped after ``prefix`` events (not the whole topic)
+    windowed: int = 0  # events that reached the windows
 
     @property
     def rate(self) -> float | None:
@@ -79,13 +80,15 @@ class Run:
         return self.records / self.seconds if self.seconds else None
 
 
-def make_topic(stack: Stack, events: int, run_id: str, cards: int = 2_000, suffix: str = "transactions") -> Topic:
+def make_topic(stack: Stack, events: int, run_id: str, cards: int = 2_000,
+               suffix: str = "transactions") -> Topic:
     from infra.topics import provision_topics, source_topic_specs
 
     name = f"bench-{run_id}.{suffix}"
     provision_topics(stack.kafka_config, source_topic_specs(name, PARTITIONS))
     spec = StreamSpec(events=events, cards=cards)
-    say(f"producing {events:,} synthetic card transactions ({cards:,} cards) to {name} ({PARTITIONS} partitions)")
+    say(f"producing {events:,} synthetic card transactions ({cards:,} cards) to {name} "
+        f"({PARTITIONS} partitions)")
     started = time.perf_counter()
     summary = produce(stack.kafka_config, name, spec)
     elapsed = time.perf_counter() - started
@@ -97,7 +100,8 @@ def _workload_views(topic: Topic, workload: str) -> list[FeatureView]:
     return example_views(topic.name, WORKLOADS[workload])
 
 
-def run_freshet(stack: Stack, topic: Topic, workload: str, config: str, workdir: Path, prefix: int = 0) -> Run:
+def run_freshet(stack: Stack, topic: Topic, workload: str, config: str, workdir: Path,
+                prefix: int = 0) -> Run:
     from pipelines.runner import run_pipeline
     from pipelines.topology import PipelineConfig, build_pipeline
 
@@ -133,7 +137,8 @@ def run_freshet(stack: Stack, topic: Topic, workload: str, config: str, workdir:
         clock.stop()
     wall = time.perf_counter() - started
     complete, note = _freshet_complete(snapshot, topic)
-    emitted = {str(k): int(v) for k, v in dict(snapshot["emitted_by_view"]).items()}  # type: ignore[call-overload]
+    emitted = {str(k): int(v)
+               for k, v in dict(snapshot["emitted_by_view"]).items()}  # type: ignore[call-overload]
     late = {str(k): int(v) for k, v in dict(snapshot["late_by_view"]).items()}  # type: ignore[call-overload]
     return Run(workload, config, topic.records, clock.seconds, wall, complete and not clock.stalled,
                emitted, late, note, load, group=pipeline_config.consumer_group,
@@ -160,8 +165,10 @@ def run_bare(stack: Stack, topic: Topic, workload: str, workdir: Path, config: s
     group = f"bench-{run_dir.name}"
     app = BareApp(views, stack.kafka_bootstrap, group, run_dir / "state", rekey=rekey)
     if prefix:
-        clock = ProgressClock(lambda: app.windowed, lambda: app.windowed, prefix, on_target=app.app.stop,
-                              on_stall=app.app.stop, mark=(lambda: app.windowed, prefix))
+        # timed from the first record read, as the live runs' rate over their first events
+        clock = ProgressClock(lambda: app.read, lambda: (app.read, app.windowed), topic.records + 1,
+                              on_stall=app.app.stop, mark=(lambda: app.windowed, prefix),
+                              on_mark=app.app.stop)
     elif rekey:  # progress and the end are counted where the windows read (after the re-key hop)
         clock = ProgressClock(lambda: app.windowed, lambda: app.windowed, topic.summary.valid,
                               on_target=app.app.stop, on_stall=app.app.stop)
@@ -180,9 +187,10 @@ def run_bare(stack: Stack, topic: Topic, workload: str, workdir: Path, config: s
     if prefix:
         complete = clock.marked is not None and not clock.stalled
         note = "" if complete else f"windowed {app.windowed:,} of the first {prefix:,} events"
-        return Run(workload, config, app.read, clock.seconds, wall, complete, dict(app.emitted),
+        seconds = clock.marked - clock.first if clock.marked and clock.first else None
+        return Run(workload, config, app.read, seconds, wall, complete, dict(app.emitted),
                    dict(app.late), note, load, group=group, prefix=prefix, prefix_rate=clock.mark_rate,
-                   stopped_early=True)
+                   stopped_early=True, windowed=app.windowed)
     complete = app.read == topic.records and not clock.stalled
     if rekey:
         complete = complete and app.windowed == topic.summary.valid

@@ -16,6 +16,7 @@ the method's name and signature so an upgrade that changes it fails loudly.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import TopicPartition
@@ -25,6 +26,7 @@ from pipelines.offsets import EndOffsetProbe
 
 _lock = threading.Lock()
 _installed: dict[str, EndOffsetProbe] = {}
+_wrapped: list[bool] = []  # non-empty once the method is wrapped (once per process)
 
 
 def is_tansu(kafka_config: dict[str, Any], timeout_s: float = 10.0) -> bool:
@@ -32,36 +34,38 @@ def is_tansu(kafka_config: dict[str, Any], timeout_s: float = 10.0) -> bool:
     return "tansu" in str(metadata.cluster_id or "").lower()
 
 
-def correct_watermarks_on_tansu(kafka_config: dict[str, Any]) -> bool:
-    """Install the correction for this broker if it is tansu. Returns True if it is."""
+def correct_watermarks_on_tansu(kafka_config: dict[str, Any]) -> Callable[[], None] | None:
+    """Install the correction if the broker is tansu; returns the function that removes it (None otherwise).
+
+    One process runs one pipeline against one broker: installing twice replaces the probe."""
     if not is_tansu(kafka_config):
-        return False
+        return None
     from quixstreams.kafka.consumer import BaseConsumer
 
-    bootstrap = str(kafka_config["bootstrap.servers"])
     with _lock:
-        if bootstrap in _installed:
-            return True
-        probe = EndOffsetProbe(kafka_config)
-        _installed[bootstrap] = probe
-        if len(_installed) > 1:
-            return True  # the wrapper below already looks the probe up per broker
-        original = BaseConsumer.get_watermark_offsets
+        for old in _installed.values():
+            old.close()
+        _installed.clear()
+        _installed["probe"] = EndOffsetProbe(kafka_config)
+        if not _wrapped:
+            original = BaseConsumer.get_watermark_offsets
 
-        def get_watermark_offsets(self: Any, partition: TopicPartition, timeout: float | None = None,
-                                  cached: bool = False) -> tuple[int, int]:
-            low, high = original(self, partition, timeout=timeout, cached=cached)
-            if cached or high <= 0:
-                return low, high
-            with _lock:
-                probes = list(_installed.values())
-            for candidate in probes:
-                try:
-                    true_end = candidate.end_offsets([(partition.topic, partition.partition)])
-                except Exception:  # noqa: S112 - another broker's probe may not know this topic
-                    continue
+            def get_watermark_offsets(self: Any, partition: TopicPartition, timeout: float | None = None,
+                                      cached: bool = False) -> tuple[int, int]:
+                low, high = original(self, partition, timeout=timeout, cached=cached)
+                probe = _installed.get("probe")
+                if cached or high <= 0 or probe is None:
+                    return low, high
+                true_end = probe.end_offsets([(partition.topic, partition.partition)])
                 return low, max(high, true_end[(partition.topic, partition.partition)])
-            return low, high
 
-        BaseConsumer.get_watermark_offsets = get_watermark_offsets  # type: ignore[method-assign]
-    return True
+            BaseConsumer.get_watermark_offsets = get_watermark_offsets  # type: ignore[method-assign]
+            _wrapped.append(True)
+
+    def remove() -> None:
+        with _lock:
+            for probe in _installed.values():
+                probe.close()
+            _installed.clear()  # the wrapper stays and passes every call through unchanged
+
+    return remove

@@ -1,4 +1,4 @@
-"""The Redis online writer: batched newer-wins compare-and-set, fresh within ~100 ms.
+"""The Redis online writer: batched newer-wins compare-and-set, fresh within ~50 ms.
 
 Values are written as they are emitted (in pipelined batches), not only at
 checkpoints: writing early is safe because every write is an atomic newer-wins
@@ -36,7 +36,7 @@ class OnlineStoreUnavailable(OnlineStoreError):
 
 
 class RedisOnlineWriter:
-    def __init__(self, url: str, *, batch_size: int = 1000, max_delay_s: float = 0.05,
+    def __init__(self, url: str, *, batch_size: int = 1000, max_delay_s: float = 0.02,
                  clock: Callable[[], float] = time.monotonic, background: bool = True,
                  on_written: Callable[[int], None] | None = None) -> None:
         self._url = redact_url(url)

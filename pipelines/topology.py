@@ -59,8 +59,8 @@ class PipelineConfig:
     exactly_once: bool = False
     session_timeout_ms: int = 6000
     # tansu answers a fetch only after fetch.wait.max.ms (librdkafka default 500 ms) even when data
-    # is there; with the re-key hop that is paid twice. 50 ms keeps values fresh.
-    fetch_wait_max_ms: int = 50
+    # is there; with the re-key hop that is paid twice. 25 ms keeps values fresh.
+    fetch_wait_max_ms: int = 25
     parquet_roll_rows: int = 100_000
     parquet_roll_seconds: float = 120.0
     extra_consumer_config: dict[str, Any] = field(default_factory=dict)
@@ -182,7 +182,7 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
     source = single_source(views)
     stats = stats or PipelineStats()
     kafka = dict(config.kafka_config)
-    correct_watermarks_on_tansu(kafka)
+    remove_quirk = correct_watermarks_on_tansu(kafka)
     app = _make_app(kafka, config)
     outputs = make_outputs(views, kafka, stats, redis_url=config.redis_url, offline_root=config.offline_root,
                            roll_rows=config.parquet_roll_rows, roll_seconds=config.parquet_roll_seconds)
@@ -196,7 +196,8 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
     sdf = sdf.apply(step, stateful=True, expand=True)
     sdf.sink(OperatorSink(outputs, step, stats))
     topics = sorted({t.name for t in sdf.topics} | {source.topic})
-    return Pipeline(app, source, views, stats, outputs, dict(config.kafka_config), config.consumer_group, topics)
+    return Pipeline(app, source, views, stats, outputs, dict(config.kafka_config), config.consumer_group, topics,
+                    [remove_quirk] if remove_quirk else [])
 
 
 def _make_app(kafka: dict[str, Any], config: PipelineConfig) -> Application:

@@ -3,7 +3,8 @@
 No consumer group and no repartition hop: the driver assigns its partitions at
 their start (or checkpointed) offsets, reads them in batches with confluent-kafka,
 decodes, runs :class:`pipelines.tiles.SourceOperator` over per-entity states held in
-memory, and writes through the same :class:`pipelines.outputs.OperatorOutputs` as a
+memory (at most ``max_cached_states`` between checkpoints; others are read back from the
+store), and writes through the same :class:`pipelines.outputs.OperatorOutputs` as a
 live run. Every ``checkpoint_s`` it makes the outputs durable, then writes the states
 that changed and the read positions to its own RocksDB store in one atomic batch, so
 a killed replay resumes from its last checkpoint (the Parquet writer's last-flush
@@ -76,7 +77,7 @@ class BatchDriver:
                  start: dict[int, int], end: dict[int, int], state_dir: Path, offline_root: Path,
                  redis_url: str | None, check_keys: bool, checkpoint_s: float = 2.0, batch_size: int = 5000,
                  stats: PipelineStats | None = None, progress: Callable[[dict[int, int]], None] | None = None,
-                 max_rate: float | None = None) -> None:
+                 max_rate: float | None = None, max_cached_states: int = 50_000) -> None:
         self.views = views
         self.topic = topic
         self.start = start
@@ -95,6 +96,7 @@ class BatchDriver:
         self._dirty: set[str] = set()
         self._stopping = False
         self._max_rate = max_rate
+        self._max_cached = max_cached_states
 
     def stop(self) -> None:
         self._stopping = True
@@ -193,6 +195,8 @@ class BatchDriver:
                 time.sleep(2.0)
         self._store.commit({k: self._states[k] for k in self._dirty}, positions)
         self._dirty.clear()
+        if len(self._states) > self._max_cached:
+            self._states.clear()  # every state is in the store now: memory stays bounded whatever the keys
         if self._progress is not None:
             self._progress({p: positions[p] - self.start[p] for p in positions})
 

@@ -22,5 +22,5 @@ def test_wrapped_method_keeps_its_signature() -> None:
 def test_the_wrapper_is_installed_only_for_tansu(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     original = BaseConsumer.get_watermark_offsets
     monkeypatch.setattr(broker_quirks, "is_tansu", lambda _config: False)
-    assert broker_quirks.correct_watermarks_on_tansu({"bootstrap.servers": "127.0.0.1:1"}) is False
+    assert broker_quirks.correct_watermarks_on_tansu({"bootstrap.servers": "127.0.0.1:1"}) is None
     assert BaseConsumer.get_watermark_offsets is original

@@ -82,7 +82,7 @@ Method (`python -m bench.run`: one command, one local stack, one topic).
   50th event it polls the entity's Redis hash every 5 ms until `__ts` reaches the
   event's time. The figure is send -> visible in Redis: producer batching
   (linger 5 ms) + broker + consume + re-key hop + processing + the Redis
-  writer's batching (at most 50 ms) + the 5 ms polling step.
+  writer's batching (at most 20 ms) + the 5 ms polling step.
 
 Timings vary from run to run (shared machine, Python GC, broker in memory):
 compare figures within one section rather than across machines.
@@ -221,7 +221,7 @@ NOTES = [
     "writes to Redis (newer-wins Lua script per entity, batched) and to Parquet (replay: Parquet only).",
     "- Freshness includes producer batching (linger 5 ms), broker, consume, the re-key hop "
     "(rekey=True: produce to and consume from the repartition topic, linger 10 ms), processing, the "
-    "Redis writer's batching (at most 50 ms) and the 5 ms polling step, with the producer, the "
+    "Redis writer's batching (at most 20 ms) and the 5 ms polling step, with the producer, the "
     "pipeline, the broker and Redis on the same machine.",
     "- At a rate above what one pipeline process sustains on this machine the freshness figure is "
     "backlog, not freshness: see the 'pipeline kept up' column and the latency trend.",

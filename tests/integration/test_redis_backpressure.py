@@ -36,8 +36,10 @@ from tests.integration.harness import (
 
 
 def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    # with its data kept across the restart (AOF, fsync per write): this test is about an outage; a Redis
+    # that comes back empty is a different fault (refilling it from the log is `freshet materialize`'s job)
     proc = subprocess.Popen([str(find_redis_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(workdir)],
+                             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(workdir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(port=port)
     for _ in range(100):

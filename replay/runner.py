@@ -36,7 +36,7 @@ class ProgressLine:
         self.out = out
         self.every_s = every_s
         self.started = time.monotonic()
-        self._last_print = 0.0
+        self._last_print = self.started  # the first line after every_s, or the final one
         self._samples: list[tuple[float, int]] = []
 
     def update(self, done: dict[int, int], final: bool = False) -> None:
@@ -45,6 +45,8 @@ class ProgressLine:
         self._samples = [s for s in self._samples if now - s[0] <= 10.0] + [(now, total_done)]
         first = self._samples[0]
         rate = (total_done - first[1]) / (now - first[0]) if now > first[0] else 0.0
+        if final and now > self.started:
+            rate = total_done / (now - self.started)  # the whole replay's rate
         remaining = self.plan.total - total_done
         eta = f"{remaining / rate:,.0f}s" if rate > 0 else "?"
         pct = 100.0 * total_done / self.plan.total if self.plan.total else 100.0

@@ -83,11 +83,13 @@ class SlidingWindows:
             return
         vs[0] = watermark
         events: list[list[Any]] = vs[2]
-        at = bisect_right(events, ts, key=_time)
+        n = len(events)
+        # in order (the common case): nothing ends after ts, the row goes at the end
+        at = n if n == 0 or events[-1][0] <= ts else bisect_right(events, ts, key=_time)
         # closed windows ending after ts that contain it
         previous = None
         j = at
-        while j < len(events):
+        while j < n:
             t = events[j][0]
             start = t - size if t > size else 0
             if t > ts + size or start > closed_start:
@@ -102,8 +104,11 @@ class SlidingWindows:
         if own_late:
             late.append(LateReport(self.index, entity, event, late_by, own_start, ts, partition, offset))
         row = [ts, *[event.get(c) for c in self._columns], None]
-        self._on_insert(vs, at, row)
-        events.insert(at, row)
+        if at == n:
+            events.append(row)  # after every row the queue covers: nothing to adjust
+        else:
+            self._on_insert(vs, at, row)
+            events.insert(at, row)
         if not self.final:
             if not own_late:
                 emitted.append(EmittedValue(self.index, entity, ts, own_start, ts,

@@ -370,7 +370,9 @@ def _start_fresh(stack_dir: Path, timeout_s: float) -> StackInfo:
         "--port", str(redis_port),
         "--bind", LOOPBACK,
         "--save", "",
-        "--appendonly", "no",
+        # the online store survives a restart of the stack (the AOF file lives in the stack directory)
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
         "--daemonize", "no",
         "--dir", str(stack_dir),
     ]  # fmt: skip

@@ -279,3 +279,21 @@ def test_broker_that_never_answers_times_out(tmp_path: Path, monkeypatch: pytest
     assert _processes_mentioning(str(stack_dir)) == []
     assert _processes_mentioning(str(fake)) == []
     assert _processes_mentioning(marker) == []
+
+
+def test_redis_keeps_its_data_across_a_restart_of_the_stack(tmp_path: Path) -> None:
+    """The dev stack's Redis persists (AOF in the stack directory): a restart does not empty the online store."""
+    info = start_stack(tmp_path, timeout_s=30)
+    try:
+        client = redis.Redis.from_url(info.redis_url)
+        client.hset("freshet:{card-1}:v:v1", mapping={"__ts": "1", "n": "3"})
+        client.close()
+    finally:
+        stop_stack(tmp_path)
+    again = start_stack(tmp_path, timeout_s=30)
+    try:
+        client = redis.Redis.from_url(again.redis_url)
+        assert client.hgetall("freshet:{card-1}:v:v1") == {b"__ts": b"1", b"n": b"3"}
+        client.close()
+    finally:
+        stop_stack(tmp_path)

@@ -52,6 +52,8 @@ class SideOutputs:
             ("freshet.source.topic", self._source.topic.encode()),
             ("freshet.source.partition", str(partition).encode()),
             ("freshet.source.offset", str(offset).encode()),
+            # the same record read again (a retry after an outage or a crash) gets the same id
+            ("freshet.id", f"{self._source.topic}:{partition}:{offset}".encode()),
         ]
         self._producer.produce(self._source.dlq_topic, value=raw, key=key, partition=partition,
                                headers=headers, on_delivery=self._on_delivery)
@@ -68,7 +70,9 @@ class SideOutputs:
             "source_partition": partition, "source_offset": offset,
             "event": {k: v for k, v in event.items() if not k.startswith("__")},
         }
-        headers = [("freshet.view", view.name.encode()), ("freshet.late_by_ms", str(late_by_ms).encode())]
+        headers = [("freshet.view", view.name.encode()), ("freshet.late_by_ms", str(late_by_ms).encode()),
+                   # deterministic: a late record produced again after a retry can be recognised and dropped
+                   ("freshet.id", f"{view.name}:v{view.version}:{partition}:{offset}:{start}:{end}".encode())]
         self._producer.produce(self._source.late_topic, value=json.dumps(body).encode(), key=key,
                                partition=partition, headers=headers, on_delivery=self._on_delivery)
         self._producer.poll(0)

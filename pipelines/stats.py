@@ -1,4 +1,7 @@
-"""Counters of one pipeline run: read, invalid (by reason), late and emitted (by view)."""
+"""Counters of one pipeline run: read, invalid (by reason), late and emitted (by view).
+
+Each event is counted once: when the live runtime rewinds its input after backpressure, the
+counts go back to those of the last commit (:meth:`PipelineStats.rewind`)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -25,6 +29,24 @@ class PipelineStats:
     started: float = field(default_factory=time.monotonic)
     processed_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _marked: tuple[Any, ...] | None = field(default=None, repr=False)
+
+    def mark(self) -> None:
+        """The input up to here is committed: remember the counts of events processed so far."""
+        with self._lock:
+            self._marked = (self.read, self.windowed, self.duplicates, Counter(self.invalid), Counter(self.late),
+                            Counter(self.emitted))
+
+    def rewind(self) -> None:
+        """The input is rewound to the last commit: what was counted since will be counted again."""
+        with self._lock:
+            if self._marked is None:
+                self.read = self.windowed = self.duplicates = 0
+                self.invalid, self.late, self.emitted = Counter(), Counter(), Counter()
+                return
+            read, windowed, duplicates, invalid, late, emitted = self._marked
+            self.read, self.windowed, self.duplicates = read, windowed, duplicates
+            self.invalid, self.late, self.emitted = Counter(invalid), Counter(late), Counter(emitted)
 
     def snapshot(self) -> dict[str, object]:
         with self._lock:

@@ -171,10 +171,12 @@ class OperatorSink(BaseSink):
             self.on_paused()  # Quix calls on_paused only for the other sinks: the input is rewound
             raise SinkBackpressureError(retry_after=BACKPRESSURE_RETRY_S) from exc
         self._step.write_back()
+        self._stats.mark()
 
     def on_paused(self) -> None:
         self._outputs.discard()
         self._step.discard()
+        self._stats.rewind()
 
 
 def build_pipeline(views: list[FeatureView], config: PipelineConfig,

@@ -82,6 +82,14 @@ class HttpError(Exception):
         self.message = message
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def openapi(views: dict[str, FeatureView]) -> dict[str, Any]:
     names = sorted(f"{v.name}:{f}" for v in views.values() for f in v.feature_names())
     return {
@@ -196,6 +204,8 @@ class FeatureServer:
             request = json.loads(body)
         except ValueError as exc:
             raise HttpError(400, f"body is not JSON: {exc}") from None
+        except RecursionError:
+            raise HttpError(400, "body nests too deeply: send {\"entities\": [...], \"features\": [...]}") from None
         if not isinstance(request, dict):
             raise HttpError(400, 'body must be an object: {"entities": [...], "features": [...]}')
         entities, features = request.get("entities"), request.get("features")
@@ -210,6 +220,8 @@ class FeatureServer:
         for e in entities:
             if not isinstance(e, (str, int)) or isinstance(e, bool):
                 raise HttpError(400, f"entity {e!r} must be a string or an integer")
+            if isinstance(e, str) and not _encodable(e):
+                raise HttpError(400, f"entity {e!r} is not valid text (a lone surrogate?)")
             if len(str(e)) > self.limits.max_key_length:
                 raise HttpError(400, f"entity key of {len(str(e))} characters is over the limit of "
                                      f"{self.limits.max_key_length}")

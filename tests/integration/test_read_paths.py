@@ -101,7 +101,8 @@ def request(port: int, method: str, path: str, body: Any = None, token: str | No
     headers = {"content-type": "application/json"}
     if token:
         headers["authorization"] = f"Bearer {token}"
-    conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+    payload = body if isinstance(body, str) or body is None else json.dumps(body)
+    conn.request(method, path, body=payload, headers=headers)
     response = conn.getresponse()
     raw = response.read()
     conn.close()
@@ -142,6 +143,11 @@ def test_http_service(ran: Ran) -> None:
         status, body = request(port, "POST", "/features", {"entities": ["x" * 300], "features": ["card_spend_5m"]},
                                "s3cret")
         assert status == 400 and "256" in body["error"]
+        status, body = request(port, "POST", "/features", "[" * 5000 + "]" * 5000, "s3cret")
+        assert status == 400 and "deeply" in body["error"]
+        status, body = request(port, "POST", "/features",
+                               '{"entities": ["\\ud800"], "features": ["card_spend_5m"]}', "s3cret")
+        assert status == 400 and "not valid text" in body["error"]
         status, metrics = request(port, "GET", "/metrics")
         assert status == 200 and 'freshet_requests_total{path="/features",status="200"} 1' in metrics
         assert "freshet_features_latency_seconds_bucket" in metrics

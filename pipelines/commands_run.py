@@ -127,6 +127,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from pipelines.online_sink import check_credentials
 
         check_credentials(config.redis_url)  # before anything else: refused credentials are not an outage
+    from pipelines.history import check_history
+
+    check_history(kafka, config.consumer_group, source.topic, source.partitions, state_dir=config.state_dir,
+                  restart_hint=(
+        f"To start over on the new history, move the views' logs aside (under {config.offline_root or '-'}) "
+        f"and run with a new group, e.g. `freshet run --repo {args.repo} --group {group}.2`: it gets fresh "
+        f"state in its own directory (the old one, {config.state_dir}, can be deleted)."))
     if args.until_caught_up and not args.from_replay and _never_written(kafka, source.topic, source.partitions):
         # nothing can be behind (and building the pipeline would create Quix's internal topics: ~2 s)
         log.info("%s has never held a record: nothing to do", source.topic)

@@ -1,0 +1,48 @@
+"""A topic deleted and recreated under a group with state: the run refuses, loses nothing, says how to start over."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from pipelines.synthetic import StreamSpec
+from pipelines.synthetic import produce as produce_stream
+from tests.integration.conftest import Servers
+from tests.integration.harness import cli_env, provision
+from tests.integration.test_replay import END_MS, freshet, write_repo
+
+
+def test_recreated_topic_is_refused_and_the_old_log_kept(servers: Servers, unique: str, tmp_path: Path) -> None:
+    topic = f"history-{unique}"
+    repo = write_repo(tmp_path / "repo", topic)
+    env = cli_env(servers, tmp_path)
+    provision(servers, topic, 3)
+    produce_stream(servers.kafka_config(), topic, StreamSpec(events=3_000, cards=50, end_ms=END_MS, seed=8))
+    first = freshet("run", "--repo", str(repo), "--until-caught-up", env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    log_before = {p: p.stat().st_mtime_ns for p in (tmp_path / "offline").rglob("part-*.parquet")}
+    assert log_before
+
+    admin = AdminClient(servers.kafka_config())
+    admin.delete_topics([topic])[topic].result()
+    for _ in range(100):
+        if topic not in admin.list_topics(timeout=10).topics:
+            break
+        time.sleep(0.1)
+    provision(servers, topic, 3)
+    produce_stream(servers.kafka_config(), topic, StreamSpec(events=300, cards=50, end_ms=END_MS + 3_600_000, seed=9))
+
+    second = freshet("run", "--repo", str(repo), "--until-caught-up", env=env)
+    assert second.returncode != 0
+    assert "deleted and recreated" in second.stderr and "--group" in second.stderr, second.stderr[-2000:]
+    log_after = {p: p.stat().st_mtime_ns for p in (tmp_path / "offline").rglob("part-*.parquet")}
+    assert log_after == log_before  # nothing overwritten, nothing added
+
+    # the way out the message gives: the old log aside, a new group
+    (tmp_path / "offline").rename(tmp_path / "offline-old-history")
+    third = freshet("run", "--repo", str(repo), "--until-caught-up", "--group", f"freshet.{topic}.2", env=env)
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert json.loads(third.stdout)["read"] == 300  # every record of the new history

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -46,3 +47,34 @@ def test_recreated_topic_is_refused_and_the_old_log_kept(servers: Servers, uniqu
     third = freshet("run", "--repo", str(repo), "--until-caught-up", "--group", f"freshet.{topic}.2", env=env)
     assert third.returncode == 0, third.stderr[-2000:]
     assert json.loads(third.stdout)["read"] == 300  # every record of the new history
+
+
+def test_broker_back_empty_is_refused_without_a_crash_loop(tmp_path: Path) -> None:
+    """The dev broker keeps nothing across a restart: the next run says so instead of crashing on every start."""
+    from infra.localstack import start_stack, stop_stack
+    from tests.integration.conftest import Servers as Stack
+
+    topic = f"empty-broker-{uuid.uuid4().hex[:8]}"
+    repo = write_repo(tmp_path / "repo", topic)
+    stack_dir = tmp_path / "stack"
+    info = start_stack(stack_dir, timeout_s=30)
+    try:
+        servers = Stack(info.kafka_bootstrap, info.redis_url, "test stack")
+        provision(servers, topic, 3)
+        produce_stream(servers.kafka_config(), topic, StreamSpec(events=1_000, cards=20, end_ms=END_MS, seed=3))
+        first = freshet("run", "--repo", str(repo), "--until-caught-up", env=cli_env(servers, tmp_path))
+        assert first.returncode == 0, first.stderr[-2000:]
+    finally:
+        stop_stack(stack_dir)
+    info = start_stack(stack_dir, timeout_s=30)  # tansu comes back empty
+    try:
+        servers = Stack(info.kafka_bootstrap, info.redis_url, "test stack")
+        provision(servers, topic, 3)
+        produce_stream(servers.kafka_config(), topic, StreamSpec(events=200, cards=20, end_ms=END_MS, seed=4))
+        for _ in range(2):  # the same answer every time: no crash, no loop
+            again = freshet("run", "--repo", str(repo), "--until-caught-up", env=cli_env(servers, tmp_path),
+                            timeout=60)
+            assert again.returncode == 2, again.stderr[-2000:]
+            assert "came back empty" in again.stderr and "Traceback" not in again.stderr
+    finally:
+        stop_stack(stack_dir)

@@ -51,9 +51,6 @@ class SlidingWindows:
         self._columns = sorted({c for c in self.plan.columns if c is not None})
         slot = {c: i + 1 for i, c in enumerate(self._columns)}
         self._front = len(self._columns) + 1  # a row's slot for its front-stack aggregate
-        self._adds = [(i, slot[c] if c is not None else None, fn.add)
-                      for i, (c, fn) in enumerate(zip(self.plan.columns, self.plan.fns, strict=True))]
-        self._merges = [fn.merge for fn in self.plan.fns]
         # count_distinct aggregations, as (position, aggregation index, row slot)
         self._multi = [(k, i, slot[c]) for k, (i, c) in enumerate(
             (i, c) for i, (c, fn) in enumerate(zip(self.plan.columns, self.plan.fns, strict=True))
@@ -63,10 +60,9 @@ class SlidingWindows:
         self._row_counts = [i for i, (c, fn) in enumerate(zip(self.plan.columns, self.plan.fns, strict=True))
                             if fn.name == "count" and c is None]
         multi |= set(self._row_counts)
-        self._folded_adds = [a for a in self._adds if a[0] not in multi]
-        self._stacked = bool(self._folded_adds)  # anything that needs the two-stack queue
+        self._stacked = len(multi) < len(self.plan.fns)  # anything that needs the two-stack queue
         self._add_row_into = compile_add(self.plan.columns, self.plan.fns, offset=0, slots=slot, skip=multi)
-        self._folded_merges = [(i, m) for i, m in enumerate(self._merges) if i not in multi]
+        self._folded_merges = [(i, fn.merge) for i, fn in enumerate(self.plan.fns) if i not in multi]
 
     def initial(self) -> list[Any]:
         return [0, NEVER, [], None]

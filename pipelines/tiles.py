@@ -127,9 +127,7 @@ class FixedWindows:
         watermark = ts if ts > vs[0] else vs[0]
         max_end = watermark - self.grace
         closed_start = max_end - size  # a window starting at or before this is closed
-        first = ((ts - size) // step + 1) * step  # the earliest-starting window that contains ts
-        if first < 0:
-            first = 0
+        first = self.first_window(ts)
         last = ts - ts % step
         if first <= closed_start:
             for start in range(first, min(last, closed_start) + 1, step):

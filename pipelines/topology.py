@@ -29,7 +29,7 @@ from quixstreams.kafka.configuration import ConnectionConfig
 from quixstreams.sinks import BaseSink, SinkBackpressureError
 from quixstreams.state import State
 
-from features.definitions import FeatureView, SlidingWindow, Source
+from features.definitions import FeatureView, Source
 from features.errors import PipelineError
 from pipelines.broker_quirks import correct_watermarks_on_tansu
 from pipelines.decode import SOURCE_OFFSET_FIELD, SOURCE_PARTITION_FIELD, EventDecoder, InvalidEvent
@@ -159,7 +159,7 @@ class OperatorSink(BaseSink):
         self._stats = stats
 
     def add(self, value: EmittedValue, key: Any, timestamp: int, headers: Any, topic: str,
-            partition: int, offset: int) -> None:  # the step hands values to the outputs itself
+            partition: int, offset: int) -> None:  # not reached: the step emits and passes nothing on
         self._outputs.emit(value, partition)
 
     def flush(self) -> None:
@@ -245,11 +245,3 @@ def _decoder(source: Source, outputs: OperatorOutputs, stats: PipelineStats) -> 
 
     # expand: an invalid record becomes no record at all (it went to the DLQ)
     return decode
-
-
-def current_window_start(view: FeatureView, ts: int) -> int:
-    """For `current` emission: the start of the window containing ``ts`` that ends soonest."""
-    window = view.window
-    if isinstance(window, SlidingWindow):
-        return ts - window.size
-    return max(0, ((ts - window.size) // window.step + 1) * window.step)

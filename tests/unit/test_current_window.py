@@ -1,4 +1,6 @@
-"""`current` emission picks, per event, the window that contains it and ends soonest."""
+"""`current` emission of tumbling/hopping views picks, per event, the window that contains it and ends soonest.
+
+(Sliding windows end at the event: tests/unit/test_operator_rules.py checks them against the rules model.)"""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from features import Aggregation, FeatureView, Source
-from pipelines.topology import current_window_start
+from pipelines.tiles import FixedWindows
 
 SOURCE = Source(name="s", topic="s", key="k", timestamp="ts", schema={"k": "str", "ts": "int"})
 
@@ -21,12 +23,9 @@ def test_window_contains_ts_and_no_earlier_one_does(ts: int, size_step: tuple[in
     size, step = size_step
     kind = "tumbling" if size == step else "hopping"
     window = {"type": kind, "size": size} if kind == "tumbling" else {"type": kind, "size": size, "step": step}
-    start = current_window_start(view(window), ts)
+    start = FixedWindows(0, view(window)).first_window(ts)
     assert start % step == 0
     assert start <= ts < start + size
     earlier = start - step
     assert earlier < 0 or not earlier + size > ts
 
-
-def test_sliding_window_ends_at_the_event() -> None:
-    assert current_window_start(view({"type": "sliding", "size": 600_000}), 1_000_000) == 400_000

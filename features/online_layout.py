@@ -23,6 +23,12 @@ def online_key(view: str, version: int, entity: object) -> str:
     return f"{KEY_PREFIX}:{{{entity}}}:{view}:v{version}"
 
 
+def marker_key(view: str, version: int) -> str:
+    """The key whose presence says the store still holds what the pipeline wrote for a view
+    (pipelines.store_guard): a store that lost it lost the view's values too."""
+    return f"{KEY_PREFIX}:__marker__:{view}:v{version}"
+
+
 def encode_value(value: Any) -> str:
     """JSON text of a feature value (fast paths for the common scalar types)."""
     kind = type(value)

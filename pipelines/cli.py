@@ -56,7 +56,14 @@ def add_repo_option(parser: argparse.ArgumentParser, required: bool = True) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipelines import commands_dev, commands_read, commands_replay, commands_repo, commands_run
+    from pipelines import (
+        commands_dev,
+        commands_online,
+        commands_read,
+        commands_replay,
+        commands_repo,
+        commands_run,
+    )
 
     parser = argparse.ArgumentParser(
         prog="freshet",
@@ -69,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (commands_repo, commands_dev, commands_run, commands_replay, commands_read):
+    for module in (commands_repo, commands_dev, commands_run, commands_replay, commands_online, commands_read):
         module.register(sub)
     return parser
 

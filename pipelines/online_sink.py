@@ -38,7 +38,9 @@ class OnlineStoreUnavailable(OnlineStoreError):
 class RedisOnlineWriter:
     def __init__(self, url: str, *, batch_size: int = 1000, max_delay_s: float = 0.02,
                  clock: Callable[[], float] = time.monotonic, background: bool = True,
-                 on_written: Callable[[int], None] | None = None) -> None:
+                 on_written: Callable[[int], None] | None = None, guard: Any = None) -> None:
+        """``guard``: a :class:`pipelines.store_guard.StoreGuard` (``check(client)`` before each
+        batch, ``outage()`` after a failed one), or None."""
         self._url = redact_url(url)
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
                                             health_check_interval=30)
@@ -53,11 +55,16 @@ class RedisOnlineWriter:
         self._max_delay = max_delay_s
         self._clock = clock
         self._on_written = on_written
+        self._guard = guard
+        # with a guard: what was sent since the log's last checkpoint, for a store that loses it before
+        # the log holds it (a refill from the log cannot bring those values back)
+        self._sent: dict[str, PendingWrite] = {}
         self._pending: dict[str, PendingWrite] = {}
         self._oldest: float | None = None
         self._lock = threading.Lock()  # guards _pending
         self._write_lock = threading.Lock()  # one batch in flight at a time
         self._unavailable = False
+        self.applied = 0  # writes that changed a hash (the others met a value at least as new)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,6 +115,10 @@ class RedisOnlineWriter:
                 batch, self._pending = self._pending, {}
                 self._oldest = None
             try:
+                if self._guard is not None:
+                    if self._guard.check(self._client):  # refilled from the log: add what it lacks
+                        _merge_newer(batch, self._sent)
+                    _merge_newer(self._sent, batch)
                 self._send(batch)
             except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
                 self._restore(batch)
@@ -115,6 +126,8 @@ class RedisOnlineWriter:
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
                 self._restore(batch)
                 self._unavailable = True
+                if self._guard is not None:
+                    self._guard.outage()
                 raise OnlineStoreUnavailable(f"redis unavailable: {exc}") from exc
             except redis.RedisError as exc:
                 self._restore(batch)
@@ -148,9 +161,10 @@ class RedisOnlineWriter:
             failure: redis.RedisError | None = None
             try:
                 conn.send_packed_command([packed], check_health=False)
+                applied = 0
                 for _ in range(len(batch)):
                     try:
-                        conn.read_response()
+                        applied += conn.read_response() == 1
                     except redis.ResponseError as exc:  # keep reading: the connection stays in step
                         failure = failure or exc
             except BaseException:
@@ -159,6 +173,7 @@ class RedisOnlineWriter:
             finally:
                 pool.release(conn)
             if failure is None:
+                self.applied += applied
                 return
             if isinstance(failure, redis.exceptions.NoScriptError) and attempt == 0:
                 self._sha = None
@@ -168,15 +183,17 @@ class RedisOnlineWriter:
     def _restore(self, batch: dict[str, PendingWrite]) -> None:
         """Put a failed batch back, keeping whichever value per key is newer."""
         with self._lock:
-            for key, write in batch.items():
-                current = self._pending.get(key)
-                if current is None or (write[1], write[2]) > (current[1], current[2]):
-                    self._pending[key] = write
+            _merge_newer(self._pending, batch)
             if self._oldest is None:
                 self._oldest = self._clock()
 
     def flush(self) -> None:
         self.write_pending()
+
+    def log_checkpointed(self) -> None:
+        """The log now holds every value sent so far: a refill from it would bring them back."""
+        with self._write_lock:
+            self._sent.clear()
 
     def discard(self) -> None:
         """Drop pending writes (they will be produced again after a rewind)."""
@@ -190,6 +207,14 @@ class RedisOnlineWriter:
         if self._thread is not None:
             self._thread.join(timeout=2)
         self._client.close()
+
+
+def _merge_newer(into: dict[str, PendingWrite], writes: dict[str, PendingWrite]) -> None:
+    """Add ``writes`` to ``into``, keeping per key whichever value is newer (feature_ts, offset)."""
+    for key, write in writes.items():
+        current = into.get(key)
+        if current is None or (write[1], write[2]) > (current[1], current[2]):
+            into[key] = write
 
 
 def check_credentials(url: str) -> None:

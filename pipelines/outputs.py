@@ -18,6 +18,7 @@ from pipelines.offline_sink import ParquetLogWriter
 from pipelines.online_sink import RedisOnlineWriter
 from pipelines.side_outputs import SideOutputs
 from pipelines.stats import PipelineStats
+from pipelines.store_guard import StoreGuard
 from pipelines.tiles import EmittedValue, LateReport
 
 
@@ -61,6 +62,8 @@ class OperatorOutputs:
                 self.stats.offline_rows += writer.checkpoint()
                 self.stats.offline_skipped += writer.skipped - self._skipped_seen[i]
                 self._skipped_seen[i] = writer.skipped
+        if self.online is not None:
+            self.online.log_checkpointed()
 
     def discard(self) -> None:
         """Forget what was added since the last flush (the input is being rewound)."""
@@ -80,7 +83,10 @@ def make_outputs(views: list[FeatureView], kafka_config: dict[str, Any], stats: 
                  redis_url: str | None, offline_root: Any, roll_rows: int = 100_000,
                  roll_seconds: float = 120.0) -> OperatorOutputs:
     side = SideOutputs(views[0].source, kafka_config, stats)
-    online = RedisOnlineWriter(redis_url, on_written=lambda n: _count_online(stats, n)) if redis_url else None
+    online = None
+    if redis_url:
+        guard = StoreGuard(views, offline_root, redis_url, stats)
+        online = RedisOnlineWriter(redis_url, on_written=lambda n: _count_online(stats, n), guard=guard)
     offline = [ParquetLogWriter(offline_root, v, roll_rows=roll_rows, roll_seconds=roll_seconds)
                for v in views] if offline_root is not None else None
     return OperatorOutputs(views, side, stats, online, offline)

@@ -15,10 +15,12 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from pipelines.gc_tuning import throughput_gc
 from pipelines.offsets import EndOffsetProbe
 from pipelines.topology import Pipeline
 
 log = logging.getLogger("freshet.run")
+LAG_WAIT_MAX_S = 1.0
 
 
 @dataclass
@@ -91,6 +93,10 @@ class ProgressMonitor:
         self._last_report = time.monotonic()
         self._last_read = 0
         self._confirmations = 0
+        # while far behind, measuring the lag every check_s only costs the broker and this process
+        # work: the next measurement waits for a part of the time the lag needs at the current rate
+        self._next_lag_at = 0.0
+        self._rate_mark = (time.monotonic(), 0)
         self._lag = GroupLag(pipeline.kafka_config, pipeline.consumer_group, pipeline.topics)
 
     def start(self) -> None:
@@ -108,14 +114,27 @@ class ProgressMonitor:
             except Exception as exc:  # progress must never kill the pipeline
                 log.debug("progress check failed: %s", exc)
 
+    def _lag_wait(self, now: float, lag_total: int) -> float:
+        """Seconds until the lag is worth measuring again: a quarter of the time it needs at the rate
+        since the last measurement, between check_s and 1 s (so stopping once caught up stays prompt)."""
+        then, windowed_then = self._rate_mark
+        windowed = int(self.pipeline.stats.snapshot()["windowed"])  # type: ignore[call-overload]
+        self._rate_mark = (now, windowed)
+        rate = (windowed - windowed_then) / (now - then) if now > then else 0.0
+        if lag_total <= 0 or rate <= 0:
+            return self.check_s
+        return min(LAG_WAIT_MAX_S, max(self.check_s, lag_total / rate / 4))
+
     def _tick(self) -> None:
         if self.caught_up:
             # stop() before the app's run loop has started is forgotten by Quix: repeat it until it ends
             self.pipeline.app.stop()
             return
         now = time.monotonic()
-        need_lag = self.until_caught_up or now - self._last_report >= self.interval_s
+        need_lag = (self.until_caught_up and now >= self._next_lag_at) or now - self._last_report >= self.interval_s
         lag = self._lag.measure() if need_lag else None
+        if lag is not None:
+            self._next_lag_at = now + self._lag_wait(now, lag.total)
         if now - self._last_report >= self.interval_s:
             stats = self.pipeline.stats.snapshot()
             # events through the windows (the source is read ahead of them when re-keying)
@@ -126,6 +145,10 @@ class ProgressMonitor:
                 f"{rate:,.0f} events/s | read {stats['read']:,} | windowed {stats['windowed']:,} | lag {lag.total if lag else '?'} | "
                 f"late {stats['late']} | invalid {stats['invalid']} | online writes {stats['online_writes']:,} "
                 f"| offline rows {stats['offline_rows']:,}"
+                + (f" | online refills {stats['online_refills']} ({stats['online_refilled']:,} values)"
+                   if stats["online_refills"] else "")
+                + (f" | ONLINE STORE LOST {stats['online_lost']} view(s), no log to refill from"
+                   if stats["online_lost"] else "")
             )
         if self.until_caught_up and lag is not None:
             # two consecutive readings: a broker once reported an end offset below the true end
@@ -151,7 +174,8 @@ def run_pipeline(pipeline: Pipeline, *, until_caught_up: bool = False, interval_
     monitor = ProgressMonitor(pipeline, until_caught_up=until_caught_up, interval_s=interval_s, report=report)
     monitor.start()
     try:
-        pipeline.app.run()
+        with throughput_gc():
+            pipeline.app.run()
     finally:
         monitor.stop()
         pipeline.close()

@@ -40,6 +40,12 @@ NEVER = -(2**62)
 _time = itemgetter(0)  # an event row's time: the key the events list is sorted by
 
 
+def _row_builder(columns: list[str]) -> Any:
+    """``row(event, ts)``: ``[ts, *values of columns, None]``, as one compiled expression."""
+    text = "lambda event, ts: [ts, " + "".join(f"event.get({c!r}), " for c in columns) + "None]"
+    return eval(text)  # noqa: S307 - built from the view's column names, repr-quoted
+
+
 class SlidingWindows:
     def __init__(self, index: int, view: FeatureView) -> None:
         self.index = index
@@ -63,6 +69,8 @@ class SlidingWindows:
         self._stacked = len(multi) < len(self.plan.fns)  # anything that needs the two-stack queue
         self._add_row_into = compile_add(self.plan.columns, self.plan.fns, offset=0, slots=slot, skip=multi)
         self._folded_merges = [(i, fn.merge) for i, fn in enumerate(self.plan.fns) if i not in multi]
+        self._no_results: list[Any] = [None] * len(self.plan.fns)  # every result is filled in by _value
+        self._row = _row_builder(self._columns)
 
     def initial(self) -> list[Any]:
         return [0, NEVER, [], None]
@@ -99,16 +107,17 @@ class SlidingWindows:
         own_late = own_exists and own_start <= closed_start
         if own_late:
             late.append(LateReport(self.index, entity, event, late_by, own_start, ts, partition, offset))
-        row = [ts, *[event.get(c) for c in self._columns], None]
+        row = self._row(event, ts)
         if at == n:
             events.append(row)  # after every row the queue covers: nothing to adjust
         else:
             self._on_insert(vs, at, row)
             events.insert(at, row)
         if not self.final:
-            if not own_late:
+            if not own_late:  # in order, the own window's rows end at the last row
                 emitted.append(EmittedValue(self.index, entity, ts, own_start, ts,
-                                            self._value(vs, own_start, ts), partition, offset))
+                                            self._value(vs, own_start, ts, n + 1 if at == n else None),
+                                            partition, offset))
         else:
             self._close(vs, entity, closed_start, partition, offset, emitted,
                         born_closed=None if own_exists or own_start > vs[1] - size else ts)
@@ -174,26 +183,34 @@ class SlidingWindows:
         return out
 
     def _count(self, queue: list[Any], row: list[Any], delta: int) -> None:
-        for k, _i, s in self._multi:
-            value = row[s]
-            if value is None:
-                continue
-            counts = queue[4][k]
-            key = str(value)
-            n = counts.get(key, 0) + delta
-            if n:
-                counts[key] = n
-            else:
-                del counts[key]
+        self._tally(queue[4], (row,), 0, 1, delta)
+
+    def _tally(self, multisets: list[dict[str, int]], rows: Any, lo: int, hi: int, delta: int) -> None:
+        """Add ``delta`` to the count_distinct multisets for each of ``rows[lo:hi]``."""
+        multi = self._multi
+        for j in range(lo, hi):
+            row = rows[j]
+            for k, _i, s in multi:
+                value = row[s]
+                if value is not None:
+                    counts = multisets[k]
+                    key = value if value.__class__ is str else str(value)
+                    n = counts.get(key, 0) + delta
+                    if n:
+                        counts[key] = n
+                    else:
+                        del counts[key]
 
     def _new_queue(self, at: int) -> list[Any]:
         return [at, at, at, self.plan.initial(), [{} for _ in self._multi]]
 
     def _pop_front(self, queue: list[Any], events: list[list[Any]]) -> None:
         lo, mid, hi = queue[0], queue[1], queue[2]
-        if lo == mid and not self._stacked:
-            queue[1] = mid = hi
-        elif lo == mid:  # the front is empty: every back row moves to the front with its suffix aggregate
+        if not self._stacked:  # no front aggregates: the front is empty, mid follows lo
+            self._count(queue, events[lo], -1)
+            queue[0] = queue[1] = lo + 1
+            return
+        if lo == mid:  # the front is empty: every back row moves to the front with its suffix aggregate
             acc: list[Any] | None = None
             for j in range(hi - 1, lo - 1, -1):
                 single = self._single(events[j])
@@ -238,31 +255,59 @@ class SlidingWindows:
         queue[1] = max(queue[1] - count, queue[0])
         queue[2] -= count
 
-    def _value(self, vs: list[Any], start: int, end: int) -> list[Any]:
-        """The aggregates of the events with time in [start, end]."""
+    def _value(self, vs: list[Any], start: int, end: int, hi: int | None = None) -> list[Any]:
+        """The aggregates of the events with time in [start, end] (``hi``: the index after the
+        last of them, when the caller knows it)."""
         events: list[list[Any]] = vs[2]
-        lo = bisect_left(events, start, key=_time)
-        hi = bisect_right(events, end, key=_time)
+        if hi is None:
+            hi = bisect_right(events, end, key=_time)
         queue = vs[3]
         if queue is None:
+            lo = bisect_left(events, start, key=_time)
             queue = vs[3] = self._new_queue(lo)
+        else:  # in order, the window starts at or after the queue's front: walk there
+            lo = queue[0]
+            if lo > 0 and lo <= len(events) and events[lo - 1][0] >= start:
+                lo = bisect_left(events, start, key=_time)  # starts before the front: out of order
+            else:
+                while lo < hi and events[lo][0] < start:
+                    lo += 1
         if lo < queue[0] or hi < queue[2]:
             return self._fold(events, lo, hi)  # out of order: fold its rows
-        stacked = self._stacked
+        if not self._stacked:
+            return self._counted_value(queue, events, lo, hi)
         for j in range(queue[2], hi):
             row = events[j]
-            if stacked:
-                queue[3] = self._add_row(queue[3], row)
+            queue[3] = self._add_row(queue[3], row)
             self._count(queue, row, 1)
-        queue[2] = max(queue[2], hi)
+        if hi > queue[2]:
+            queue[2] = hi
         while queue[0] < lo:
             self._pop_front(queue, events)
-        if stacked and queue[0] < queue[1]:
+        if queue[0] < queue[1]:
             out = self.plan.results(self._merge(events[queue[0]][self._front], queue[3]))
         else:
             out = self.plan.results(queue[3])
         for k, i, _s in self._multi:
             out[i] = len(queue[4][k])
+        for i in self._row_counts:
+            out[i] = hi - lo
+        return out
+
+    def _counted_value(self, queue: list[Any], events: list[list[Any]], lo: int, hi: int) -> list[Any]:
+        """``_value`` of a view whose aggregations are all counts and count_distincts: the queue is
+        the multisets alone (no front aggregates), moved to cover [lo, hi)."""
+        multi = self._multi
+        multisets = queue[4]
+        self._tally(multisets, events, queue[2], hi, 1)
+        if hi > queue[2]:
+            queue[2] = hi
+        j = max(queue[0], lo)
+        self._tally(multisets, events, queue[0], j, -1)
+        queue[0] = queue[1] = j
+        out = list(self._no_results)
+        for k, i, _s in multi:
+            out[i] = len(multisets[k])
         for i in self._row_counts:
             out[i] = hi - lo
         return out

@@ -26,6 +26,9 @@ class PipelineStats:
     backpressured: int = 0
     offline_skipped: int = 0
     duplicates: int = 0  # records the repartition hop delivered twice, skipped
+    online_refills: int = 0  # views refilled from the log after Redis lost them (pipelines.store_guard)
+    online_refilled: int = 0  # entity values those refills wrote
+    online_lost: int = 0  # views Redis lost with no log to refill them from
     started: float = field(default_factory=time.monotonic)
     processed_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -64,5 +67,8 @@ class PipelineStats:
                 "backpressured": self.backpressured,
                 "offline_skipped_after_restart": self.offline_skipped,
                 "duplicates_skipped": self.duplicates,
+                "online_refills": self.online_refills,
+                "online_refilled": self.online_refilled,
+                "online_lost": self.online_lost,
                 "elapsed_s": round(time.monotonic() - self.started, 3),
             }

@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from features.definitions import FeatureView
 from features.errors import ReplayError
+from pipelines.gc_tuning import throughput_gc
 from replay.driver import BatchDriver, open_seed_states, write_progress
 from replay.plan import ReplayPlan
 
@@ -104,7 +105,8 @@ def run_worker(plan: ReplayPlan, views: list[FeatureView], kafka_config: dict[st
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, lambda *_: driver.stop())
     try:
-        stats = driver.run()
+        with throughput_gc():
+            stats = driver.run()
     finally:
         driver.close()
         for signum, handler in previous.items():

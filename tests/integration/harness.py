@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from features.definitions import FeatureView
 from features.offline_layout import list_parts, view_schema
+from infra.binaries import find_redis_binary
 from infra.topics import provision_topics, source_topic_specs
 from pipelines.offsets import EndOffsetProbe
 from pipelines.runner import run_pipeline
@@ -132,3 +138,49 @@ def cli_env(servers: Servers, root: Path, redis_url: str | None = None) -> dict[
     return {**os.environ, "FRESHET_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
             "FRESHET_REDIS_URL": redis_url or servers.redis_url, "FRESHET_OFFLINE_ROOT": str(root / "offline"),
             "FRESHET_STATE_DIR": str(root / "state")}
+
+
+def start_redis(port: int, workdir: Path, *, persist: bool) -> subprocess.Popen[bytes]:
+    """A Redis server of a test's own on ``port``. ``persist``: its data kept across a restart (AOF,
+    fsync per write), for tests of an outage; without, it comes back empty, as a Redis without
+    persistence or a promoted empty replica does."""
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if persist else ["--appendonly", "no"]
+    proc = subprocess.Popen([str(find_redis_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             *persistence, "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            if client.ping():
+                return proc
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+class RedisRestart(threading.Thread):
+    """Stops a test's own Redis once ``when()`` holds (or after 60 s), records ``record()`` then, and
+    starts it again on the same port ``down_s`` later (``persist`` as :func:`start_redis`)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, workdir: Path, *, persist: bool,
+                 when: Callable[[], bool], record: Callable[[], int], down_s: float) -> None:
+        super().__init__(name="redis-restart")
+        self.proc, self.port, self.workdir, self.persist = proc, port, workdir, persist
+        self.when, self.record, self.down_s = when, record, down_s
+        self.recorded: int | None = None
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 60
+        while not self.when() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.proc.kill()
+        self.proc.wait(10)
+        self.recorded = self.record()
+        time.sleep(self.down_s)
+        self.proc = start_redis(self.port, self.workdir, persist=self.persist)
+
+    def stop(self) -> None:
+        self.join()
+        self.proc.terminate()
+        self.proc.wait(10)

@@ -8,17 +8,12 @@ row of an uninterrupted run.
 
 from __future__ import annotations
 
-import subprocess
-import threading
-import time
 from pathlib import Path
-from typing import Any
 
 import redis
 
 from features import Aggregation, FeatureView, Source, TumblingWindow
 from features.online_layout import decode_value, online_key
-from infra.binaries import find_redis_binary
 from infra.localstack import free_port
 from pipelines.runner import run_pipeline
 from pipelines.synthetic import StreamSpec
@@ -26,30 +21,15 @@ from pipelines.synthetic import produce as produce_stream
 from pipelines.topology import build_pipeline
 from tests.integration.conftest import Servers
 from tests.integration.harness import (
+    RedisRestart,
     latest_by_entity,
     pipeline_config,
     provision,
     read_log,
     row_identity,
     run_until_caught_up,
+    start_redis,
 )
-
-
-def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    # with its data kept across the restart (AOF, fsync per write): this test is about an outage; a Redis
-    # that comes back empty is a different fault (refilling it from the log is `freshet materialize`'s job)
-    proc = subprocess.Popen([str(find_redis_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(workdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            if client.ping():
-                return proc
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis-server did not start")
 
 
 def test_redis_outage_loses_nothing(servers: Servers, unique: str, tmp_path: Path) -> None:
@@ -65,32 +45,20 @@ def test_redis_outage_loses_nothing(servers: Servers, unique: str, tmp_path: Pat
                    StreamSpec(events=10_000, cards=200, span_ms=10 * 60_000, end_ms=1_700_000_000_000, seed=3))
 
     port = free_port()
-    redis_proc = start_redis(port, tmp_path)
+    redis_proc = start_redis(port, tmp_path, persist=True)
     config = pipeline_config(servers, tmp_path / "bp", f"bp-{unique}")
     config.redis_url = f"redis://127.0.0.1:{port}/0"
     pipeline = build_pipeline([view], config)
-    outage: dict[str, Any] = {}
-
-    def break_redis() -> None:
-        nonlocal redis_proc
-        deadline = time.monotonic() + 60
-        while pipeline.stats.online_writes == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        redis_proc.terminate()
-        redis_proc.wait(10)
-        outage["writes_when_down"] = pipeline.stats.online_writes
-        time.sleep(3)
-        redis_proc = start_redis(port, tmp_path)
-
-    breaker = threading.Thread(target=break_redis)
-    breaker.start()
+    restart = RedisRestart(redis_proc, port, tmp_path, persist=True, when=lambda: pipeline.stats.online_writes > 0,
+                           record=lambda: pipeline.stats.online_writes, down_s=3)
+    restart.start()
     try:
         run_pipeline(pipeline, until_caught_up=True)
     finally:
-        breaker.join()
+        restart.join()
     try:
         assert pipeline.stats.backpressured > 0, "the outage never caused backpressure"
-        assert pipeline.stats.online_writes > outage["writes_when_down"], "nothing was written after Redis came back"
+        assert restart.recorded is not None and pipeline.stats.online_writes > restart.recorded, "nothing was written after Redis came back"
         # reference: an uninterrupted run with its own log
         ref_root = tmp_path / "ref"
         ref_config = pipeline_config(servers, ref_root, f"bp-ref-{unique}")
@@ -111,5 +79,4 @@ def test_redis_outage_loses_nothing(servers: Servers, unique: str, tmp_path: Pat
             assert int(stored[b"__ts"]) == row["feature_ts"], card
             assert decode_value(stored[b"n"]) == row["n"], card
     finally:
-        redis_proc.terminate()
-        redis_proc.wait(10)
+        restart.stop()

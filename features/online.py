@@ -22,7 +22,7 @@ import redis.asyncio as aredis
 
 from features.definitions import FeatureView
 from features.errors import DefinitionError, OnlineStoreError
-from features.online_layout import TS_FIELD, decode_value, online_key
+from features.online_layout import TS_FIELD, decode_value, marker_key, online_key
 from features.redact import redact_url
 
 _CASTS: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "str": str, "bool": bool}
@@ -205,6 +205,15 @@ class AsyncOnlineClient(_ClientBase):
             return bool(await self._client.ping())
         except redis.RedisError:
             return False
+
+    async def markers(self) -> dict[tuple[str, int], bool]:
+        """Per (view, version): does Redis hold the pipeline's marker? A missing one means the store lost
+        (or never had) the view's values (pipelines.store_guard); empty when Redis does not answer."""
+        try:
+            return {(v.name, v.version): bool(await self._client.exists(marker_key(v.name, v.version)))
+                    for v in self._views.values()}
+        except redis.RedisError:
+            return {}
 
     async def close(self) -> None:
         await self._client.aclose()

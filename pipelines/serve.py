@@ -56,7 +56,7 @@ class Metrics:
             else:
                 self.latency_counts[-1] += 1
 
-    def render(self) -> str:
+    def render(self, markers: dict[tuple[str, int], bool] | None = None) -> str:
         lines = ["# HELP freshet_requests_total HTTP requests by path and status",
                  "# TYPE freshet_requests_total counter"]
         for (path, status), n in sorted(self.requests.items()):
@@ -72,6 +72,12 @@ class Metrics:
         lines.append(f"freshet_features_latency_seconds_count {running}")
         lines += ["# TYPE freshet_stale_values_total counter", f"freshet_stale_values_total {self.stale}",
                   "# TYPE freshet_missing_values_total counter", f"freshet_missing_values_total {self.missing}"]
+        if markers:
+            lines += ["# HELP freshet_online_store_marker_present 1 while Redis holds the pipeline's marker for "
+                      "the view; 0: the store lost the view's values (run `freshet materialize`)",
+                      "# TYPE freshet_online_store_marker_present gauge"]
+            lines += [f'freshet_online_store_marker_present{{view="{view}",version="{version}"}} {int(present)}'
+                      for (view, version), present in sorted(markers.items())]
         return "\n".join(lines) + "\n"
 
 
@@ -167,7 +173,8 @@ class FeatureServer:
             return (200, b'{"redis":"ok"}', "application/json") if ok else (
                 503, b'{"redis":"unreachable"}', "application/json")
         if path == "/metrics":
-            return 200, self.metrics.render().encode(), "text/plain; version=0.0.4"
+            markers = await self.client.markers()
+            return 200, self.metrics.render(markers).encode(), "text/plain; version=0.0.4"
         if path == "/openapi.json":
             return 200, self._openapi, "application/json"
         if path == "/docs":

@@ -151,6 +151,8 @@ def test_http_service(ran: Ran) -> None:
         status, metrics = request(port, "GET", "/metrics")
         assert status == 200 and 'freshet_requests_total{path="/features",status="200"} 1' in metrics
         assert "freshet_features_latency_seconds_bucket" in metrics
+        # the pipeline that filled this Redis left its marker per view: the store has not lost them
+        assert 'freshet_online_store_marker_present{view="card_spend_5m",version="1"} 1' in metrics
         assert request(port, "GET", "/openapi.json")[1]["paths"]["/features"]
     finally:
         proc.terminate()

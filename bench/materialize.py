@@ -18,6 +18,7 @@ Results go to stdout as Markdown and, unless --no-record, to bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         plain_s, plain_n = plain_pipeline(url, view, root)
         say(f"plain pipeline: {plain_n:,} hashes in {plain_s:.1f}s; {client.dbsize():,} keys")
         client.flushdb()
-    machine = f"{platform.machine()}, {__import__('os').cpu_count()} CPU(s), Python {platform.python_version()}"
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}"
     section = "\n".join([
         f"## Materialize: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",

@@ -61,6 +61,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     from pipelines.config import settings_from_args
     from pipelines.materialize import materialize_view
     from pipelines.online_sink import RedisOnlineWriter
+    from pipelines.tables import format_table
 
     registry = Registry.load(args.repo)
     names = args.view or list(registry.views)
@@ -101,8 +102,5 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     header = ("VIEW", "VERSION", "LOG ROWS", "ENTITIES", "WRITTEN", "SKIPPED (OLDER)", "SKIPPED (EXPIRED)", "SECONDS")
     rows = [header] + [(s.view, str(s.version), f"{s.log_rows:,}", f"{s.entities:,}", f"{s.written:,}",
                         f"{s.skipped_older:,}", f"{s.skipped_expired:,}", f"{s.seconds:.1f}") for s in summaries]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
-                        enumerate(zip(row, widths, strict=True))).rstrip())
+    print("\n".join(format_table(rows, right_from=1)))
     return 0

@@ -7,6 +7,7 @@ from typing import Any
 
 from features.durations import format_duration
 from features.registry import LockCheck, Registry, fingerprint
+from pipelines.tables import format_table
 
 
 def register(sub: Any) -> None:
@@ -56,9 +57,7 @@ def _print_views(registry: Registry, checks: dict[str, LockCheck]) -> None:
             view.emit, ",".join(view.feature_names()), fingerprint(view),
             check.status if check else "-",
         ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print("\n".join(format_table(rows)))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 from features.definitions import FeatureView
 from features.online import OnlineClient
 from features.registry import Registry
+from pipelines.tables import format_table
 
 EXAMPLE_REPO = Path(__file__).resolve().parent.parent / "examples" / "fraud"
 
@@ -130,9 +131,8 @@ def _print_features(redis_url: str, views: list[FeatureView], cards: list[str]) 
             age = f"{value['age_ms'] / 1000:,.0f}s" if value["age_ms"] is not None else "-"
             rows.append([str(vector.entity), view, features if value["found"] else "(no value yet)", ts, age])
     rows.sort(key=lambda r: (r[0], r[1]))
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        say("      " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    for line in format_table([header, *rows]):
+        say("      " + line)
 
 
 def _print_counts(stats: dict[str, Any], topic: str, offline: Path, elapsed: float) -> None:

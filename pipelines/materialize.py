@@ -84,7 +84,7 @@ def materialize_view(root: Path, view: FeatureView, writer: RedisOnlineWriter, *
     table, read = latest_rows(root, view, since_ms=since_ms, entities=entities)
     names = view.feature_names()
     total = table.num_rows
-    written = expired = older = 0
+    expired = 0
     applied_before = writer.applied
     now = now_ms()
     for first in range(0, total, BATCH):

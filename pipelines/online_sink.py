@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from hiredis import pack_command
@@ -23,6 +23,9 @@ from hiredis import pack_command
 from features.errors import OnlineStoreError
 from features.online_layout import NEWER_WINS_LUA
 from features.redact import redact_url
+
+if TYPE_CHECKING:  # the guard refills through a writer of this module
+    from pipelines.store_guard import StoreGuard
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +41,9 @@ class OnlineStoreUnavailable(OnlineStoreError):
 class RedisOnlineWriter:
     def __init__(self, url: str, *, batch_size: int = 1000, max_delay_s: float = 0.02,
                  clock: Callable[[], float] = time.monotonic, background: bool = True,
-                 on_written: Callable[[int], None] | None = None, guard: Any = None) -> None:
-        """``guard``: a :class:`pipelines.store_guard.StoreGuard` (``check(client)`` before each
-        batch, ``outage()`` after a failed one), or None."""
+                 on_written: Callable[[int], None] | None = None, guard: StoreGuard | None = None) -> None:
+        """``guard``: checks before each batch that Redis still holds what was written (and refills it
+        from the log when not); told of every outage."""
         self._url = redact_url(url)
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
                                             health_check_interval=30)
@@ -125,17 +128,25 @@ class RedisOnlineWriter:
                 raise self._refused(exc) from None
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
                 self._restore(batch)
-                self._unavailable = True
-                if self._guard is not None:
-                    self._guard.outage()
+                self._outage()
                 raise OnlineStoreUnavailable(f"redis unavailable: {exc}") from exc
             except redis.RedisError as exc:
                 self._restore(batch)
                 raise OnlineStoreError(f"redis rejected a batch of {len(batch)} writes: {exc}") from exc
+            except OnlineStoreError as exc:  # from the guard's refill (its own writer): the batch waits all the same
+                self._restore(batch)
+                if isinstance(exc, OnlineStoreUnavailable):
+                    self._outage()
+                raise
             self._unavailable = False
         if self._on_written:
             self._on_written(len(batch))
         return len(batch)
+
+    def _outage(self) -> None:
+        self._unavailable = True
+        if self._guard is not None:
+            self._guard.outage()
 
     def _refused(self, exc: Exception) -> OnlineStoreError:
         return OnlineStoreError(

@@ -18,9 +18,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import redis
 
 from features.definitions import FeatureView
+from features.errors import OfflineStoreError, OnlineStoreError
 from features.online_layout import marker_key
 from pipelines.materialize import materialize_view
 from pipelines.stats import PipelineStats
@@ -72,6 +74,9 @@ class StoreGuard:
         writer = RedisOnlineWriter(self._url, background=False, batch_size=1 << 30)
         try:
             summary = materialize_view(self._root, view, writer)
+        except (OSError, pa.ArrowException, OfflineStoreError) as exc:  # the marker stays unset: tried again
+            raise OnlineStoreError(f"Redis lost view {view.name} v{view.version} and refilling it from the log "
+                                   f"under {self._root} failed: {exc}") from exc
         finally:
             writer.close()
         if summary.entities:

@@ -1,0 +1,52 @@
+"""The Redis writer when its store guard fails: the batch is kept, an outage is reported, nothing raised
+past the writer's own errors (no server needed: the guard fails before anything is sent)."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from features.errors import OnlineStoreError
+from pipelines.online_sink import OnlineStoreUnavailable, RedisOnlineWriter
+from pipelines.tables import format_table
+
+UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: the writer starts (an outage at start)
+
+
+class FailingGuard:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.outages = 0
+
+    def check(self, client: redis.Redis) -> bool:
+        raise self.error
+
+    def outage(self) -> None:
+        self.outages += 1
+
+
+@pytest.mark.parametrize(("error", "outages"), [
+    (OnlineStoreUnavailable("redis unavailable during the refill"), 1),
+    (OnlineStoreError("refilling view v from the log failed: bad file"), 0),
+])
+def test_a_failed_refill_keeps_the_batch(error: Exception, outages: int) -> None:
+    guard = FailingGuard(error)
+    writer = RedisOnlineWriter(UNREACHABLE, background=False, batch_size=100, guard=guard)  # type: ignore[arg-type]
+    try:
+        writer.add("k1", 10, 1, 60_000, ["n"], [1], 0, 10)
+        writer.add("k2", 20, 2, 60_000, ["n"], [2], 0, 20)
+        with pytest.raises(type(error)):
+            writer.write_pending()
+        assert guard.outages == outages
+        writer.add("k1", 5, 0, 60_000, ["n"], [0], 0, 5)  # older than the kept value: not taken
+        with pytest.raises(type(error)):
+            writer.write_pending()
+        # both writes still pending, k1 at its newer value
+        assert sorted(writer._pending) == ["k1", "k2"] and writer._pending["k1"][1] == 10
+    finally:
+        writer.close()
+
+
+def test_tables_align_text_left_and_numbers_right() -> None:
+    lines = format_table([("VIEW", "ROWS"), ("spend_5m", "1,200"), ("a", "7")], right_from=1)
+    assert lines == ["VIEW       ROWS", "spend_5m  1,200", "a             7"]

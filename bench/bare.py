@@ -21,7 +21,7 @@ from quixstreams.dataframe.windows.aggregations import BaseAggregator, Count, Su
 from quixstreams.models import TimestampType
 from quixstreams.models.serializers import Deserializer, SerializationContext
 
-from features.definitions import FeatureView, HoppingWindow, SlidingWindow, TumblingWindow
+from freshet.features.definitions import FeatureView, HoppingWindow, SlidingWindow, TumblingWindow
 
 
 class JsonOrNone(Deserializer):

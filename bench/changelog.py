@@ -2,7 +2,7 @@
 
 After a run, its Quix changelog topics (``changelog__<group>--...``) are found with
 AdminClient.list_topics; records = sum over partitions of (true end - low watermark),
-the true end from :class:`pipelines.offsets.EndOffsetProbe` (tansu reports a batch's
+the true end from :class:`freshet.pipelines.offsets.EndOffsetProbe` (tansu reports a batch's
 base offset). State bytes per key: the changelog is read from the start and the value
 length of the last record of each key kept (a tombstone removes the key); the figure is
 the serialized size Quix stores and ships per key (the operator's JSON state).
@@ -59,7 +59,7 @@ def _consumer(stack: Stack) -> Consumer:
 
 def offsets(stack: Stack, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
     """(low watermark, true end) of each partition."""
-    from pipelines.offsets import EndOffsetProbe
+    from freshet.pipelines.offsets import EndOffsetProbe
 
     probe = EndOffsetProbe(stack.kafka_config)
     consumer = _consumer(stack)

@@ -15,14 +15,14 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from features.definitions import FeatureView
-from features.registry import Registry
+from freshet.features.definitions import FeatureView
+from freshet.features.registry import Registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REPO = REPO_ROOT / "examples" / "fraud"
 PARTITIONS = 4
 TUMBLING_VIEW = "card_spend_5m"
-CLI = [sys.executable, "-m", "pipelines.cli"]
+CLI = [sys.executable, "-m", "freshet"]
 
 
 def load_average() -> float:
@@ -62,7 +62,7 @@ def stack(workdir: Path) -> Iterator[Stack]:
     if bootstrap and redis_url:
         yield Stack(bootstrap, redis_url, started_here=False)
         return
-    from infra.localstack import start_stack, stop_stack
+    from freshet.infra.localstack import start_stack, stop_stack
 
     stack_dir = workdir / "stack"
     info = start_stack(stack_dir)

@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.common import PARTITIONS, Stack, example_views, load_average, say
 from bench.load import LoadPlan, LoadResult, probe_into
-from features.definitions import Aggregation, FeatureView, TumblingWindow
+from freshet.features.definitions import Aggregation, FeatureView, TumblingWindow
 
 FRESHNESS_VIEW = "bench_freshness_1m"
 
@@ -40,7 +40,7 @@ class Freshness:
     def consumer(self) -> str:
         from dataclasses import fields
 
-        from pipelines.topology import PipelineConfig
+        from freshet.pipelines.topology import PipelineConfig
 
         waits = [f.default for f in fields(PipelineConfig) if f.name == "fetch_wait_max_ms"]
         default = f"defaults (fetch.wait.max.ms={waits[0]})" if waits else "defaults"
@@ -107,9 +107,9 @@ def freshness_view(topic: str) -> FeatureView:
 
 def measure_freshness(stack: Stack, rate: int, seconds: float, workdir: Path, run_id: str,
                       rekey: bool = True, consumer_overrides: dict[str, Any] | None = None) -> Freshness:
-    from infra.topics import provision_topics, source_topic_specs
-    from pipelines.runner import run_pipeline
-    from pipelines.topology import PipelineConfig, build_pipeline
+    from freshet.infra.topics import provision_topics, source_topic_specs
+    from freshet.pipelines.runner import run_pipeline
+    from freshet.pipelines.topology import PipelineConfig, build_pipeline
 
     topic = f"bench-{run_id}.fresh-{rate}-{uuid.uuid4().hex[:4]}"
     provision_topics(stack.kafka_config, source_topic_specs(topic, PARTITIONS))

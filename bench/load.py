@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from confluent_kafka import Producer
 
-from features.online_layout import TS_FIELD, online_key
+from freshet.features.online_layout import TS_FIELD, online_key
 
 WARMUP_CARD = "card-warmup"
 

@@ -4,7 +4,7 @@ A Parquet log of one view (the example's ``card_spend_5m``: two features) holds 
 rows for each of N entities (default 1,000,000), written in the log's own layout and
 schema. Measured in one run, on one local Redis, each into an emptied database:
 
-- (a) ``freshet materialize``'s work: ``pipelines.materialize.materialize_view`` (read
+- (a) ``freshet materialize``'s work: ``freshet.pipelines.materialize.materialize_view`` (read
   the log, pick the latest row per entity, write each through the newer-wins script
   with its remaining TTL, 5,000 writes per round trip), in process;
 - (b) the baseline: the same N hashes (same fields and values, from the same latest
@@ -37,7 +37,7 @@ BATCH = 5_000
 
 def write_log(root: Path, view: object, entities: int, end_ms: int) -> int:
     """Two rows per entity (an older and a newer one) in ``root``'s layout; returns the rows written."""
-    from features.offline_layout import part_path, view_schema
+    from freshet.features.offline_layout import part_path, view_schema
 
     schema = view_schema(view)  # type: ignore[arg-type]
     per_file = 500_000
@@ -69,8 +69,8 @@ def plain_pipeline(url: str, view: object, root: Path) -> tuple[float, int]:
     """Seconds to write the latest rows' hashes with HSET + PEXPIRE in a redis-py pipeline."""
     import redis
 
-    from features.online_layout import encode_value, online_key
-    from pipelines.materialize import latest_rows
+    from freshet.features.online_layout import encode_value, online_key
+    from freshet.pipelines.materialize import latest_rows
 
     table, _ = latest_rows(root, view)  # type: ignore[arg-type]
     rows = table.to_pylist()
@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import redis
 
-    from pipelines.materialize import materialize_view
-    from pipelines.online_sink import RedisOnlineWriter
+    from freshet.pipelines.materialize import materialize_view
+    from freshet.pipelines.online_sink import RedisOnlineWriter
 
     view = example_views("transactions", ["card_spend_5m"])[0]
     workdir = Path(tempfile.mkdtemp(prefix="freshet-bench-mat-"))

@@ -41,7 +41,7 @@ def pct(samples: list[float], q: float) -> float:
 def fill_redis(url: str, views: list[Any], entities: int) -> None:
     import redis
 
-    from features.online_layout import encode_value, online_key
+    from freshet.features.online_layout import encode_value, online_key
 
     client = redis.Redis.from_url(url)
     now = int(time.time() * 1000)
@@ -58,7 +58,7 @@ def fill_redis(url: str, views: list[Any], entities: int) -> None:
 
 
 def sdk_latency(url: str, views: dict[str, Any], batch: int, iterations: int) -> dict[str, float]:
-    from features.online import OnlineClient
+    from freshet.features.online import OnlineClient
 
     client = OnlineClient(url, views)
     names = sorted(views)
@@ -99,11 +99,11 @@ def redis_floor(url: str, batch: int, iterations: int) -> dict[str, dict[str, fl
 
 
 def http_latency(url: str, rate: float, seconds: float, batch: int) -> dict[str, float]:
-    from infra.localstack import free_port
+    from freshet.infra.localstack import free_port
 
     port = free_port()
     env = {**os.environ, "FRESHET_REDIS_URL": url}
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--repo", str(EXAMPLE_REPO),
+    proc = subprocess.Popen([sys.executable, "-m", "freshet", "serve", "--repo", str(EXAMPLE_REPO),
                              "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -152,8 +152,8 @@ def make_log(root: Path, rows: int, entities: int, days: int) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from features.offline_layout import date_of, part_path, view_schema
-    from features.registry import Registry
+    from freshet.features.offline_layout import date_of, part_path, view_schema
+    from freshet.features.registry import Registry
 
     view = Registry.load(EXAMPLE_REPO).view("card_spend_5m")
     schema = view_schema(view)
@@ -195,8 +195,8 @@ FRESHET_JOIN = """
 import sys, time, resource
 from pathlib import Path
 import pyarrow.parquet as pq
-from features.registry import Registry
-from features.training import get_historical_features
+from freshet.features.registry import Registry
+from freshet.features.training import get_historical_features
 t0 = time.perf_counter()
 views = Registry.load(sys.argv[1]).views
 out = get_historical_features(pq.read_table(sys.argv[2]), ["card_spend_5m"], views, Path(sys.argv[3]))
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
-    from features.registry import Registry
+    from freshet.features.registry import Registry
 
     views = Registry.load(EXAMPLE_REPO).views
     lines = [f"## Read paths: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}", "",

@@ -54,8 +54,8 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, dict[str, object]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from infra.topics import provision_topics, source_topic_specs
-    from pipelines.synthetic import StreamSpec, produce
+    from freshet.infra.topics import provision_topics, source_topic_specs
+    from freshet.synthetic import StreamSpec, produce
 
     parser = argparse.ArgumentParser(prog="python -m bench.replay_scale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         produce(kafka, topic, StreamSpec(events=args.events, cards=20_000, span_ms=6 * 3_600_000, seed=3),
                 progress=lambda n: say(f"  {n:,}") if n % 200_000 == 0 else None)
         base_env = {**os.environ, "FRESHET_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "FRESHET_REDIS_URL": s.redis_url}
-        cli = [sys.executable, "-m", "pipelines.cli"]
+        cli = [sys.executable, "-m", "freshet"]
         rows = []
         say("live: freshet run --until-caught-up")
         env = {**base_env, "FRESHET_OFFLINE_ROOT": f"{tmp}/live", "FRESHET_STATE_DIR": f"{tmp}/live-state"}

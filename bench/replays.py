@@ -1,6 +1,6 @@
 """`freshet replay` and whole-command runs, as subprocesses of the real CLI.
 
-Each run is `python -m pipelines.cli ...` on a copy of examples/fraud retargeted to
+Each run is `python -m freshet ...` on a copy of examples/fraud retargeted to
 the benchmark's topic, with its own offline root and state directory
 (FRESHET_OFFLINE_ROOT / FRESHET_STATE_DIR), timed from start to exit; its peak RSS
 comes from `/usr/bin/time` (see :func:`bench.common.run_measured`).
@@ -133,7 +133,7 @@ def run_replay(stack: Stack, repo: Path, workload: str, workers: int, workdir: P
 
 def provision_empty(stack: Stack, run_id: str, what: str) -> str:
     from bench.common import PARTITIONS
-    from infra.topics import provision_topics, source_topic_specs
+    from freshet.infra.topics import provision_topics, source_topic_specs
 
     topic = f"bench-{run_id}.{what}-{uuid.uuid4().hex[:4]}"
     provision_topics(stack.kafka_config, source_topic_specs(topic, PARTITIONS))
@@ -145,7 +145,7 @@ def check_parity(run: CommandRun, live_offline: Path | None, views: list[str]) -
     if live_offline is None or run.offline_root is None or not run.ok:
         return
     try:
-        from replay.parity import compare
+        from freshet.replay.parity import compare
 
         for view in views:
             report = compare(view, live_offline, run.offline_root)
@@ -207,7 +207,7 @@ class Memory:
 
 def distinct_keys(spec: Any) -> int:
     """Entities among the valid events of the synthetic stream (it is deterministic for a seed)."""
-    from pipelines.synthetic import generate
+    from freshet.synthetic import generate
 
     return len({key for key, _value, kind in generate(spec) if kind is None})
 

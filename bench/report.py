@@ -36,7 +36,7 @@ records the date, the machine, the exact command, and the figures.
 Method (`python -m bench.run`: one command, one local stack, one topic).
 
 - **Topic.** One synthetic card-transaction topic (4 partitions,
-  `pipelines.synthetic`: out-of-order, late and malformed events included;
+  `freshet.synthetic`: out-of-order, late and malformed events included;
   100,000 events over 2,000 cards by default) is read from the start by every
   path below, each with a fresh consumer group, state directory and log.
 - **Throughput**, on two workloads: all example views (`card_spend_5m` tumbling

@@ -27,8 +27,8 @@ from bench.common import (
     load_average,
     say,
 )
-from features.definitions import FeatureView
-from pipelines.synthetic import StreamSpec, StreamSummary, produce
+from freshet.features.definitions import FeatureView
+from freshet.synthetic import StreamSpec, StreamSummary, produce
 
 # engine configurations, in the order they run
 CONFIGS = {
@@ -82,7 +82,7 @@ class Run:
 
 def make_topic(stack: Stack, events: int, run_id: str, cards: int = 2_000,
                suffix: str = "transactions") -> Topic:
-    from infra.topics import provision_topics, source_topic_specs
+    from freshet.infra.topics import provision_topics, source_topic_specs
 
     name = f"bench-{run_id}.{suffix}"
     provision_topics(stack.kafka_config, source_topic_specs(name, PARTITIONS))
@@ -102,8 +102,8 @@ def _workload_views(topic: Topic, workload: str) -> list[FeatureView]:
 
 def run_freshet(stack: Stack, topic: Topic, workload: str, config: str, workdir: Path,
                 prefix: int = 0) -> Run:
-    from pipelines.runner import run_pipeline
-    from pipelines.topology import PipelineConfig, build_pipeline
+    from freshet.pipelines.runner import run_pipeline
+    from freshet.pipelines.topology import PipelineConfig, build_pipeline
 
     views = _workload_views(topic, workload)
     run_dir = workdir / f"{workload}-{config}-{uuid.uuid4().hex[:6]}"

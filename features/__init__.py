@@ -3,7 +3,7 @@
 This package never imports Kafka.
 """
 
-from features.definitions import (
+from freshet.features.definitions import (
     Aggregation,
     Entity,
     FeatureView,
@@ -12,8 +12,8 @@ from features.definitions import (
     Source,
     TumblingWindow,
 )
-from features.errors import DefinitionError, FreshetError, RepositoryError
-from features.registry import Registry, fingerprint
+from freshet.features.errors import DefinitionError, FreshetError, RepositoryError
+from freshet.features.registry import Registry, fingerprint
 
 __all__ = [
     "Aggregation",

@@ -21,9 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-from features.aggregations import FIELD_TYPES, FUNCTIONS, NUMERIC_TYPES
-from features.durations import format_duration, parse_duration_ms
-from features.errors import DefinitionError
+from freshet.features.aggregations import FIELD_TYPES, FUNCTIONS, NUMERIC_TYPES
+from freshet.features.durations import format_duration, parse_duration_ms
+from freshet.features.errors import DefinitionError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,200}$")

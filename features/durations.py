@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from features.errors import DefinitionError
+from freshet.features.errors import DefinitionError
 
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _COMPOUND = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from features.definitions import FeatureView
+from freshet.features.definitions import FeatureView
 
 ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
 TS_TYPE = pa.timestamp("ms", tz="UTC")

@@ -20,10 +20,10 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
-from features.definitions import FeatureView
-from features.errors import DefinitionError, OnlineStoreError
-from features.online_layout import TS_FIELD, decode_value, marker_key, online_key
-from features.redact import redact_url
+from freshet.features.definitions import FeatureView
+from freshet.features.errors import DefinitionError, OnlineStoreError
+from freshet.features.online_layout import TS_FIELD, decode_value, marker_key, online_key
+from freshet.features.redact import redact_url
 
 _CASTS: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "str": str, "bool": bool}
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from features.definitions import Entity, FeatureView, Source
-from features.errors import FingerprintError, RepositoryError
-from features.repository import load_objects
+from freshet.features.definitions import Entity, FeatureView, Source
+from freshet.features.errors import FingerprintError, RepositoryError
+from freshet.features.repository import load_objects
 
 LOCK_FILE = "freshet.lock"
 LOCK_FORMAT = 1

@@ -9,15 +9,20 @@ objects. Both go through the same models.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from features.definitions import Entity, FeatureView, Source
-from features.errors import DefinitionError, RepositoryError
+from freshet.features.definitions import Entity, FeatureView, Source
+from freshet.features.errors import DefinitionError, RepositoryError
+
+log = logging.getLogger(__name__)
 
 YAML_SECTIONS = ("sources", "entities", "views")
 IGNORED_PARTS = {"__pycache__", ".freshet", ".git", ".venv"}
@@ -70,6 +75,32 @@ def load_objects(root: Path) -> LoadedObjects:
     return found
 
 
+@contextmanager
+def _legacy_imports(path: Path) -> Iterator[None]:
+    """Repositories written for Freshet 0.1/0.2 import ``features``: while one loads, that name is
+    ``freshet.features`` (nothing is installed under it; the alias is removed afterwards)."""
+
+    if "features" in sys.modules or "import features" not in _imports_text(path):
+        yield
+        return
+    log.warning("%s imports `features`, Freshet's name before 0.3: write `from freshet import ...`", path)
+    aliases = {"features" + name[len("freshet.features"):]: module for name, module in list(sys.modules.items())
+               if name == "freshet.features" or name.startswith("freshet.features.")}
+    sys.modules.update(aliases)
+    try:
+        yield
+    finally:
+        for name in aliases:
+            sys.modules.pop(name, None)
+
+
+def _imports_text(path: Path) -> str:
+    """The file's import lines, normalised so ``from features import X`` reads ``import features``."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.lstrip().startswith(("from ", "import "))]
+    return "\n".join("import " + line.split()[1] if line.startswith("from ") else line for line in lines)
+
+
 def _load_python(path: Path, root: Path, found: LoadedObjects) -> None:
     module_name = "freshet_repo_" + "_".join(path.relative_to(root).with_suffix("").parts)
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -78,7 +109,8 @@ def _load_python(path: Path, root: Path, found: LoadedObjects) -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        with _legacy_imports(path):
+            spec.loader.exec_module(module)
     except DefinitionError as exc:
         raise DefinitionError(f"{path}: {exc}") from None
     except Exception as exc:  # a user's file may raise anything

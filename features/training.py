@@ -32,9 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.definitions import FeatureView
-from features.errors import DefinitionError, OfflineStoreError
-from features.offline_layout import TS_TYPE, view_dir, view_schema
+from freshet.features.definitions import FeatureView
+from freshet.features.errors import DefinitionError, OfflineStoreError
+from freshet.features.offline_layout import TS_TYPE, view_dir, view_schema
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from features.errors import StackError
+from freshet.features.errors import StackError
 
 BROKER_BIN_ENV = "FRESHET_BROKER_BIN"
 REDIS_BIN_ENV = "FRESHET_REDIS_BIN"

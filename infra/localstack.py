@@ -10,7 +10,7 @@ the CLI process that started them. The stack is recorded in ``stack_dir``:
 
 Note: tansu returns no default topic configs (``describe_configs`` is empty for
 a topic created without config), so create topics with explicit config,
-``retention.ms`` included (see :mod:`infra.topics`).
+``retention.ms`` included (see :mod:`freshet.infra.topics`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from features.errors import StackError
-from infra.binaries import find_broker_binary, find_redis_binary
+from freshet.features.errors import StackError
+from freshet.infra.binaries import find_broker_binary, find_redis_binary
 
 DEFAULT_STACK_DIR = Path(".freshet")
 STACK_FILE = "stack.json"

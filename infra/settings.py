@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from features.errors import ConfigError
+from freshet.features.errors import ConfigError
 
 _NO_BOOTSTRAP_HINT = (
     "no Kafka bootstrap servers configured: start the local stack with "

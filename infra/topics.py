@@ -16,7 +16,7 @@ from typing import Literal
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
-from features.errors import TopicError
+from freshet.features.errors import TopicError
 
 DLQ_SUFFIX = ".dlq"
 LATE_SUFFIX = ".late"

@@ -22,7 +22,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from pipelines.offsets import EndOffsetProbe
+from freshet.pipelines.offsets import EndOffsetProbe
 
 _lock = threading.Lock()
 _installed: dict[str, EndOffsetProbe] = {}

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from infra.settings import FreshetSettings, load_settings, parse_kafka_overrides
+from freshet.infra.settings import FreshetSettings, load_settings, parse_kafka_overrides
 
 
 def stack_dir() -> Path:
@@ -26,7 +26,7 @@ def settings_from_args(args: argparse.Namespace, use_local_stack: bool = True) -
     if extra:
         settings = settings.model_copy(update={"kafka_config": {**settings.kafka_config, **extra}})
     if use_local_stack and (settings.kafka_bootstrap is None or settings.redis_url is None):
-        from infra.localstack import read_stack
+        from freshet.infra.localstack import read_stack
 
         info = read_stack(stack_dir())
         if info is not None:

@@ -12,8 +12,8 @@ from typing import Any
 
 from quixstreams.utils.json import loads as json_loads  # orjson, which Quix Streams ships
 
-from features.definitions import Source
-from features.durations import parse_event_time_ms
+from freshet.features.definitions import Source
+from freshet.features.durations import parse_event_time_ms
 
 EVENT_TIME_FIELD = "__event_ts"
 SOURCE_PARTITION_FIELD = "__src_partition"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from features.aggregations import AggregationFunction
+from freshet.features.aggregations import AggregationFunction
 
 
 def compile_add(columns: list[str | None], fns: list[AggregationFunction], *, offset: int,

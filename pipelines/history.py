@@ -20,8 +20,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from features.errors import PipelineError
-from pipelines.offsets import EndOffsetProbe
+from freshet.features.errors import PipelineError
+from freshet.pipelines.offsets import EndOffsetProbe
 
 log = logging.getLogger(__name__)
 IDENTITY_FILE = "freshet-source.json"

@@ -3,7 +3,7 @@
 For a view (one version), the latest log row per entity - the largest ``feature_ts``,
 ties to the larger source offset, then partition: the point-in-time rule of
 training sets at "now" - is written to Redis through the pipeline's own newer-wins
-script (:class:`pipelines.online_sink.RedisOnlineWriter`), so it never moves a
+script (:class:`freshet.pipelines.online_sink.RedisOnlineWriter`), so it never moves a
 fresher live value backwards and can run while the pipeline runs.
 
 Expiry is the pipeline's: a value written at ``produced_at`` lived ``ttl`` from then,
@@ -23,10 +23,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.definitions import FeatureView
-from features.online_layout import online_key
-from features.training import read_view_log
-from pipelines.online_sink import RedisOnlineWriter
+from freshet.features.definitions import FeatureView
+from freshet.features.online_layout import online_key
+from freshet.features.training import read_view_log
+from freshet.pipelines.online_sink import RedisOnlineWriter
 
 BATCH = 5_000  # writes per round trip
 

@@ -33,9 +33,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.definitions import FeatureView
-from features.errors import OfflineStoreError
-from features.offline_layout import date_of, part_path, view_dir, view_schema
+from freshet.features.definitions import FeatureView
+from freshet.features.errors import OfflineStoreError
+from freshet.features.offline_layout import date_of, part_path, view_dir, view_schema
 
 log = logging.getLogger(__name__)
 

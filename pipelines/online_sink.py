@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 import redis
 from hiredis import pack_command
 
-from features.errors import OnlineStoreError
-from features.online_layout import NEWER_WINS_LUA
-from features.redact import redact_url
+from freshet.features.errors import OnlineStoreError
+from freshet.features.online_layout import NEWER_WINS_LUA
+from freshet.features.redact import redact_url
 
 if TYPE_CHECKING:  # the guard refills through a writer of this module
-    from pipelines.store_guard import StoreGuard
+    from freshet.pipelines.store_guard import StoreGuard
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def check_credentials(url: str) -> None:
 
 def encode_fields(features: dict[str, Any], window_start: int, window_end: int) -> list[str]:
     """Flat field/value list for one hash write (features as JSON text)."""
-    from features.online_layout import WINDOW_END_FIELD, WINDOW_START_FIELD, encode_value
+    from freshet.features.online_layout import WINDOW_END_FIELD, WINDOW_START_FIELD, encode_value
 
     flat = [WINDOW_START_FIELD, str(window_start), WINDOW_END_FIELD, str(window_end)]
     for name, value in features.items():

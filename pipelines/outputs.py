@@ -1,7 +1,7 @@
 """Where the operator's outputs go, for both drivers: Redis, the Parquet log, late and dead letters.
 
 :class:`OperatorOutputs` takes emitted values and late reports from the window
-operator (:mod:`pipelines.tiles`) and dead letters from the decoder, and makes them
+operator (:mod:`freshet.pipelines.tiles`) and dead letters from the decoder, and makes them
 durable in :meth:`flush`: the live runtime calls it at every Quix checkpoint
 (before offsets are committed), the replay driver at each of its own checkpoints.
 Nothing here knows which driver runs it.
@@ -12,14 +12,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from features.definitions import FeatureView
-from features.online_layout import online_key
-from pipelines.offline_sink import ParquetLogWriter
-from pipelines.online_sink import RedisOnlineWriter
-from pipelines.side_outputs import SideOutputs
-from pipelines.stats import PipelineStats
-from pipelines.store_guard import StoreGuard
-from pipelines.tiles import EmittedValue, LateReport
+from freshet.features.definitions import FeatureView
+from freshet.features.online_layout import online_key
+from freshet.pipelines.offline_sink import ParquetLogWriter
+from freshet.pipelines.online_sink import RedisOnlineWriter
+from freshet.pipelines.side_outputs import SideOutputs
+from freshet.pipelines.stats import PipelineStats
+from freshet.pipelines.store_guard import StoreGuard
+from freshet.pipelines.tiles import EmittedValue, LateReport
 
 
 class OperatorOutputs:

@@ -15,9 +15,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from pipelines.gc_tuning import throughput_gc
-from pipelines.offsets import EndOffsetProbe
-from pipelines.topology import Pipeline
+from freshet.pipelines.gc_tuning import throughput_gc
+from freshet.pipelines.offsets import EndOffsetProbe
+from freshet.pipelines.topology import Pipeline
 
 log = logging.getLogger("freshet.run")
 LAG_WAIT_MAX_S = 1.0

@@ -14,17 +14,17 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from features.definitions import FeatureView, Source
-from features.errors import SinkError
-from pipelines.decode import EVENT_TIME_FIELD
-from pipelines.stats import PipelineStats
+from freshet.features.definitions import FeatureView, Source
+from freshet.features.errors import SinkError
+from freshet.pipelines.decode import EVENT_TIME_FIELD
+from freshet.pipelines.stats import PipelineStats
 
 # a dead letter keeps at most this much of the original value (freshet.original_size says how much there was)
 MAX_DEAD_LETTER_BYTES = 900_000
 
 
 class SideOutputs:
-    """Produces DLQ and late records; flushed at every checkpoint by :class:`pipelines.outputs.OperatorOutputs`."""
+    """Produces DLQ and late records; flushed at every checkpoint by :class:`freshet.pipelines.outputs.OperatorOutputs`."""
 
     def __init__(self, source: Source, producer_config: dict[str, Any], stats: PipelineStats,
                  flush_timeout_s: float = 30.0) -> None:

@@ -30,9 +30,9 @@ from bisect import bisect_left, bisect_right
 from operator import itemgetter
 from typing import Any
 
-from features.definitions import FeatureView
-from pipelines.folds import compile_add
-from pipelines.tiles import EmittedValue, FoldPlan, LateReport
+from freshet.features.definitions import FeatureView
+from freshet.pipelines.folds import compile_add
+from freshet.pipelines.tiles import EmittedValue, FoldPlan, LateReport
 
 NEVER = -(2**62)
 

@@ -3,10 +3,10 @@
 Redis without persistence that restarts, a failover that promotes an empty replica,
 or a ``FLUSHALL`` by mistake all leave the pipeline writing into a store that no
 longer holds the entities it did not touch since. The pipeline keeps a marker key per
-view it writes (:func:`features.online_layout.marker_key`); :class:`StoreGuard`
+view it writes (:func:`freshet.features.online_layout.marker_key`); :class:`StoreGuard`
 checks the markers when the writer connects, after every outage and every
 ``recheck_s`` seconds. A missing marker means the store lost (or never had) the view's
-values: the view is materialized from the Parquet log (:mod:`pipelines.materialize`)
+values: the view is materialized from the Parquet log (:mod:`freshet.pipelines.materialize`)
 before the writer resumes, and the marker is set again. Without a log to refill from,
 the loss is logged as an error and counted.
 """
@@ -21,11 +21,11 @@ from pathlib import Path
 import pyarrow as pa
 import redis
 
-from features.definitions import FeatureView
-from features.errors import OfflineStoreError, OnlineStoreError
-from features.online_layout import marker_key
-from pipelines.materialize import materialize_view
-from pipelines.stats import PipelineStats
+from freshet.features.definitions import FeatureView
+from freshet.features.errors import OfflineStoreError, OnlineStoreError
+from freshet.features.online_layout import marker_key
+from freshet.pipelines.materialize import materialize_view
+from freshet.pipelines.stats import PipelineStats
 
 log = logging.getLogger("freshet.online")
 
@@ -69,7 +69,7 @@ class StoreGuard:
                       "them), and this run writes no log to refill it from; run `freshet materialize "
                       "--view %s` against the log", view.name, view.version, view.name)
             return
-        from pipelines.online_sink import RedisOnlineWriter
+        from freshet.pipelines.online_sink import RedisOnlineWriter
 
         writer = RedisOnlineWriter(self._url, background=False, batch_size=1 << 30)
         try:

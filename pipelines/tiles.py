@@ -20,7 +20,7 @@ the longest window that can be asked for.
 
 The rules (the same as Quix Streams 3.28's window operators, which this replaces;
 the README writes them down) live with each window kind. Every fold comes from
-:mod:`features.aggregations`: ``initial``, ``add``, ``merge`` and ``result``.
+:mod:`freshet.features.aggregations`: ``initial``, ``add``, ``merge`` and ``result``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from features.aggregations import FUNCTIONS
-from features.definitions import FeatureView, SlidingWindow
-from pipelines.decode import EVENT_TIME_FIELD
-from pipelines.folds import compile_add
+from freshet.features.aggregations import FUNCTIONS
+from freshet.features.definitions import FeatureView, SlidingWindow
+from freshet.pipelines.decode import EVENT_TIME_FIELD
+from freshet.pipelines.folds import compile_add
 
 KeyState = list[Any]
 
@@ -65,7 +65,7 @@ class LateReport(NamedTuple):
 class FoldPlan:
     """A view's aggregations over lists of states (one per aggregation): initial, merge, result.
 
-    Adding an event is compiled per view (:func:`pipelines.folds.compile_add`)."""
+    Adding an event is compiled per view (:func:`freshet.pipelines.folds.compile_add`)."""
 
     def __init__(self, view: FeatureView) -> None:
         self.columns = [a.column for a in view.aggregations]
@@ -205,7 +205,7 @@ class FixedWindows:
 
 
 def compile_views(views: list[FeatureView]) -> list[Any]:
-    from pipelines.sliding import SlidingWindows
+    from freshet.pipelines.sliding import SlidingWindows
 
     return [SlidingWindows(i, v) if isinstance(v.window, SlidingWindow) else FixedWindows(i, v)
             for i, v in enumerate(views)]

@@ -8,7 +8,7 @@
 
 Quix Streams provides the consumer group, checkpoints, RocksDB state with its
 changelog and recovery, and exactly-once when asked; it is used through its public
-API only (the one exception is :mod:`pipelines.broker_quirks`, for tansu). A key's
+API only (the one exception is :mod:`freshet.pipelines.broker_quirks`, for tansu). A key's
 state is read from the store the first time the key is seen in a checkpoint, kept as
 a live object while the checkpoint lasts, and written back once, when the checkpoint
 flushes the sink (Quix flushes sinks before it flushes state), so the changelog gets
@@ -29,14 +29,14 @@ from quixstreams.kafka.configuration import ConnectionConfig
 from quixstreams.sinks import BaseSink, SinkBackpressureError
 from quixstreams.state import State
 
-from features.definitions import FeatureView, Source
-from features.errors import PipelineError
-from pipelines.broker_quirks import correct_watermarks_on_tansu
-from pipelines.decode import SOURCE_OFFSET_FIELD, SOURCE_PARTITION_FIELD, EventDecoder, InvalidEvent
-from pipelines.online_sink import OnlineStoreUnavailable
-from pipelines.outputs import OperatorOutputs, make_outputs
-from pipelines.stats import PipelineStats
-from pipelines.tiles import EmittedValue, KeyState, LateReport, SourceOperator
+from freshet.features.definitions import FeatureView, Source
+from freshet.features.errors import PipelineError
+from freshet.pipelines.broker_quirks import correct_watermarks_on_tansu
+from freshet.pipelines.decode import SOURCE_OFFSET_FIELD, SOURCE_PARTITION_FIELD, EventDecoder, InvalidEvent
+from freshet.pipelines.online_sink import OnlineStoreUnavailable
+from freshet.pipelines.outputs import OperatorOutputs, make_outputs
+from freshet.pipelines.stats import PipelineStats
+from freshet.pipelines.tiles import EmittedValue, KeyState, LateReport, SourceOperator
 
 log = logging.getLogger(__name__)
 STATE_KEY = "tiles"

@@ -2,9 +2,9 @@
 
 No consumer group and no repartition hop: the driver assigns its partitions at
 their start (or checkpointed) offsets, reads them in batches with confluent-kafka,
-decodes, runs :class:`pipelines.tiles.SourceOperator` over per-entity states held in
+decodes, runs :class:`freshet.pipelines.tiles.SourceOperator` over per-entity states held in
 memory (at most ``max_cached_states`` between checkpoints; others are read back from the
-store), and writes through the same :class:`pipelines.outputs.OperatorOutputs` as a
+store), and writes through the same :class:`freshet.pipelines.outputs.OperatorOutputs` as a
 live run. Every ``checkpoint_s`` it makes the outputs durable, then writes the states
 that changed and the read positions to its own RocksDB store in one atomic batch, so
 a killed replay resumes from its last checkpoint (the Parquet writer's last-flush
@@ -31,13 +31,13 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 from rocksdict import AccessType, Options, Rdict, WriteBatch
 
-from features.definitions import FeatureView
-from features.errors import ReplayError
-from pipelines.decode import SOURCE_OFFSET_FIELD, SOURCE_PARTITION_FIELD, EventDecoder, InvalidEvent
-from pipelines.online_sink import OnlineStoreUnavailable
-from pipelines.outputs import make_outputs
-from pipelines.stats import PipelineStats
-from pipelines.tiles import EmittedValue, KeyState, LateReport, SourceOperator
+from freshet.features.definitions import FeatureView
+from freshet.features.errors import ReplayError
+from freshet.pipelines.decode import SOURCE_OFFSET_FIELD, SOURCE_PARTITION_FIELD, EventDecoder, InvalidEvent
+from freshet.pipelines.online_sink import OnlineStoreUnavailable
+from freshet.pipelines.outputs import make_outputs
+from freshet.pipelines.stats import PipelineStats
+from freshet.pipelines.tiles import EmittedValue, KeyState, LateReport, SourceOperator
 
 log = logging.getLogger("freshet.replay")
 POSITIONS_KEY = b"\x00positions"

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.errors import OfflineStoreError
+from freshet.features.errors import OfflineStoreError
 
 IGNORED = {"produced_at"}
 IDENTITY = ("window_start", "window_end", "source_partition", "source_offset")

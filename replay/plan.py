@@ -1,7 +1,7 @@
 """A replay plan: which views, which offsets, which group and state; saved so a rerun resumes it.
 
 The end is fixed when the plan is made: the true end offsets (see
-:class:`pipelines.offsets.EndOffsetProbe`, which does not trust the broker's
+:class:`freshet.pipelines.offsets.EndOffsetProbe`, which does not trust the broker's
 reported watermark), or the offsets for ``--to``. The plan is written to
 ``<offline root>/_replays/<id>.json``; the same command after a crash finds the
 unfinished plan and resumes it (same end offsets, workers and state),
@@ -22,9 +22,9 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 from pydantic import BaseModel
 
-from features.definitions import FeatureView
-from features.errors import ReplayError
-from pipelines.offsets import EndOffsetProbe
+from freshet.features.definitions import FeatureView
+from freshet.features.errors import ReplayError
+from freshet.pipelines.offsets import EndOffsetProbe
 
 
 class ReplayPlan(BaseModel):

@@ -21,11 +21,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from features.definitions import FeatureView
-from features.errors import ReplayError
-from pipelines.gc_tuning import throughput_gc
-from replay.driver import BatchDriver, open_seed_states, write_progress
-from replay.plan import ReplayPlan
+from freshet.features.definitions import FeatureView
+from freshet.features.errors import ReplayError
+from freshet.pipelines.gc_tuning import throughput_gc
+from freshet.replay.driver import BatchDriver, open_seed_states, write_progress
+from freshet.replay.plan import ReplayPlan
 
 
 class ProgressLine:

@@ -9,10 +9,10 @@ from typing import Any
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, TopicPartition
 
-from features.offline_layout import list_parts
-from features.registry import Registry
-from pipelines.offsets import EndOffsetProbe
-from replay.plan import find_plans
+from freshet.features.offline_layout import list_parts
+from freshet.features.registry import Registry
+from freshet.pipelines.offsets import EndOffsetProbe
+from freshet.replay.plan import find_plans
 
 
 def log_range(root: Path, view: Any) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from features.definitions import FeatureView
-from pipelines.tiles import EmittedValue, LateReport, SourceOperator
+from freshet.features.definitions import FeatureView
+from freshet.pipelines.tiles import EmittedValue, LateReport, SourceOperator
 from tests.window_reference import Event, Late, Row
 
 

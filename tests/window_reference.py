@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from features.aggregations import FUNCTIONS
-from features.definitions import FeatureView, SlidingWindow
+from freshet.features.aggregations import FUNCTIONS
+from freshet.features.definitions import FeatureView, SlidingWindow
 
 # (view, entity, window_start, window_end, feature_ts, source_partition, source_offset) -> features
 Row = tuple[str, Any, int, int, int, int, int]

@@ -3,7 +3,7 @@
 The same models load the YAML views in ``spend.yaml`` beside this file.
 """
 
-from features import Aggregation, Entity, FeatureView, HoppingWindow, SlidingWindow, Source
+from freshet import Aggregation, Entity, FeatureView, HoppingWindow, SlidingWindow, Source
 
 card = Entity(name="card", join_key="card_id", description="A payment card")
 

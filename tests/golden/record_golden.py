@@ -1,6 +1,6 @@
 """Record golden logs from the pre-tiles window engine (Quix Streams' own window operators).
 
-This script imports the OLD engine (``pipelines.topology``, ``tests.integration.harness``) and only
+This script imports the OLD engine (``freshet.pipelines.topology``, ``tests.integration.harness``) and only
 runs against the code at git commit 6938cd8, the last commit before the tiles engine:
 
     git worktree add /tmp/old 6938cd8 && cd /tmp/old && \\
@@ -35,7 +35,7 @@ import quixstreams
 from confluent_kafka import Producer
 
 sys.path.insert(0, str(Path.cwd()))  # the old engine's checkout, not whatever is installed
-from features.definitions import (  # noqa: E402
+from freshet.features.definitions import (  # noqa: E402
     Aggregation,
     FeatureView,
     HoppingWindow,
@@ -43,9 +43,9 @@ from features.definitions import (  # noqa: E402
     Source,
     TumblingWindow,
 )
-from features.offline_layout import list_parts, view_schema  # noqa: E402
-from infra.localstack import start_stack, stop_stack  # noqa: E402
-from pipelines import topology  # noqa: E402
+from freshet.features.offline_layout import list_parts, view_schema  # noqa: E402
+from freshet.infra.localstack import start_stack, stop_stack  # noqa: E402
+from freshet.pipelines import topology  # noqa: E402
 from tests.integration.conftest import Servers  # noqa: E402
 from tests.integration.harness import (  # noqa: E402
     pipeline_config,

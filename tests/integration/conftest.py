@@ -62,7 +62,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         return
     errors = []
     try:
-        from infra.localstack import start_stack, stop_stack
+        from freshet.infra.localstack import start_stack, stop_stack
 
         stack_dir = tmp_path_factory.mktemp("stack")
         info = start_stack(stack_dir)

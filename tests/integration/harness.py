@@ -16,13 +16,13 @@ import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from features.definitions import FeatureView
-from features.offline_layout import list_parts, view_schema
-from infra.binaries import find_redis_binary
-from infra.topics import provision_topics, source_topic_specs
-from pipelines.offsets import EndOffsetProbe
-from pipelines.runner import run_pipeline
-from pipelines.topology import PipelineConfig, build_pipeline
+from freshet.features.definitions import FeatureView
+from freshet.features.offline_layout import list_parts, view_schema
+from freshet.infra.binaries import find_redis_binary
+from freshet.infra.topics import provision_topics, source_topic_specs
+from freshet.pipelines.offsets import EndOffsetProbe
+from freshet.pipelines.runner import run_pipeline
+from freshet.pipelines.topology import PipelineConfig, build_pipeline
 from tests.integration.conftest import Servers
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features import Aggregation, FeatureView, HoppingWindow, SlidingWindow, Source, TumblingWindow
+from freshet.features import Aggregation, FeatureView, HoppingWindow, SlidingWindow, Source, TumblingWindow
 from tests.integration.conftest import Servers
 from tests.integration.harness import (
     pipeline_config,

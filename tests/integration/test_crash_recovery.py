@@ -17,10 +17,10 @@ from pathlib import Path
 
 import redis
 
-from features.online_layout import decode_value, online_key
-from features.registry import Registry
-from pipelines.synthetic import StreamSpec
-from pipelines.synthetic import produce as produce_stream
+from freshet.features.online_layout import decode_value, online_key
+from freshet.features.registry import Registry
+from freshet.synthetic import StreamSpec
+from freshet.synthetic import produce as produce_stream
 from tests.integration.conftest import Servers
 from tests.integration.harness import (
     cli_env,
@@ -75,7 +75,7 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(servers: Servers, uni
 
     crash_root = tmp_path / "crash"
     env = cli_env(servers, crash_root, redis_db(servers.redis_url, 3))
-    cmd = [sys.executable, "-m", "pipelines.cli", "run", "--repo", str(repo), "--group", f"crash-{unique}",
+    cmd = [sys.executable, "-m", "freshet", "run", "--repo", str(repo), "--group", f"crash-{unique}",
            "--commit-interval", "0.5", "--progress-interval", "1"]
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
@@ -122,7 +122,7 @@ def test_sigterm_flushes_and_commits(servers: Servers, unique: str, tmp_path: Pa
                    StreamSpec(events=8_000, cards=200, span_ms=10 * 60_000, end_ms=1_700_000_000_000, seed=5))
     root = tmp_path / "run"
     env = cli_env(servers, root, redis_db(servers.redis_url, 5))
-    cmd = [sys.executable, "-m", "pipelines.cli", "run", "--repo", str(repo), "--group", f"term-{unique}",
+    cmd = [sys.executable, "-m", "freshet", "run", "--repo", str(repo), "--group", f"term-{unique}",
            "--commit-interval", "5"]
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 90

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import redis
 
-from infra.binaries import find_redis_binary
-from infra.localstack import free_port
-from pipelines.synthetic import StreamSpec
-from pipelines.synthetic import produce as produce_stream
+from freshet.infra.binaries import find_redis_binary
+from freshet.infra.localstack import free_port
+from freshet.synthetic import StreamSpec
+from freshet.synthetic import produce as produce_stream
 from tests.integration.conftest import Servers
 from tests.integration.harness import cli_env, provision
 from tests.integration.test_replay import write_repo
@@ -38,7 +38,7 @@ def test_wrong_redis_password_exits_fast_without_printing_it(servers: Servers, u
         secret = "wr0ng-Pa55-with@and:"
         env = cli_env(servers, tmp_path, redis_url=f"redis://default:{secret}@127.0.0.1:{port}/0")
         started = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--repo", str(repo),
+        result = subprocess.run([sys.executable, "-m", "freshet", "run", "--repo", str(repo),
                                  "--until-caught-up"], env=env, capture_output=True, text=True, timeout=60)
         elapsed = time.monotonic() - started
         assert result.returncode != 0

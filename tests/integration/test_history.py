@@ -9,8 +9,8 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from pipelines.synthetic import StreamSpec
-from pipelines.synthetic import produce as produce_stream
+from freshet.synthetic import StreamSpec
+from freshet.synthetic import produce as produce_stream
 from tests.integration.conftest import Servers
 from tests.integration.harness import cli_env, provision
 from tests.integration.test_replay import END_MS, freshet, write_repo
@@ -51,7 +51,7 @@ def test_recreated_topic_is_refused_and_the_old_log_kept(servers: Servers, uniqu
 
 def test_broker_back_empty_is_refused_without_a_crash_loop(tmp_path: Path) -> None:
     """The dev broker keeps nothing across a restart: the next run says so instead of crashing on every start."""
-    from infra.localstack import start_stack, stop_stack
+    from freshet.infra.localstack import start_stack, stop_stack
     from tests.integration.conftest import Servers as Stack
 
     topic = f"empty-broker-{uuid.uuid4().hex[:8]}"

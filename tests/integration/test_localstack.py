@@ -18,8 +18,8 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from features.errors import StackError, TopicError
-from infra.localstack import (
+from freshet.features.errors import StackError, TopicError
+from freshet.infra.localstack import (
     StackInfo,
     env_exports,
     ephemeral_stack,
@@ -27,7 +27,7 @@ from infra.localstack import (
     start_stack,
     stop_stack,
 )
-from infra.topics import TopicSpec, provision_topics, source_topic_specs
+from freshet.infra.topics import TopicSpec, provision_topics, source_topic_specs
 
 pytestmark = pytest.mark.integration
 

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import redis
 
-from features.definitions import FeatureView
-from features.online_layout import decode_value, marker_key, online_key
-from features.registry import Registry
-from infra.localstack import free_port
-from pipelines.materialize import materialize_view
-from pipelines.online_sink import RedisOnlineWriter
-from pipelines.runner import run_pipeline
-from pipelines.synthetic import StreamSpec
-from pipelines.synthetic import produce as produce_stream
-from pipelines.topology import build_pipeline
+from freshet.features.definitions import FeatureView
+from freshet.features.online_layout import decode_value, marker_key, online_key
+from freshet.features.registry import Registry
+from freshet.infra.localstack import free_port
+from freshet.pipelines.materialize import materialize_view
+from freshet.pipelines.online_sink import RedisOnlineWriter
+from freshet.pipelines.runner import run_pipeline
+from freshet.pipelines.topology import build_pipeline
+from freshet.synthetic import StreamSpec
+from freshet.synthetic import produce as produce_stream
 from tests.integration.conftest import Servers
 from tests.integration.harness import (
     RedisRestart,

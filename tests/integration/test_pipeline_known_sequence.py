@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 
-from features import Aggregation, FeatureView, Source, TumblingWindow
-from features.online_layout import decode_value, online_key
+from freshet.features import Aggregation, FeatureView, Source, TumblingWindow
+from freshet.features.online_layout import decode_value, online_key
 from tests.integration.conftest import Servers
 from tests.integration.harness import (
     pipeline_config,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from features import Aggregation, FeatureView, Source, TumblingWindow
-from pipelines.decode import MAX_EVENT_BYTES
+from freshet.features import Aggregation, FeatureView, Source, TumblingWindow
+from freshet.pipelines.decode import MAX_EVENT_BYTES
 from tests.integration.conftest import Servers
 from tests.integration.harness import pipeline_config, provision, read_log, read_topic, run_until_caught_up
 

@@ -20,13 +20,13 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from features.definitions import FeatureView
-from features.online import OnlineClient
-from features.registry import Registry
-from features.training import get_historical_features
-from infra.localstack import free_port
-from pipelines.synthetic import StreamSpec, generate
-from pipelines.synthetic import produce as produce_stream
+from freshet.features.definitions import FeatureView
+from freshet.features.online import OnlineClient
+from freshet.features.registry import Registry
+from freshet.features.training import get_historical_features
+from freshet.infra.localstack import free_port
+from freshet.synthetic import StreamSpec, generate
+from freshet.synthetic import produce as produce_stream
 from tests.integration.conftest import Servers
 from tests.integration.harness import pipeline_config, provision, retarget, run_until_caught_up
 
@@ -116,7 +116,7 @@ def test_http_service(ran: Ran) -> None:
     port = free_port()
     env = {**os.environ, "FRESHET_REDIS_URL": ran.servers.redis_url,
            "FRESHET_KAFKA_BOOTSTRAP": ran.servers.kafka_bootstrap}
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--repo", str(ran.repo), "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "freshet", "serve", "--repo", str(ran.repo), "--port",
                              str(port), "--token", "s3cret", "--max-entities", "5"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -167,7 +167,7 @@ def test_training_set_cli(ran: Ran, tmp_path: Path) -> None:
     pq.write_table(pa.table({"card_id": cards, "ts": [ran.latest_ts[c] for c in cards]}), labels)
     out = tmp_path / "train.parquet"
     env = {**os.environ, "FRESHET_OFFLINE_ROOT": str(ran.offline)}
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "training-set", "--repo", str(ran.repo),
+    result = subprocess.run([sys.executable, "-m", "freshet", "training-set", "--repo", str(ran.repo),
                              "--labels", str(labels), "--features", "card_spend_5m:txn_count", "card_spend_1h",
                              "--out", str(out)], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -180,7 +180,7 @@ def test_training_set_cli(ran: Ran, tmp_path: Path) -> None:
 def test_get_cli_prints_what_the_sdk_reads(ran: Ran) -> None:
     cards = sorted(ran.latest_ts)[:2]
     env = {**os.environ, "FRESHET_REDIS_URL": ran.servers.redis_url}
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "get", "--repo", str(ran.repo), "--view",
+    result = subprocess.run([sys.executable, "-m", "freshet", "get", "--repo", str(ran.repo), "--view",
                              "card_spend_1h", *cards], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     printed = json.loads(result.stdout)
@@ -189,6 +189,6 @@ def test_get_cli_prints_what_the_sdk_reads(ran: Ran) -> None:
         got = printed[vector.entity]["card_spend_1h"]
         assert got["feature_ts"] == vector.freshness["card_spend_1h"]["feature_ts"]
         assert got["features"] == {k.split(":", 1)[1]: v for k, v in vector.values.items()}
-    unknown = subprocess.run([sys.executable, "-m", "pipelines.cli", "get", "--repo", str(ran.repo), "--view",
+    unknown = subprocess.run([sys.executable, "-m", "freshet", "get", "--repo", str(ran.repo), "--view",
                               "nope", "x"], env=env, capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "unknown view 'nope'" in unknown.stderr

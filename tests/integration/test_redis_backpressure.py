@@ -12,13 +12,13 @@ from pathlib import Path
 
 import redis
 
-from features import Aggregation, FeatureView, Source, TumblingWindow
-from features.online_layout import decode_value, online_key
-from infra.localstack import free_port
-from pipelines.runner import run_pipeline
-from pipelines.synthetic import StreamSpec
-from pipelines.synthetic import produce as produce_stream
-from pipelines.topology import build_pipeline
+from freshet.features import Aggregation, FeatureView, Source, TumblingWindow
+from freshet.features.online_layout import decode_value, online_key
+from freshet.infra.localstack import free_port
+from freshet.pipelines.runner import run_pipeline
+from freshet.pipelines.topology import build_pipeline
+from freshet.synthetic import StreamSpec
+from freshet.synthetic import produce as produce_stream
 from tests.integration.conftest import Servers
 from tests.integration.harness import (
     RedisRestart,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from features.registry import Registry
-from pipelines.synthetic import StreamSpec
-from pipelines.synthetic import produce as produce_stream
-from replay.parity import compare
+from freshet.features.registry import Registry
+from freshet.replay.parity import compare
+from freshet.synthetic import StreamSpec
+from freshet.synthetic import produce as produce_stream
 from tests.integration.conftest import Servers
 from tests.integration.harness import cli_env, pipeline_config, provision, read_log, run_until_caught_up
 
@@ -80,7 +80,7 @@ def write_repo(path: Path, topic: str, version: int = 1, size: str = "5m") -> Pa
 
 
 def freshet(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "freshet", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -116,7 +116,7 @@ def test_replay_with_two_workers_equals_the_live_log(stream: Stream, tmp_path: P
 def test_sigkill_during_replay_then_same_command(stream: Stream, tmp_path: Path) -> None:
     args = ["replay", "--repo", str(stream.repo), "--view", "spend_5m", "--view", "activity_2m"]
     # slowed down so that it is surely killed halfway; the rerun goes at full speed
-    cmd = [sys.executable, "-m", "pipelines.cli", *args, "--max-rate", "3000", "--checkpoint-interval", "0.3"]
+    cmd = [sys.executable, "-m", "freshet", *args, "--max-rate", "3000", "--checkpoint-interval", "0.3"]
     first = subprocess.Popen(cmd, env=stream.env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((tmp_path / "offline").glob("*/v1/date=*/part-*.parquet")):
@@ -175,7 +175,7 @@ def test_replay_workers_get_no_secret_on_their_command_line(stream: Stream, tmp_
     secret = "s3cret-" + uuid.uuid4().hex[:6]
     env = {**stream.env(tmp_path), "FRESHET_REDIS_URL": f"redis://:{secret}@127.0.0.1:1/0"}
     args = ["replay", "--repo", str(stream.repo), "--workers", "2", "--view", "spend_5m", "--max-rate", "4000"]
-    parent = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], env=env, stdout=subprocess.PIPE,
+    parent = subprocess.Popen([sys.executable, "-m", "freshet", *args], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     seen: dict[int, str] = {}
     while parent.poll() is None:

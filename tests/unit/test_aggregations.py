@@ -8,7 +8,7 @@ import statistics
 from hypothesis import given
 from hypothesis import strategies as st
 
-from features.aggregations import FUNCTIONS
+from freshet.features.aggregations import FUNCTIONS
 
 values = st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=0, max_size=40)
 

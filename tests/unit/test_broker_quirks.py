@@ -7,7 +7,7 @@ import inspect
 import quixstreams
 from quixstreams.kafka.consumer import BaseConsumer
 
-from pipelines import broker_quirks
+from freshet.pipelines import broker_quirks
 
 
 def test_quix_version_is_the_tested_minor() -> None:

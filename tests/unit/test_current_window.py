@@ -7,8 +7,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from features import Aggregation, FeatureView, Source
-from pipelines.tiles import FixedWindows
+from freshet.features import Aggregation, FeatureView, Source
+from freshet.pipelines.tiles import FixedWindows
 
 SOURCE = Source(name="s", topic="s", key="k", timestamp="ts", schema={"k": "str", "ts": "int"})
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from features import Source
-from pipelines.decode import EVENT_TIME_FIELD, EventDecoder, InvalidEvent
+from freshet.features import Source
+from freshet.pipelines.decode import EVENT_TIME_FIELD, EventDecoder, InvalidEvent
 
 SOURCE = Source(name="tx", topic="tx", key="card_id", timestamp="ts",
                 schema={"card_id": "str", "amount": "float", "n": "int", "ok": "bool", "ts": "int"})
@@ -59,7 +59,7 @@ def test_empty_value() -> None:
 
 
 def test_a_record_over_the_size_limit_is_too_large() -> None:
-    from pipelines.decode import MAX_EVENT_BYTES, EventDecoder, InvalidEvent
+    from freshet.pipelines.decode import MAX_EVENT_BYTES, EventDecoder, InvalidEvent
 
     source = Source(name="s", topic="t", partitions=1, key="k", timestamp="ts",
                     schema={"k": "str", "note": "str", "ts": "int"})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from features import Aggregation, FeatureView, HoppingWindow, SlidingWindow, Source, TumblingWindow
-from features.durations import format_duration, parse_duration_ms, parse_event_time_ms
-from features.errors import DefinitionError
+from freshet.features import Aggregation, FeatureView, HoppingWindow, SlidingWindow, Source, TumblingWindow
+from freshet.features.durations import format_duration, parse_duration_ms, parse_event_time_ms
+from freshet.features.errors import DefinitionError
 
 SCHEMA = {"card_id": "str", "amount": "float", "merchant": "str", "country": "str", "ts": "int"}
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from features.definitions import FeatureView
-from pipelines.decode import EventDecoder, InvalidEvent
+from freshet.features.definitions import FeatureView
+from freshet.pipelines.decode import EventDecoder, InvalidEvent
 from tests.operator_harness import row_differences, run_operator
 from tests.window_reference import Event, Row, reference
 

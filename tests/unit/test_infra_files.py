@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from features.errors import StackError
-from infra import binaries
+from freshet.features.errors import StackError
+from freshet.infra import binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 

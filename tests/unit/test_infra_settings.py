@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from features.errors import ConfigError
-from infra.settings import FreshetSettings, kafka_client_config, load_settings, parse_kafka_overrides
+from freshet.features.errors import ConfigError
+from freshet.infra.settings import FreshetSettings, kafka_client_config, load_settings, parse_kafka_overrides
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.materialize import latest_rows
-from pipelines.offline_sink import ParquetLogWriter
+from freshet.pipelines.materialize import latest_rows
+from freshet.pipelines.offline_sink import ParquetLogWriter
 from tests.unit.test_offline_writer import DAY, VIEW, FakeClock, row
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from features import Aggregation, FeatureView, Source, TumblingWindow
-from features.offline_layout import list_parts, view_schema
-from pipelines.offline_sink import ParquetLogWriter
+from freshet.features import Aggregation, FeatureView, Source, TumblingWindow
+from freshet.features.offline_layout import list_parts, view_schema
+from freshet.pipelines.offline_sink import ParquetLogWriter
 
 SOURCE = Source(name="tx", topic="tx", key="card_id", timestamp="ts",
                 schema={"card_id": "str", "amount": "float", "ts": "int"})

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import redis
 
-from features.errors import OnlineStoreError
-from pipelines.online_sink import OnlineStoreUnavailable, RedisOnlineWriter
-from pipelines.tables import format_table
+from freshet.features.errors import OnlineStoreError
+from freshet.pipelines.online_sink import OnlineStoreUnavailable, RedisOnlineWriter
+from freshet.tables import format_table
 
 UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: the writer starts (an outage at start)
 

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features import Aggregation, FeatureView, HoppingWindow, SlidingWindow, Source, TumblingWindow
+from freshet.features import Aggregation, FeatureView, HoppingWindow, SlidingWindow, Source, TumblingWindow
 from tests.operator_harness import row_differences, run_operator
 from tests.window_reference import Event, reference
 

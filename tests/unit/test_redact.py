@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from features.redact import redact_url
+from freshet.features.redact import redact_url
 
 password = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=4, max_size=30).filter(
     lambda p: p.strip() and "***" not in p)

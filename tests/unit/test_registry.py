@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from features.errors import DefinitionError, FingerprintError, RepositoryError
-from features.registry import Registry, fingerprint
-from pipelines.cli import main
+from freshet.cli import main
+from freshet.features.errors import DefinitionError, FingerprintError, RepositoryError
+from freshet.features.registry import Registry, fingerprint
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fraud"
 

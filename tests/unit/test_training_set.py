@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features import Aggregation, FeatureView, Source, TumblingWindow
-from features.errors import DefinitionError
-from features.offline_layout import date_of, part_path, view_schema
-from features.training import get_historical_features, output_names, resolve_features
+from freshet.features import Aggregation, FeatureView, Source, TumblingWindow
+from freshet.features.errors import DefinitionError
+from freshet.features.offline_layout import date_of, part_path, view_schema
+from freshet.features.training import get_historical_features, output_names, resolve_features
 
 SOURCE = Source(name="tx", topic="tx", key="card_id", timestamp="ts",
                 schema={"card_id": "str", "amount": "float", "ts": "int"})

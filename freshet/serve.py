@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from features.definitions import FeatureView
-from features.errors import DefinitionError, OnlineStoreError
-from features.online import AsyncOnlineClient
+from freshet.features.definitions import FeatureView
+from freshet.features.errors import DefinitionError, OnlineStoreError
+from freshet.features.online import AsyncOnlineClient
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from features.definitions import FeatureView
-from features.online import OnlineClient
-from features.registry import Registry
-from pipelines.tables import format_table
+import freshet.examples
+from freshet.features.definitions import FeatureView
+from freshet.features.online import OnlineClient
+from freshet.features.registry import Registry
+from freshet.tables import format_table
 
-EXAMPLE_REPO = Path(__file__).resolve().parent.parent / "examples" / "fraud"
+EXAMPLE_REPO = Path(freshet.examples.__file__).resolve().parent / "fraud"  # package data: works from a wheel too
 
 
 def say(message: str) -> None:
@@ -28,13 +29,13 @@ def say(message: str) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from infra.localstack import start_stack
-    from infra.settings import kafka_client_config
-    from infra.topics import provision_topics, source_topic_specs
-    from pipelines.config import settings_from_args, stack_dir
-    from pipelines.runner import run_pipeline
-    from pipelines.synthetic import StreamSpec, produce
-    from pipelines.topology import PipelineConfig, build_pipeline
+    from freshet.infra.localstack import start_stack
+    from freshet.infra.settings import kafka_client_config
+    from freshet.infra.topics import provision_topics, source_topic_specs
+    from freshet.pipelines.config import settings_from_args, stack_dir
+    from freshet.pipelines.runner import run_pipeline
+    from freshet.pipelines.topology import PipelineConfig, build_pipeline
+    from freshet.synthetic import StreamSpec, produce
 
     started = time.monotonic()
     repo = Path(args.repo) if args.repo else EXAMPLE_REPO
@@ -81,7 +82,7 @@ def run_demo(args: argparse.Namespace) -> int:
     _print_features(settings.redis_url or "", views, _sample_cards(spec))
     _print_counts(stats, source.topic, base / "offline", time.monotonic() - started)
     if started_stack and args.stop_stack:
-        from infra.localstack import stop_stack
+        from freshet.infra.localstack import stop_stack
 
         stop_stack(stack_dir())
         say("stopped the local stack")
@@ -100,7 +101,7 @@ def _demo_views(registry: Registry, run_id: str) -> list[FeatureView]:
 
 
 def _sample_cards(spec: Any) -> list[str]:
-    from pipelines.synthetic import card_id
+    from freshet.synthetic import card_id
 
     return [card_id(i) for i in (0, 1, 2, 3, 4)]
 
@@ -114,7 +115,7 @@ def _fmt(value: Any) -> str:
 
 
 def _print_features(redis_url: str, views: list[FeatureView], cards: list[str]) -> None:
-    from pipelines.commands_run import per_view
+    from freshet.commands_run import per_view
 
     client = OnlineClient(redis_url, {v.name: v for v in views})
     try:

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from features.errors import ConfigError
-from features.registry import Registry
+from freshet.features.errors import ConfigError
+from freshet.features.registry import Registry
 
 
 def register(sub: Any) -> None:
-    from pipelines.cli import add_connection_options, add_repo_option
+    from freshet.cli import add_connection_options, add_repo_option
 
     p = sub.add_parser(
         "materialize", help="write each entity's latest logged value to Redis (after Redis lost data)",
@@ -57,11 +57,11 @@ def _entities(path: str | None, kind: str) -> list[Any] | None:
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
-    from features.durations import parse_event_time_ms
-    from pipelines.config import settings_from_args
-    from pipelines.materialize import materialize_view
-    from pipelines.online_sink import RedisOnlineWriter
-    from pipelines.tables import format_table
+    from freshet.features.durations import parse_event_time_ms
+    from freshet.pipelines.config import settings_from_args
+    from freshet.pipelines.materialize import materialize_view
+    from freshet.pipelines.online_sink import RedisOnlineWriter
+    from freshet.tables import format_table
 
     registry = Registry.load(args.repo)
     names = args.view or list(registry.views)

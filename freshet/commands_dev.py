@@ -26,8 +26,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from infra.localstack import start_stack
-    from pipelines.config import stack_dir
+    from freshet.infra.localstack import start_stack
+    from freshet.pipelines.config import stack_dir
 
     info = start_stack(stack_dir(), timeout_s=args.timeout)
     print(f"broker  {info.kafka_bootstrap}  pid {info.broker_pid}")
@@ -37,8 +37,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from infra.localstack import stop_stack
-    from pipelines.config import stack_dir
+    from freshet.infra.localstack import stop_stack
+    from freshet.pipelines.config import stack_dir
 
     stopped = stop_stack(stack_dir())
     print(f"stopped pids {', '.join(map(str, stopped))}" if stopped else "no local stack was running")
@@ -46,9 +46,9 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from features.errors import StackError
-    from infra.localstack import env_exports, read_stack
-    from pipelines.config import stack_dir
+    from freshet.features.errors import StackError
+    from freshet.infra.localstack import env_exports, read_stack
+    from freshet.pipelines.config import stack_dir
 
     info = read_stack(stack_dir())
     if info is None:

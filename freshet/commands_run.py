@@ -8,15 +8,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from features.definitions import FeatureView
-from features.errors import ConfigError, PipelineError
-from features.registry import Registry
+from freshet.features.definitions import FeatureView
+from freshet.features.errors import ConfigError, PipelineError
+from freshet.features.registry import Registry
 
 log = logging.getLogger("freshet")
 
 
 def register(sub: Any) -> None:
-    from pipelines.cli import add_connection_options, add_repo_option
+    from freshet.cli import add_connection_options, add_repo_option
 
     p = sub.add_parser(
         "run", help="run the stream processor for one source topic",
@@ -90,12 +90,12 @@ def select_views(registry: Registry, names: list[str] | None, topic: str | None)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from infra.settings import kafka_client_config
-    from infra.topics import provision_topics, source_topic_specs
-    from pipelines.config import settings_from_args
-    from pipelines.runner import run_pipeline
-    from pipelines.stats import PipelineStats
-    from pipelines.topology import PipelineConfig, build_pipeline
+    from freshet.infra.settings import kafka_client_config
+    from freshet.infra.topics import provision_topics, source_topic_specs
+    from freshet.pipelines.config import settings_from_args
+    from freshet.pipelines.runner import run_pipeline
+    from freshet.pipelines.stats import PipelineStats
+    from freshet.pipelines.topology import PipelineConfig, build_pipeline
 
     registry = Registry.load(args.repo)
     registry.require_lock_consistent()
@@ -119,15 +119,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         group = plan.group
         config.consumer_group, config.state_dir = plan.group, Path(plan.state_dir) / "live"
         config.offline_root, config.rekey = Path(plan.offline_root), plan.rekey
-        from replay.runner import seed_states
+        from freshet.replay.runner import seed_states
 
         config.seed_states = seed_states(plan)
         log.info("continuing replay %s (ended at offsets %s) in group %s", plan.plan_id, plan.end, plan.group)
     if config.redis_url is not None:
-        from pipelines.online_sink import check_credentials
+        from freshet.pipelines.online_sink import check_credentials
 
         check_credentials(config.redis_url)  # before anything else: refused credentials are not an outage
-    from pipelines.history import check_history
+    from freshet.pipelines.history import check_history
 
     check_history(kafka, config.consumer_group, source.topic, source.partitions, state_dir=config.state_dir,
                   restart_hint=(
@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _never_written(kafka: dict[str, Any], topic: str, partitions: int) -> bool:
-    from pipelines.offsets import EndOffsetProbe
+    from freshet.pipelines.offsets import EndOffsetProbe
 
     probe = EndOffsetProbe(kafka)
     try:
@@ -159,7 +159,7 @@ def _never_written(kafka: dict[str, Any], topic: str, partitions: int) -> bool:
 
 
 def latest_finished_replay(offline_root: Path, views: list[FeatureView]) -> Any:
-    from replay.plan import find_plans
+    from freshet.replay.plan import find_plans
 
     wanted = sorted([v.name, v.version] for v in views)
     done = [p for p in find_plans(offline_root)
@@ -172,8 +172,8 @@ def latest_finished_replay(offline_root: Path, views: list[FeatureView]) -> Any:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    from features.online import OnlineClient
-    from pipelines.config import settings_from_args
+    from freshet.features.online import OnlineClient
+    from freshet.pipelines.config import settings_from_args
 
     registry = Registry.load(args.repo)
     for name in args.view:
@@ -201,6 +201,6 @@ def per_view(vector: Any) -> dict[str, dict[str, Any]]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipelines.demo import run_demo
+    from freshet.demo import run_demo
 
     return run_demo(args)

@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from features.errors import ReplayError
-from features.offline_layout import list_parts, view_dir
-from features.registry import Registry
+from freshet.features.errors import ReplayError
+from freshet.features.offline_layout import list_parts, view_dir
+from freshet.features.registry import Registry
 
 
 def register(sub: Any) -> None:
-    from pipelines.cli import add_connection_options, add_repo_option
+    from freshet.cli import add_connection_options, add_repo_option
 
     p = sub.add_parser(
         "replay", help="rebuild a view's offline history by replaying its topic through the same operator",
@@ -78,12 +78,12 @@ def register(sub: Any) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from infra.settings import kafka_client_config
-    from infra.topics import provision_topics, source_topic_specs
-    from pipelines.commands_run import select_views
-    from pipelines.config import settings_from_args
-    from replay.plan import ReplayPlan, find_unfinished, make_plan, plan_key
-    from replay.runner import ProgressLine, commit_end, run_worker, run_workers
+    from freshet.commands_run import select_views
+    from freshet.infra.settings import kafka_client_config
+    from freshet.infra.topics import provision_topics, source_topic_specs
+    from freshet.pipelines.config import settings_from_args
+    from freshet.replay.plan import ReplayPlan, find_unfinished, make_plan, plan_key
+    from freshet.replay.runner import ProgressLine, commit_end, run_worker, run_workers
 
     if args.workers < 1 or args.workers > 64:
         raise ReplayError(f"--workers {args.workers} is out of range: allowed 1 to 64")
@@ -133,7 +133,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                            checkpoint_s=args.checkpoint_interval)
     else:
         # settings reach the workers through their environment, never argv (which `ps` shows to everyone)
-        command = [sys.executable, "-m", "pipelines.cli", "replay", "--repo", args.repo, "--plan", str(plan.path()),
+        command = [sys.executable, "-m", "freshet", "replay", "--repo", args.repo, "--plan", str(plan.path()),
                    *[x for v in args.view for x in ("--view", v)], "--checkpoint-interval",
                    str(args.checkpoint_interval)]
         if args.max_rate:
@@ -167,7 +167,7 @@ def _summary(stats: dict[str, Any], elapsed: float) -> dict[str, Any]:
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
-    from replay.parity import compare
+    from freshet.replay.parity import compare
 
     report = compare(args.view, Path(args.a), Path(args.b), version=args.version,
                      rel_tol=args.rel_tol, abs_tol=args.abs_tol)
@@ -189,9 +189,9 @@ def _short(row: dict[str, Any]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from infra.settings import kafka_client_config
-    from pipelines.config import settings_from_args
-    from replay.status import view_status
+    from freshet.infra.settings import kafka_client_config
+    from freshet.pipelines.config import settings_from_args
+    from freshet.replay.status import view_status
 
     registry = Registry.load(args.repo)
     settings = settings_from_args(args)

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from features.errors import FreshetError
+from freshet.features.errors import FreshetError
 
 EPILOG = """\
 Configuration comes from flags, then FRESHET_* environment variables, then the
@@ -56,7 +56,7 @@ def add_repo_option(parser: argparse.ArgumentParser, required: bool = True) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipelines import (
+    from freshet import (
         commands_dev,
         commands_online,
         commands_read,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from features.durations import format_duration
-from features.registry import LockCheck, Registry, fingerprint
-from pipelines.tables import format_table
+from freshet.features.durations import format_duration
+from freshet.features.registry import LockCheck, Registry, fingerprint
+from freshet.tables import format_table
 
 
 def register(sub: Any) -> None:
-    from pipelines.cli import add_connection_options, add_repo_option
+    from freshet.cli import add_connection_options, add_repo_option
 
     p = sub.add_parser(
         "validate", help="load a repository, validate every view, check freshet.lock",
@@ -89,9 +89,9 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from infra.settings import kafka_client_config
-    from infra.topics import provision_topics, source_topic_specs
-    from pipelines.config import settings_from_args
+    from freshet.infra.settings import kafka_client_config
+    from freshet.infra.topics import provision_topics, source_topic_specs
+    from freshet.pipelines.config import settings_from_args
 
     registry = Registry.load(args.repo)
     settings = settings_from_args(args)

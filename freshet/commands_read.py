@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from features.errors import ConfigError
-from features.registry import Registry
+from freshet.features.errors import ConfigError
+from freshet.features.registry import Registry
 
 
 def register(sub: Any) -> None:
-    from pipelines.cli import add_connection_options, add_repo_option
+    from freshet.cli import add_connection_options, add_repo_option
 
     p = sub.add_parser(
         "serve", help="HTTP service: POST /features returns feature vectors with freshness",
@@ -56,9 +56,9 @@ def register(sub: Any) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from features.online import AsyncOnlineClient
-    from pipelines.config import settings_from_args
-    from pipelines.serve import FeatureServer, Limits
+    from freshet.features.online import AsyncOnlineClient
+    from freshet.pipelines.config import settings_from_args
+    from freshet.serve import FeatureServer, Limits
 
     registry = Registry.load(args.repo)
     settings = settings_from_args(args)
@@ -75,8 +75,8 @@ def cmd_training_set(args: argparse.Namespace) -> int:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from features.training import get_historical_features
-    from pipelines.config import settings_from_args
+    from freshet.features.training import get_historical_features
+    from freshet.pipelines.config import settings_from_args
 
     registry = Registry.load(args.repo)
     settings = settings_from_args(args, use_local_stack=False)

@@ -1,0 +1,1 @@
+"""The example feature repositories, shipped as package data (``freshet.examples``)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from freshet.features.errors import FreshetError
@@ -27,25 +28,37 @@ Typical session:
   freshet dev up                         # local broker + Redis as child processes
   freshet validate --repo examples/fraud # check definitions against freshet.lock
   freshet topics --repo examples/fraud   # create source, .dlq and .late topics
-  freshet run --repo examples/fraud      # compute features into Redis and Parquet
+  freshet produce --repo examples/fraud  # write 20,000 synthetic card events to its topic
+  freshet run --repo examples/fraud --until-caught-up  # features into Redis and Parquet
   freshet get --repo examples/fraud --view card_spend_5m card-00001
   freshet dev down
+
+Exit codes: 0 ok; 1 a check found problems or differences (validate, parity);
+2 usage (a bad flag, setting, definition or repository: the message names it);
+3 a runtime failure (a server unreachable or refusing, a sink or worker failing);
+130 interrupted.
 """
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
-    """Flags that override FRESHET_* settings; shared by every command that connects."""
+def add_connection_options(parser: argparse.ArgumentParser, *, kafka: bool = True, redis: bool = True,
+                           offline: bool = True, state: bool = True) -> None:
+    """Flags that override FRESHET_* settings: only those the command uses."""
     group = parser.add_argument_group("connection (override FRESHET_* variables)")
-    group.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
-    group.add_argument("--redis-url", metavar="URL", help="Redis URL (redis:// or rediss://)")
-    group.add_argument("--offline-root", metavar="DIR", help="root of the Parquet offline log")
-    group.add_argument("--state-dir", metavar="DIR", help="window state directory")
-    group.add_argument(
-        "-X", dest="kafka_overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="extra librdkafka setting passed through unchanged (repeatable), e.g. -X security.protocol=SASL_SSL",
-    )
+    if kafka:
+        group.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
+    if redis:
+        group.add_argument("--redis-url", metavar="URL", help="Redis URL (redis:// or rediss://)")
+    if offline:
+        group.add_argument("--offline-root", metavar="DIR", help="root of the Parquet offline log")
+    if state:
+        group.add_argument("--state-dir", metavar="DIR", help="window state directory")
+    if kafka:
+        group.add_argument(
+            "-X", dest="kafka_overrides", action="append", default=[], metavar="KEY=VALUE",
+            help="extra librdkafka setting passed through unchanged (repeatable), e.g. -X security.protocol=SASL_SSL",
+        )
 
 
 def add_repo_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -59,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     from freshet import (
         commands_dev,
         commands_online,
+        commands_produce,
         commands_read,
         commands_replay,
         commands_repo,
@@ -76,12 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (commands_repo, commands_dev, commands_run, commands_replay, commands_online, commands_read):
+    for module in (commands_repo, commands_dev, commands_produce, commands_run, commands_replay, commands_online, commands_read):
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if not sys.warnoptions:  # dependencies' deprecation notices are for us, not for users (-W / PYTHONWARNINGS shows them)
+        warnings.simplefilter("ignore")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -95,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except FreshetError as exc:
         print(f"freshet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"freshet {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
     p.add_argument("--entities-file", metavar="FILE",
                    help="only these entities: a text file with one entity key per line")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    add_connection_options(p)
+    add_connection_options(p, kafka=False, state=False)
     p.set_defaults(handler=cmd_materialize)
 
 

@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
     p.add_argument("--token", default=os.environ.get("FRESHET_SERVE_TOKEN"), help="bearer token required")
     p.add_argument("--max-entities", type=int, default=1000, help="entities per request (default 1000)")
     p.add_argument("--max-key-length", type=int, default=256, help="characters per entity key (default 256)")
-    add_connection_options(p)
+    add_connection_options(p, kafka=False, offline=False, state=False)
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser(
@@ -49,7 +49,7 @@ def register(sub: Any) -> None:
     p.add_argument("--entity-column", default=None, help="label entity column (default: the view's key)")
     p.add_argument("--exclusive", action="store_true", help="use feature_ts < t instead of <= t")
     p.add_argument("--full-feature-names", action="store_true", help="name every column view__feature")
-    add_connection_options(p)
+    add_connection_options(p, kafka=False, redis=False, state=False)
     p.set_defaults(handler=cmd_training_set)
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from freshet.features.errors import ReplayError
+from freshet.features.errors import ReplayUsageError
 from freshet.features.offline_layout import list_parts, view_dir
 from freshet.features.registry import Registry
 
@@ -73,7 +73,7 @@ def register(sub: Any) -> None:
     )
     add_repo_option(p)
     p.add_argument("--group", help="live consumer group (default freshet.<topic>)")
-    add_connection_options(p)
+    add_connection_options(p, redis=False, state=False)
     p.set_defaults(handler=cmd_status)
 
 
@@ -86,7 +86,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from freshet.replay.runner import ProgressLine, commit_end, run_worker, run_workers
 
     if args.workers < 1 or args.workers > 64:
-        raise ReplayError(f"--workers {args.workers} is out of range: allowed 1 to 64")
+        raise ReplayUsageError(f"--workers {args.workers} is out of range: allowed 1 to 64")
     registry = Registry.load(args.repo)
     registry.require_lock_consistent()
     views = select_views(registry, args.view, None)
@@ -102,7 +102,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 0
 
     if args.online and settings.redis_url is None:
-        raise ReplayError("--online needs Redis: set FRESHET_REDIS_URL or pass --redis-url")
+        raise ReplayUsageError("--online needs Redis: set FRESHET_REDIS_URL or pass --redis-url")
     started = time.monotonic()
     unfinished = find_unfinished(offline_root, plan_key(views, args.from_spec, args.to_spec))
     if unfinished is not None:
@@ -113,7 +113,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for view in views:
             existing = list_parts(offline_root, view)
             if existing and not args.replace:
-                raise ReplayError(
+                raise ReplayUsageError(
                     f"view {view.name!r} v{view.version} already has {len(existing)} log file(s) under "
                     f"{offline_root}: replay into a scratch location with --offline-root DIR, or rebuild "
                     "it with --replace")

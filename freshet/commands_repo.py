@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 from freshet.features.durations import format_duration
+from freshet.features.errors import EXIT_CHECK_FAILED, DefinitionError, RepositoryError
 from freshet.features.registry import LockCheck, Registry, fingerprint
 from freshet.tables import format_table
 
@@ -16,7 +19,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "validate", help="load a repository, validate every view, check freshet.lock",
         description="Load every definition, validate it, and refuse a view whose semantics "
-        "changed while its version did not (checked against freshet.lock). Exit 0 when valid.",
+        "changed while its version did not (checked against freshet.lock). Exit 0 when valid, "
+        "1 when a definition is invalid or changed without a version bump, 2 when --repo is not a directory.",
     )
     add_repo_option(p)
     p.set_defaults(handler=cmd_validate)
@@ -44,7 +48,7 @@ def register(sub: Any) -> None:
         "partition-count mismatch is an error.",
     )
     add_repo_option(p)
-    add_connection_options(p)
+    add_connection_options(p, redis=False, offline=False, state=False)
     p.set_defaults(handler=cmd_topics)
 
 
@@ -61,8 +65,17 @@ def _print_views(registry: Registry, checks: dict[str, LockCheck]) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    registry = Registry.load(args.repo)
-    checks = registry.require_lock_consistent()
+    """Exit 1 when the check fails (invalid definitions, a changed view without a version bump);
+    a repository that is not there is a usage error (2)."""
+    if not Path(args.repo).is_dir():
+        raise RepositoryError(f"feature repository {args.repo!r} is not a directory: pass --repo DIR")
+    try:
+        registry = Registry.load(args.repo)
+        checks = registry.require_lock_consistent()
+    except (DefinitionError, RepositoryError) as exc:
+        print(f"freshet validate: {exc}", file=sys.stderr)
+        print(f"invalid: {args.repo}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
     _print_views(registry, {c.view: c for c in checks})
     new = [c for c in checks if c.status == "new"]
     for check in new:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from freshet.features.definitions import FeatureView
-from freshet.features.errors import ConfigError, PipelineError
+from freshet.features.errors import EXIT_CHECK_FAILED, ConfigError, PipelineError
 from freshet.features.registry import Registry
+from freshet.tables import FEATURE_HEADER, feature_rows, format_table, per_view
 
 log = logging.getLogger("freshet")
 
@@ -48,14 +50,20 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser(
-        "get", help="print an entity's feature values from Redis as JSON",
-        description="Read the latest values of a view for one or more entities from Redis, with "
-        "feature_ts (the event time from which the value holds), age and staleness.",
+        "get", help="print entities' feature values from Redis (a table, or --json)",
+        description="Read the latest values of one or more views for one or more entities from Redis, with "
+        "feature_ts (the event time from which the value holds, UTC), age and staleness (older than the "
+        "view's ttl). Exit 0 when every entity has a value in every view, 1 when any is missing (named on "
+        "stderr), 3 when Redis cannot be reached. Reads FRESHET_REDIS_URL, else the local stack.",
+        epilog="example: freshet get --repo examples/fraud --view card_spend_5m --view card_activity_10m "
+        "card-00001 card-00002",
     )
     add_repo_option(p)
     p.add_argument("--view", required=True, action="append", metavar="NAME", help="view (repeatable)")
     p.add_argument("entities", nargs="+", metavar="ENTITY")
-    add_connection_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON: {entity: {view: {features, found, "
+                   "feature_ts, age_ms, stale}}}")
+    add_connection_options(p, kafka=False, offline=False, state=False)
     p.set_defaults(handler=cmd_get)
 
     p = sub.add_parser(
@@ -186,18 +194,15 @@ def cmd_get(args: argparse.Namespace) -> int:
         vectors = client.get_online_features(args.entities, args.view)
     finally:
         client.close()
-    print(json.dumps({str(v.entity): per_view(v) for v in vectors}, indent=2, default=str))
-    return 0
-
-
-def per_view(vector: Any) -> dict[str, dict[str, Any]]:
-    """A feature vector regrouped by view: its features and its freshness."""
-    out: dict[str, dict[str, Any]] = {}
-    for label, fresh in vector.freshness.items():
-        prefix = label + ":"
-        out[label] = {"features": {k.removeprefix(prefix): v for k, v in vector.values.items()
-                                   if k.startswith(prefix)}, **fresh}
-    return out
+    missing = [(str(v.entity), view) for v in vectors for view, value in per_view(v).items() if not value["found"]]
+    if args.json:
+        print(json.dumps({str(v.entity): per_view(v) for v in vectors}, indent=2, default=str))
+    else:
+        print("\n".join(format_table([FEATURE_HEADER, *feature_rows(vectors)])))
+    for entity, view in missing:
+        print(f"freshet get: no value of view {view!r} for entity {entity!r} in Redis (never written, "
+              "expired past the view's TTL, or a key of the wrong type)", file=sys.stderr)
+    return EXIT_CHECK_FAILED if missing else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ import freshet.examples
 from freshet.features.definitions import FeatureView
 from freshet.features.online import OnlineClient
 from freshet.features.registry import Registry
-from freshet.tables import format_table
+from freshet.tables import FEATURE_HEADER, feature_rows, format_table
 
 EXAMPLE_REPO = Path(freshet.examples.__file__).resolve().parent / "fraud"  # package data: works from a wheel too
 
@@ -106,33 +106,14 @@ def _sample_cards(spec: Any) -> list[str]:
     return [card_id(i) for i in (0, 1, 2, 3, 4)]
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    return str(value)
-
-
 def _print_features(redis_url: str, views: list[FeatureView], cards: list[str]) -> None:
-    from freshet.commands_run import per_view
-
     client = OnlineClient(redis_url, {v.name: v for v in views})
     try:
         vectors = client.get_online_features(cards, [v.name for v in views])
     finally:
         client.close()
-    header = ["card", "view", "features", "feature_ts (UTC)", "age"]
-    rows = []
-    for vector in vectors:
-        for view, value in per_view(vector).items():
-            features = ", ".join(f"{k}={_fmt(v)}" for k, v in value["features"].items())
-            ts = (datetime.fromtimestamp(value["feature_ts"] / 1000, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
-                  if value["feature_ts"] else "-")
-            age = f"{value['age_ms'] / 1000:,.0f}s" if value["age_ms"] is not None else "-"
-            rows.append([str(vector.entity), view, features if value["found"] else "(no value yet)", ts, age])
-    rows.sort(key=lambda r: (r[0], r[1]))
-    for line in format_table([header, *rows]):
+    rows = feature_rows(vectors)
+    for line in format_table([FEATURE_HEADER, *rows]):
         say("      " + line)
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from freshet.features.errors import SinkError
+
 COUNTRIES = ["FR", "DE", "GB", "ES", "IT", "NL", "US", "PL", "SE", "BR"]
 MALFORMED_KINDS = ("bad_json", "missing_timestamp", "bad_timestamp", "wrong_type", "missing_key")
 
@@ -82,6 +84,52 @@ def generate(spec: StreamSpec) -> Iterator[tuple[str | None, bytes, str | None]]
         yield key, json.dumps(event, separators=(",", ":")).encode(), None
 
 
+CARD_SCHEMA = {"card_id": "str", "amount": "float", "merchant": "str", "country": "str", "ts": "int"}
+
+
+def generate_for_schema(schema: dict[str, str], key: str, timestamp: str,
+                        spec: StreamSpec) -> Iterator[tuple[str | None, bytes, str | None]]:
+    """A stream for any source schema: the card stream for the example's schema, otherwise events with
+    ``spec.cards`` entities (``<key without _id>-00042``), times spread over the span like the card
+    stream (with out-of-order and late shares), numbers, words and booleans in the other fields."""
+    if schema == CARD_SCHEMA and key == "card_id" and timestamp == "ts":
+        yield from generate(spec)
+        return
+    rng = random.Random(spec.seed)
+    end = spec.end_ms if spec.end_ms is not None else int(time.time() * 1000)
+    start = end - spec.span_ms
+    step = spec.span_ms / max(1, spec.events)
+    prefix = key.removesuffix("_id") or "entity"
+    for i in range(spec.events):
+        ts = int(start + i * step)
+        roll = rng.random()
+        if roll < spec.late_share:
+            ts -= rng.randint(spec.late_min_ms, spec.late_max_ms)
+        elif roll < spec.late_share + spec.out_of_order_share:
+            ts -= rng.randint(1, spec.out_of_order_max_ms)
+        entity = f"{prefix}-{rng.randrange(spec.cards):05d}"
+        event: dict[str, Any] = {}
+        for field_name, kind in schema.items():
+            if field_name == timestamp:
+                event[field_name] = max(ts, 0)
+            elif field_name == key:
+                event[field_name] = entity if kind == "str" else int(entity.rsplit("-", 1)[1])
+            elif kind == "float":
+                event[field_name] = round(rng.lognormvariate(3.2, 1.1), 2)
+            elif kind == "int":
+                event[field_name] = rng.randrange(100)
+            elif kind == "bool":
+                event[field_name] = rng.random() < 0.5
+            else:
+                event[field_name] = f"{field_name}-{int(rng.paretovariate(1.2)) % 50:02d}"
+        if rng.random() < spec.malformed_share:
+            broken = dict(event)
+            del broken[timestamp]
+            yield str(event[key]), json.dumps(broken).encode(), "missing_timestamp"
+            continue
+        yield str(event[key]), json.dumps(event, separators=(",", ":")).encode(), None
+
+
 def _malform(event: dict[str, Any], kind: str) -> bytes:
     if kind == "bad_json":
         return json.dumps(event).encode()[:-7]
@@ -98,10 +146,20 @@ def _malform(event: dict[str, Any], kind: str) -> bytes:
 
 
 def produce(producer_config: dict[str, Any], topic: str, spec: StreamSpec,
-            progress: Callable[[int], None] | None = None) -> StreamSummary:
+            progress: Callable[[int], None] | None = None, *,
+            events: Iterator[tuple[str | None, bytes, str | None]] | None = None,
+            rate: float | None = None, clock: Callable[[], float] = time.monotonic,
+            sleep: Callable[[float], None] = time.sleep) -> StreamSummary:
+    """Produce ``events`` (default: the card stream of ``spec``), at most ``rate`` per second when given."""
     producer = Producer({"linger.ms": 20, "batch.num.messages": 10_000, **producer_config})
     summary = StreamSummary(by_kind={})
-    for n, (key, value, kind) in enumerate(generate(spec), start=1):
+    started = clock()
+    for n, (key, value, kind) in enumerate(events if events is not None else generate(spec), start=1):
+        if rate:
+            ahead = (n - 1) / rate - (clock() - started)
+            if ahead > 0:
+                producer.poll(0)
+                sleep(ahead)
         while True:
             try:
                 producer.produce(topic, key=key, value=value)
@@ -114,11 +172,12 @@ def produce(producer_config: dict[str, Any], topic: str, spec: StreamSpec,
             summary.by_kind[kind] = summary.by_kind.get(kind, 0) + 1
         else:
             summary.valid += 1
-        if n % 10_000 == 0:
+        if n % (1_000 if rate else 10_000) == 0:
             producer.poll(0)
             if progress:
                 progress(n)
     remaining = producer.flush(60)
     if remaining:
-        raise RuntimeError(f"{remaining} synthetic events were not delivered to {topic}")
+        raise SinkError(f"{remaining} of {summary.produced} synthetic events were not delivered to {topic} "
+                        "within 60 s: is the broker running (`freshet dev up`)?")
     return summary

@@ -10,8 +10,17 @@ from freshet.infra.settings import FreshetSettings, load_settings, parse_kafka_o
 
 
 def stack_dir() -> Path:
-    """Where `freshet dev up` records the local stack (FRESHET_STACK_DIR or ./.freshet)."""
-    return Path(os.environ.get("FRESHET_STACK_DIR", ".freshet"))
+    """Where `freshet dev up` records the local stack: FRESHET_STACK_DIR, else the nearest ``.freshet``
+    holding a running stack's ``dev.env`` in this directory or a parent (commands work from any
+    subdirectory of the project), else ``./.freshet``."""
+    configured = os.environ.get("FRESHET_STACK_DIR")
+    if configured:
+        return Path(configured)
+    here = Path.cwd()
+    for directory in (here, *here.parents):
+        if (directory / ".freshet" / "dev.env").is_file():
+            return directory / ".freshet"
+    return Path(".freshet")
 
 
 def settings_from_args(args: argparse.Namespace, use_local_stack: bool = True) -> FreshetSettings:

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, TopicPartition
 from pydantic import BaseModel
 
 from freshet.features.definitions import FeatureView
-from freshet.features.errors import ReplayError
+from freshet.features.errors import ReplayError, ReplayUsageError
 from freshet.pipelines.offsets import EndOffsetProbe
 
 
@@ -102,7 +102,7 @@ def parse_time_spec(spec: str, what: str) -> int | None:
     try:
         parsed = datetime.fromisoformat(spec)
     except ValueError:
-        raise ReplayError(f"{what} {spec!r} is not 'earliest'/'end' or an ISO-8601 time such as "
+        raise ReplayUsageError(f"{what} {spec!r} is not 'earliest'/'end' or an ISO-8601 time such as "
                           "2026-11-22T10:00:00Z") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
@@ -128,7 +128,7 @@ def make_plan(kafka_config: dict[str, Any], views: list[FeatureView], *, from_sp
     from_ms = parse_time_spec(from_spec, "--from")
     to_ms = parse_time_spec(to_spec, "--to")
     if from_ms is not None and to_ms is not None and to_ms <= from_ms:
-        raise ReplayError(f"--to {to_spec} is not after --from {from_spec}")
+        raise ReplayUsageError(f"--to {to_spec} is not after --from {from_spec}")
     probe = EndOffsetProbe(kafka_config)
     try:
         ends = probe.end_offsets((source.topic, p) for p in range(source.partitions))

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +182,8 @@ def test_get_cli_prints_what_the_sdk_reads(ran: Ran) -> None:
     cards = sorted(ran.latest_ts)[:2]
     env = {**os.environ, "FRESHET_REDIS_URL": ran.servers.redis_url}
     result = subprocess.run([sys.executable, "-m", "freshet", "get", "--repo", str(ran.repo), "--view",
-                             "card_spend_1h", *cards], env=env, capture_output=True, text=True, timeout=60)
+                             "card_spend_1h", "--json", *cards], env=env, capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     printed = json.loads(result.stdout)
     sdk = OnlineClient(ran.servers.redis_url, ran.views).get_online_features(cards, ["card_spend_1h"])
@@ -192,3 +194,15 @@ def test_get_cli_prints_what_the_sdk_reads(ran: Ran) -> None:
     unknown = subprocess.run([sys.executable, "-m", "freshet", "get", "--repo", str(ran.repo), "--view",
                               "nope", "x"], env=env, capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "unknown view 'nope'" in unknown.stderr
+    table = subprocess.run([sys.executable, "-m", "freshet", "get", "--repo", str(ran.repo), "--view",
+                            "card_spend_1h", cards[0], "no-such-card"], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert table.returncode == 1, table.stderr[-2000:]
+    assert "no value of view 'card_spend_1h' for entity 'no-such-card'" in table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["entity", "view", "features"]
+    first = next(line for line in lines if line.startswith(cards[0]))
+    ts = printed[cards[0]]["card_spend_1h"]["feature_ts"]
+    iso = datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    assert iso in first and "txn_count_1h=" in first
+    assert next(line for line in lines if line.startswith("no-such-card")).split()[2:4] == ["(no", "value)"]

@@ -133,7 +133,7 @@ def test_cli_validate_lists_views_and_fingerprints(capsys: pytest.CaptureFixture
 
 def test_cli_validate_rejects_step_larger_than_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = write_repo(tmp_path, ISSUE_YAML.replace("{type: tumbling, size: 5m}", "{type: hopping, size: 5m, step: 10m}"))
-    assert main(["validate", "--repo", str(repo)]) == 2
+    assert main(["validate", "--repo", str(repo)]) == 1
     err = capsys.readouterr().err
     assert "step 10m" in err and "size 5m" in err
 
@@ -147,7 +147,7 @@ def test_cli_lock_then_edit_without_bump_fails(tmp_path: Path, capsys: pytest.Ca
     spend = repo / "spend.yaml"
     spend.write_text(spend.read_text().replace("grace: 30s", "grace: 45s"))
     capsys.readouterr()
-    assert main(["validate", "--repo", str(repo)]) == 2
+    assert main(["validate", "--repo", str(repo)]) == 1
     err = capsys.readouterr().err
     assert "card_spend_5m" in err and "bump the version" in err
     assert main(["lock", "--repo", str(repo)]) == 2

@@ -1,0 +1,75 @@
+"""The README's typical session through the CLI, from a subdirectory of the project:
+validate -> topics -> produce -> run --until-caught-up -> get (table and --json)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from freshet.features.registry import Registry
+from tests.integration.conftest import Servers
+from tests.integration.harness import cli_env, read_topic, redis_db
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fraud"
+
+
+def _freshet(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "freshet", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=240)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The example repository on a topic of this test's own."""
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns("freshet.lock", "__pycache__"))
+    text = (repo / "fraud.py").read_text()
+    assert 'topic="transactions"' in text
+    (repo / "fraud.py").write_text(text.replace('topic="transactions"', f'topic="session-{uuid.uuid4().hex[:8]}"'))
+    (tmp_path / "sub").mkdir()
+    return tmp_path
+
+
+def test_typical_session_shows_values_at_each_step(servers: Servers, project: Path) -> None:
+    env = cli_env(servers, project, redis_db(servers.redis_url, 7))
+    sub, repo = project / "sub", "../repo"
+    locked = _freshet(sub, env, "lock", "--repo", repo)
+    assert locked.returncode == 0, locked.stderr[-2000:]
+    checked = _freshet(sub, env, "validate", "--repo", repo)
+    assert checked.returncode == 0 and "valid" in checked.stdout, checked.stderr[-2000:]
+    topics = _freshet(sub, env, "topics", "--repo", repo)
+    assert topics.returncode == 0 and "created" in topics.stdout, topics.stderr[-2000:]
+
+    produced = _freshet(sub, env, "produce", "--repo", repo, "--events", "3000", "--entities", "50", "--json")
+    assert produced.returncode == 0, produced.stderr[-2000:]
+    summary = json.loads(produced.stdout)
+    assert summary["produced"] == 3000 and summary["valid"] + summary["malformed"] == 3000
+    assert summary["valid"] > 2900
+    view = next(iter(Registry.load(project / "repo").views.values()))
+    values = read_topic(servers, view.source.topic)
+    assert len(values) == 3000
+
+    ran = _freshet(sub, env, "run", "--repo", repo, "--until-caught-up", "--group", f"g-{uuid.uuid4().hex[:6]}")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+
+    got = _freshet(sub, env, "get", "--repo", repo, "--view", "card_activity_10m", "--json", "card-00001")
+    assert got.returncode == 0, got.stderr[-2000:]
+    value = json.loads(got.stdout)["card-00001"]["card_activity_10m"]
+    assert value["found"] and value["features"]["txn_count_10m"] >= 1
+    table = _freshet(sub, env, "get", "--repo", repo, "--view", "card_activity_10m", "card-00001")
+    assert table.returncode == 0
+    assert f"txn_count_10m={value['features']['txn_count_10m']}" in table.stdout
+
+
+def test_produce_rejects_bad_values_naming_them(servers: Servers, project: Path) -> None:
+    env = cli_env(servers, project, redis_db(servers.redis_url, 7))
+    bad = _freshet(project, env, "produce", "--repo", "repo", "--events", "0")
+    assert bad.returncode == 2 and "--events 0 is out of range: allowed 1 to" in bad.stderr
+    unknown = _freshet(project, env, "produce", "--repo", "repo", "--source", "nope")
+    assert unknown.returncode == 2 and "unknown source 'nope'" in unknown.stderr

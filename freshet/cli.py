@@ -23,6 +23,7 @@ local stack started by `freshet dev up` (recorded in .freshet/dev.env):
   FRESHET_OFFLINE_ROOT      root directory of the Parquet offline log (default data/offline)
   FRESHET_STATE_DIR         window state directory (default .freshet/state)
   FRESHET_KAFKA_CONFIG      JSON object of extra librdkafka settings (SASL, SSL, ...)
+  FRESHET_MAX_EVENT_AHEAD   event time allowed ahead of the Kafka timestamp (default 366d; 0: no bound)
 
 Typical session:
   freshet dev up                         # local broker + Redis as child processes

@@ -123,7 +123,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         provision_topics(kafka, source_topic_specs(source.topic, source.partitions))
         plan = make_plan(kafka, views, from_spec=args.from_spec, to_spec=args.to_spec,
                          offline_root=offline_root, state_root=Path(settings.state_dir), online=args.online,
-                         rekey=not args.trust_message_key, workers=args.workers)
+                         rekey=not args.trust_message_key, workers=args.workers,
+                         max_event_ahead_ms=settings.max_event_ahead_ms)
         plan.save()
         print(f"replay {plan.plan_id}: {plan.total:,} events of {plan.topic} "
               f"(offsets {plan.start} -> {plan.end}) into {offline_root}", file=sys.stderr)

@@ -121,6 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         offline_root=None if args.no_offline else Path(settings.offline_root),
         redis_url=None if args.no_online else settings.redis_url,
         commit_interval_s=args.commit_interval, rekey=not args.trust_message_key, exactly_once=args.exactly_once,
+        max_event_ahead_ms=settings.max_event_ahead_ms,
     )
     if args.from_replay:
         plan = latest_finished_replay(Path(settings.offline_root), views)

@@ -72,6 +72,7 @@ def run_demo(args: argparse.Namespace) -> int:
     config = PipelineConfig(
         kafka_config=kafka, consumer_group=f"freshet-demo-{run_id}", state_dir=base / "state",
         offline_root=base / "offline", redis_url=settings.redis_url, commit_interval_s=1.0,
+        max_event_ahead_ms=settings.max_event_ahead_ms,
     )
     say(f"[4/5] running {len(views)} views until caught up: " + ", ".join(
         f"{v.name} ({v.window.describe()}, {v.emit})" for v in views))

@@ -42,6 +42,26 @@ class FreshetSettings(BaseSettings):
     kafka_config: dict[str, str] = Field(default_factory=dict)
     """Extra librdkafka settings, JSON object in FRESHET_KAFKA_CONFIG."""
 
+    max_event_ahead: str = "366d"
+    """How far an event time may be ahead of its record's Kafka timestamp before the event is
+    dead-lettered as ``future_timestamp`` (FRESHET_MAX_EVENT_AHEAD; a duration, ``0`` for no bound)."""
+
+    @field_validator("max_event_ahead", mode="after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from freshet.features.durations import parse_duration_ms
+
+        if value.strip() != "0":
+            parse_duration_ms(value, field="FRESHET_MAX_EVENT_AHEAD")
+        return value
+
+    @property
+    def max_event_ahead_ms(self) -> int:
+        from freshet.features.durations import parse_duration_ms
+
+        return 0 if self.max_event_ahead.strip() == "0" else parse_duration_ms(self.max_event_ahead,
+                                                                             field="FRESHET_MAX_EVENT_AHEAD")
+
     @field_validator("kafka_bootstrap", "redis_url", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:

@@ -22,6 +22,11 @@ MAX_ABS_EVENT_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 # a larger record could not cross the re-key hop (librdkafka's default message.max.bytes is 1,000,000)
 # and would stop the pipeline at the same offset on every restart; both drivers dead-letter it
 MAX_EVENT_BYTES = 900_000
+# an event time this far ahead of its record's Kafka timestamp is dead-lettered as `future_timestamp`:
+# one such event would move its entity's watermark far ahead and every later event would be late.
+# The Kafka timestamp is stored with the record, so a replay decides the same. Generous by default
+# (test and backfill data is often dated ahead of the clock it is produced with); FRESHET_MAX_EVENT_AHEAD.
+DEFAULT_MAX_EVENT_AHEAD_MS = 366 * 86_400_000
 
 
 class InvalidEvent(Exception):
@@ -52,13 +57,18 @@ _CHECKS = {
 class EventDecoder:
     """Turns raw bytes into a validated event dict with its event time attached."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, max_ahead_ms: int = DEFAULT_MAX_EVENT_AHEAD_MS) -> None:
+        """``max_ahead_ms``: how far an event time may be ahead of its record's Kafka timestamp (0: no bound)."""
+        if max_ahead_ms < 0:
+            raise ValueError(f"max_ahead_ms {max_ahead_ms} is out of range: allowed 0 (no bound) or more")
+        self.max_ahead_ms = max_ahead_ms
         self.source = source
         self._fields = [(f, _CHECKS[t], t) for f, t in source.event_schema.items()]
         self._key = source.key
         self._ts = source.timestamp
 
-    def decode(self, raw: bytes | str | None) -> dict[str, Any]:
+    def decode(self, raw: bytes | str | None, record_ts: int | None = None) -> dict[str, Any]:
+        """``record_ts``: the record's Kafka timestamp in ms (None or <= 0: not known, not checked)."""
         if raw is None:
             raise InvalidEvent("empty", "record has no value")
         if len(raw) > MAX_EVENT_BYTES:
@@ -80,6 +90,10 @@ class EventDecoder:
             raise InvalidEvent("bad_timestamp", str(exc)) from None
         if not 0 <= ts <= MAX_ABS_EVENT_TIME_MS:
             raise InvalidEvent("bad_timestamp", f"timestamp {event[self._ts]!r} is outside 1970..9999")
+        if record_ts is not None and record_ts > 0 and self.max_ahead_ms and ts - record_ts > self.max_ahead_ms:
+            raise InvalidEvent("future_timestamp", f"event time {ts} is {ts - record_ts:,} ms ahead of the record's "
+                               f"Kafka timestamp {record_ts}; at most {self.max_ahead_ms:,} ms allowed "
+                               "(FRESHET_MAX_EVENT_AHEAD)")
         for field, check, type_name in self._fields:
             value = event.get(field)
             if value is None:

@@ -32,7 +32,13 @@ from quixstreams.state import State
 from freshet.features.definitions import FeatureView, Source
 from freshet.features.errors import PipelineError
 from freshet.pipelines.broker_quirks import correct_watermarks_on_tansu
-from freshet.pipelines.decode import SOURCE_OFFSET_FIELD, SOURCE_PARTITION_FIELD, EventDecoder, InvalidEvent
+from freshet.pipelines.decode import (
+    DEFAULT_MAX_EVENT_AHEAD_MS,
+    SOURCE_OFFSET_FIELD,
+    SOURCE_PARTITION_FIELD,
+    EventDecoder,
+    InvalidEvent,
+)
 from freshet.pipelines.online_sink import OnlineStoreUnavailable
 from freshet.pipelines.outputs import OperatorOutputs, make_outputs
 from freshet.pipelines.stats import PipelineStats
@@ -64,6 +70,7 @@ class PipelineConfig:
     parquet_roll_rows: int = 100_000
     parquet_roll_seconds: float = 120.0
     extra_consumer_config: dict[str, Any] = field(default_factory=dict)
+    max_event_ahead_ms: int = DEFAULT_MAX_EVENT_AHEAD_MS  # see pipelines.decode
     # the handover from a replay: states of keys this run has not stored yet
     seed_states: Callable[[str], KeyState | None] | None = None
 
@@ -190,7 +197,7 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
                            roll_rows=config.parquet_roll_rows, roll_seconds=config.parquet_roll_seconds)
     topic = app.topic(source.topic, value_deserializer="bytes", key_deserializer="bytes")
     sdf = app.dataframe(topic)
-    sdf = sdf.apply(_decoder(source, outputs, stats), metadata=True, expand=True)
+    sdf = sdf.apply(_decoder(source, outputs, stats, config.max_event_ahead_ms), metadata=True, expand=True)
     if config.rekey:
         key_field = views[0].entity_key
         sdf = sdf.group_by(lambda v: str(v[key_field]), name=f"rekey_{key_field}")
@@ -227,15 +234,15 @@ def _make_app(kafka: dict[str, Any], config: PipelineConfig) -> Application:
     )
 
 
-def _decoder(source: Source, outputs: OperatorOutputs, stats: PipelineStats) -> Any:
-    decoder = EventDecoder(source)
+def _decoder(source: Source, outputs: OperatorOutputs, stats: PipelineStats, max_ahead_ms: int) -> Any:
+    decoder = EventDecoder(source, max_ahead_ms)
     side = outputs.side
 
-    def decode(raw: bytes | None, key: Any, _ts: int, _headers: Any) -> list[dict[str, Any]]:
+    def decode(raw: bytes | None, key: Any, record_ts: int, _headers: Any) -> list[dict[str, Any]]:
         ctx = message_context()
         stats.read += 1
         try:
-            event = decoder.decode(raw)
+            event = decoder.decode(raw, record_ts)
         except InvalidEvent as exc:
             side.dead_letter(raw, key, exc.reason, exc.detail, ctx.partition, ctx.offset)
             return []

@@ -28,12 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
 from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import ReplayError
-from freshet.pipelines.decode import SOURCE_OFFSET_FIELD, SOURCE_PARTITION_FIELD, EventDecoder, InvalidEvent
+from freshet.pipelines.decode import (
+    DEFAULT_MAX_EVENT_AHEAD_MS,
+    SOURCE_OFFSET_FIELD,
+    SOURCE_PARTITION_FIELD,
+    EventDecoder,
+    InvalidEvent,
+)
 from freshet.pipelines.online_sink import OnlineStoreUnavailable
 from freshet.pipelines.outputs import make_outputs
 from freshet.pipelines.stats import PipelineStats
@@ -77,7 +83,8 @@ class BatchDriver:
                  start: dict[int, int], end: dict[int, int], state_dir: Path, offline_root: Path,
                  redis_url: str | None, check_keys: bool, checkpoint_s: float = 2.0, batch_size: int = 5000,
                  stats: PipelineStats | None = None, progress: Callable[[dict[int, int]], None] | None = None,
-                 max_rate: float | None = None, max_cached_states: int = 50_000) -> None:
+                 max_rate: float | None = None, max_cached_states: int = 50_000,
+                 max_event_ahead_ms: int = DEFAULT_MAX_EVENT_AHEAD_MS) -> None:
         self.views = views
         self.topic = topic
         self.start = start
@@ -87,7 +94,7 @@ class BatchDriver:
         self._store = StateStore(state_dir)
         self._outputs = make_outputs(views, kafka_config, self.stats, redis_url=redis_url, offline_root=offline_root)
         self._operator = SourceOperator(views)
-        self._decoder = EventDecoder(views[0].source)
+        self._decoder = EventDecoder(views[0].source, max_event_ahead_ms)
         self._check_keys = check_keys
         self._checkpoint_s = checkpoint_s
         self._batch = batch_size
@@ -154,7 +161,8 @@ class BatchDriver:
         stats.read += 1
         raw = msg.value()
         try:
-            event = self._decoder.decode(raw)
+            kind, record_ts = msg.timestamp()
+            event = self._decoder.decode(raw, record_ts if kind != TIMESTAMP_NOT_AVAILABLE else None)
         except InvalidEvent as exc:
             self._outputs.side.dead_letter(raw, msg.key(), exc.reason, exc.detail, partition, offset)
             return

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import ReplayError, ReplayUsageError
+from freshet.pipelines.decode import DEFAULT_MAX_EVENT_AHEAD_MS
 from freshet.pipelines.offsets import EndOffsetProbe
 
 
@@ -43,6 +44,7 @@ class ReplayPlan(BaseModel):
     rekey: bool
     created_at: str
     workers: int = 1  # partition p belongs to worker p % workers
+    max_event_ahead_ms: int = DEFAULT_MAX_EVENT_AHEAD_MS  # fixed with the plan, so a resume decides the same
     status: str = "running"  # running | done
     finished_at: str | None = None
 
@@ -123,7 +125,7 @@ def offsets_for_time(kafka_config: dict[str, Any], topic: str, partitions: int, 
 
 def make_plan(kafka_config: dict[str, Any], views: list[FeatureView], *, from_spec: str, to_spec: str,
               offline_root: Path, state_root: Path, online: bool, rekey: bool,
-              workers: int = 1) -> ReplayPlan:
+              workers: int = 1, max_event_ahead_ms: int = DEFAULT_MAX_EVENT_AHEAD_MS) -> ReplayPlan:
     source = views[0].source
     from_ms = parse_time_spec(from_spec, "--from")
     to_ms = parse_time_spec(to_spec, "--to")
@@ -147,6 +149,7 @@ def make_plan(kafka_config: dict[str, Any], views: list[FeatureView], *, from_sp
         views=[(v.name, v.version) for v in views], from_spec=from_spec, to_spec=to_spec,
         start=start, end=end, group=group, state_dir=str(state_root / group),
         offline_root=str(offline_root), online=online, rekey=rekey, workers=workers,
+        max_event_ahead_ms=max_event_ahead_ms,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 

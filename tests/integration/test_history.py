@@ -74,7 +74,7 @@ def test_broker_back_empty_is_refused_without_a_crash_loop(tmp_path: Path) -> No
         for _ in range(2):  # the same answer every time: no crash, no loop
             again = freshet("run", "--repo", str(repo), "--until-caught-up", env=cli_env(servers, tmp_path),
                             timeout=60)
-            assert again.returncode == 2, again.stderr[-2000:]
+            assert again.returncode == 3, again.stderr[-2000:]
             assert "came back empty" in again.stderr and "Traceback" not in again.stderr
     finally:
         stop_stack(stack_dir)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from freshet.features import Aggregation, FeatureView, Source, TumblingWindow
+from freshet.features import Aggregation, FeatureView, SlidingWindow, Source, TumblingWindow
 from freshet.pipelines.decode import MAX_EVENT_BYTES
 from tests.integration.conftest import Servers
 from tests.integration.harness import pipeline_config, provision, read_log, read_topic, run_until_caught_up
@@ -47,3 +47,35 @@ def test_oversized_records_are_dead_lettered_and_the_rest_counted(servers: Serve
     rows = read_log(tmp_path / "offline", view)
     # 40 events 1 s apart in 10 s windows: the last window is still open
     assert sum(r["n"] for r in rows) == 30 and all(r["n"] == 10 for r in rows)
+
+
+def test_a_far_future_event_is_dead_lettered_and_does_not_poison_its_entity(servers: Servers, unique: str,
+                                                                          tmp_path: Path) -> None:
+    """Year 9999 against a Kafka timestamp of today: dead-lettered as future_timestamp; the entity's later
+    events are counted, not reported late (before: every later event of the entity was late in every view)."""
+    topic = f"future-{unique}"
+    source = Source(name="tx", topic=topic, partitions=1, key="card_id", timestamp="ts",
+                    schema={"card_id": "str", "amount": "float", "ts": "int"})
+    views = [FeatureView(name="spend", source=source, window=TumblingWindow(size="10s"), grace=0, emit="final",
+                         ttl="1d", aggregations=[Aggregation(function="count", name="n")]),
+             FeatureView(name="recent", source=source, window=SlidingWindow(size="10s"), grace=0,
+                         emit="current", ttl="1d", aggregations=[Aggregation(function="count", name="n")])]
+    provision(servers, topic, 1)
+    producer = Producer(servers.kafka_config())
+    values = [json.dumps({"card_id": "c1", "amount": 1.0, "ts": BASE + i * 1000}).encode() for i in range(40)]
+    values.insert(5, json.dumps({"card_id": "c1", "amount": 9.0, "ts": 253_402_300_799_999}).encode())
+    for value in values:
+        producer.produce(topic, value=value, key=b"c1", partition=0)
+    assert producer.flush(30) == 0
+
+    stats = run_until_caught_up(views, pipeline_config(servers, tmp_path, f"future-{unique}"))
+    assert stats["read"] == 41 and stats["valid"] == 40
+    assert stats["invalid_by_reason"] == {"future_timestamp": 1}
+    assert stats["late"] == 0
+    (dead,) = read_topic(servers, f"{topic}.dlq")
+    assert dict(dead.headers())["freshet.reason"] == b"future_timestamp"
+    assert b"253402300799999" in dead.value()
+    tumbling = read_log(tmp_path / "offline", views[0])
+    assert sum(r["n"] for r in tumbling) == 30  # 40 events 1 s apart: the last 10 s window stays open
+    sliding = read_log(tmp_path / "offline", views[1])
+    assert len(sliding) == 40 and max(r["n"] for r in sliding) == 11  # [t - 10 s, t], both ends inclusive

@@ -70,3 +70,23 @@ def test_a_record_over_the_size_limit_is_too_large() -> None:
         assert exc.reason == "too_large" and f"{len(raw):,}" in exc.detail
     else:
         raise AssertionError("a record over the limit was accepted")
+
+
+def test_event_time_far_ahead_of_the_kafka_timestamp_is_dead_lettered() -> None:
+    decoder = EventDecoder(SOURCE, max_ahead_ms=3_600_000)
+    record_ts = GOOD["ts"]
+    assert decoder.decode(json.dumps({**GOOD, "ts": record_ts + 3_600_000}).encode(), record_ts)
+    with pytest.raises(InvalidEvent) as caught:
+        decoder.decode(json.dumps({**GOOD, "ts": record_ts + 3_600_001}).encode(), record_ts)
+    assert caught.value.reason == "future_timestamp"
+    assert "3,600,001 ms ahead" in caught.value.detail and "3,600,000 ms allowed" in caught.value.detail
+    # no Kafka timestamp (or none known), or no bound: not checked
+    far = json.dumps({**GOOD, "ts": 253_402_300_799_999}).encode()
+    assert decoder.decode(far, None) and decoder.decode(far, -1)
+    assert EventDecoder(SOURCE, max_ahead_ms=0).decode(far, record_ts)
+    # the default bound: a year-9999 event is refused, one dated weeks ahead is not
+    with pytest.raises(InvalidEvent, match="future_timestamp"):
+        EventDecoder(SOURCE).decode(far, record_ts)
+    assert EventDecoder(SOURCE).decode(json.dumps({**GOOD, "ts": record_ts + 60 * 86_400_000}).encode(), record_ts)
+    with pytest.raises(ValueError, match="max_ahead_ms -1 is out of range"):
+        EventDecoder(SOURCE, max_ahead_ms=-1)

@@ -113,3 +113,14 @@ def test_kafka_client_config_without_bootstrap_tells_what_to_do() -> None:
     assert "freshet dev up" in message
     assert "eval $(freshet dev env)" in message
     assert "FRESHET_KAFKA_BOOTSTRAP" in message
+
+
+def test_max_event_ahead_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().max_event_ahead_ms == 366 * 86_400_000
+    monkeypatch.setenv("FRESHET_MAX_EVENT_AHEAD", "2h")
+    assert load_settings().max_event_ahead_ms == 7_200_000
+    monkeypatch.setenv("FRESHET_MAX_EVENT_AHEAD", "0")
+    assert load_settings().max_event_ahead_ms == 0
+    monkeypatch.setenv("FRESHET_MAX_EVENT_AHEAD", "soon")
+    with pytest.raises(ConfigError, match="FRESHET_MAX_EVENT_AHEAD: 'soon' is not a duration"):
+        load_settings()

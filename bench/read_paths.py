@@ -98,13 +98,20 @@ def redis_floor(url: str, batch: int, iterations: int) -> dict[str, dict[str, fl
     return out
 
 
-def http_latency(url: str, rate: float, seconds: float, batch: int) -> dict[str, float]:
+SERVERS = {
+    "new": ["-m", "freshet", "serve", "--quiet"],  # FastAPI; no access log, as the old one had none
+    "legacy": ["-m", "bench.legacy_serve"],  # the 0.2 hand-written ASGI server
+}
+
+
+def http_latency(url: str, rate: float, seconds: float, batch: int, server: str = "new") -> dict[str, float]:
     from freshet.infra.localstack import free_port
 
     port = free_port()
     env = {**os.environ, "FRESHET_REDIS_URL": url}
-    proc = subprocess.Popen([sys.executable, "-m", "freshet", "serve", "--repo", str(EXAMPLE_REPO),
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, *SERVERS[server], "--repo", str(EXAMPLE_REPO),
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=REPO_ROOT)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         for _ in range(100):
@@ -262,11 +269,14 @@ def main(argv: list[str] | None = None) -> int:
                          f"{floor['pipeline']['n']} | - |")
         lines.append(f"| baseline: redis-py PING (the loopback round trip) | {floor['ping']['p50_ms']:.3f} ms | "
                      f"{floor['ping']['p99_ms']:.3f} ms | {floor['ping']['n']} | - |")
-        say(f"HTTP latency at {args.http_rate:g} req/s")
-        h = http_latency(s.redis_url, args.http_rate, args.http_seconds, 1)
-        lines.append(f"| HTTP POST /features, 1 entity x 3 views at {args.http_rate:g} req/s "
-                     f"(achieved {h['achieved_rps']:.0f}) | {h['p50_ms']:.3f} ms | {h['p99_ms']:.3f} ms | "
-                     f"{h['n']} | - |")
+        for server, label in (("legacy", "0.2 hand-written ASGI server (baseline)"),
+                              ("new", "FastAPI server (`freshet serve`)"),
+                              ("legacy", "0.2 hand-written ASGI server again (drift check)")):
+            say(f"HTTP latency at {args.http_rate:g} req/s: {label}")
+            h = http_latency(s.redis_url, args.http_rate, args.http_seconds, 1, server)
+            lines.append(f"| HTTP POST /features, 1 entity x 3 views at {args.http_rate:g} req/s, {label} "
+                         f"(achieved {h['achieved_rps']:.0f}) | {h['p50_ms']:.3f} ms | {h['p99_ms']:.3f} ms | "
+                         f"{h['n']} | - |")
         lines.append("")
         if not args.skip_training:
             root = Path(tmp) / "offline"

@@ -59,6 +59,9 @@ def plan_request(views: dict[str, FeatureView], names: Sequence[str]) -> list[Vi
             version = int(pinned) if pinned else view.version
         except ValueError:
             raise DefinitionError(f"bad version {pinned!r} in {name!r}: use view@<integer>:feature") from None
+        if not 1 <= version <= view.version:
+            raise DefinitionError(f"view {view_name!r} has no version {version} (in {name!r}): its versions are "
+                                  f"1 to {view.version}")
         wanted = [feature] if feature else view.feature_names()
         _, feats, labels = grouped.setdefault((view_name, version), (view, [], []))
         for f in wanted:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from freshet.features.errors import ConfigError
+from freshet.features.redact import redact_url
 from freshet.features.registry import Registry
 
 
@@ -18,17 +19,32 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser(
         "serve", help="HTTP service: POST /features returns feature vectors with freshness",
-        description="Serve online features over HTTP (ASGI on uvicorn). POST /features with "
+        description="Serve online features over HTTP (FastAPI on uvicorn). POST /features with "
         '{"entities": [...], "features": ["view:feature", "view", "view@2:feature"]}; GET /healthz, '
-        "/readyz (Redis reachable), /metrics (Prometheus), /openapi.json, /docs. Bad input gets a 4xx "
-        "with the reason. With --token (or FRESHET_SERVE_TOKEN) requests need 'Authorization: Bearer <token>'.",
+        "/readyz (Redis reachable), /metrics (Prometheus), /openapi.json, /docs (Swagger UI). Bad input gets a "
+        "4xx with the reason as {\"error\": ...}. With a token (FRESHET_SERVE_TOKEN, --token-file, or --token, "
+        "which other users can see in the process list) requests need 'Authorization: Bearer <token>'. "
+        "Reads FRESHET_REDIS_URL, else the local stack.",
+        epilog="example: FRESHET_SERVE_TOKEN=s3cret freshet serve --repo examples/fraud --port 8000\n"
+        "  curl -s -H 'Authorization: Bearer s3cret' localhost:8000/features "
+        "-d '{\"entities\": [\"card-00001\"], \"features\": [\"card_spend_5m\"]}'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_repo_option(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--token", default=os.environ.get("FRESHET_SERVE_TOKEN"), help="bearer token required")
+    p.add_argument("--token", default=None, help="bearer token required (prefer FRESHET_SERVE_TOKEN or --token-file)")
+    p.add_argument("--token-file", default=None, metavar="FILE", help="read the bearer token from FILE")
     p.add_argument("--max-entities", type=int, default=1000, help="entities per request (default 1000)")
     p.add_argument("--max-key-length", type=int, default=256, help="characters per entity key (default 256)")
+    p.add_argument("--max-keys", type=int, default=10_000,
+                   help="keys read per request, entities x views (default 10000; over it: 413)")
+    p.add_argument("--redis-connections", type=int, default=50,
+                   help="Redis connection pool size (default 50); a request that finds none free within 1 s "
+                   "gets 503 with Retry-After")
+    p.add_argument("--max-connections", type=int, default=1000,
+                   help="concurrent HTTP connections before new ones get 503 (default 1000)")
+    p.add_argument("--quiet", action="store_true", help="no access log")
     add_connection_options(p, kafka=False, offline=False, state=False)
     p.set_defaults(handler=cmd_serve)
 
@@ -58,17 +74,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from freshet.features.online import AsyncOnlineClient
     from freshet.pipelines.config import settings_from_args
-    from freshet.serve import FeatureServer, Limits
+    from freshet.serve import Limits, create_app
 
     registry = Registry.load(args.repo)
     settings = settings_from_args(args)
     if settings.redis_url is None:
         raise ConfigError("no Redis configured: set FRESHET_REDIS_URL, pass --redis-url or run `freshet dev up`")
-    client = AsyncOnlineClient(settings.redis_url, registry.views)
-    app = FeatureServer(client, registry.views, token=args.token,
-                        limits=Limits(max_entities=args.max_entities, max_key_length=args.max_key_length))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    token = serve_token(args)
+    for flag, value, high in (("--port", args.port, 65535), ("--redis-connections", args.redis_connections, 10_000),
+                              ("--max-connections", args.max_connections, 1_000_000)):
+        if not (0 if flag == "--port" else 1) <= value <= high:
+            raise ConfigError(f"{flag} {value} is out of range: allowed {0 if flag == '--port' else 1} to {high}")
+    try:
+        limits = Limits(max_entities=args.max_entities, max_key_length=args.max_key_length, max_keys=args.max_keys)
+    except ValueError as exc:
+        raise ConfigError(str(exc).replace("max_", "--max-").replace("_", "-")) from None
+    client = AsyncOnlineClient(settings.redis_url, registry.views, max_connections=args.redis_connections)
+    app = create_app(client, registry.views, token=token, limits=limits)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
+                            access_log=not args.quiet, limit_concurrency=args.max_connections,
+                            timeout_keep_alive=5, log_config=None)
+    server = uvicorn.Server(config)
+    print(f"freshet serve: {len(registry.views)} view(s) from {args.repo}, Redis {redact_url(settings.redis_url)}, "
+          f"token {'required' if token else 'not required'}", file=sys.stderr)
+    print(f"freshet serve: listening on http://{args.host}:{args.port} (docs /docs, metrics /metrics)",
+          file=sys.stderr, flush=True)
+    server.run()
     return 0
+
+
+def serve_token(args: argparse.Namespace) -> str | None:
+    """--token-file, else --token, else FRESHET_SERVE_TOKEN; an empty token is refused."""
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"--token-file {args.token_file}: cannot read it ({exc.strerror})") from None
+        if not token:
+            raise ConfigError(f"--token-file {args.token_file} is empty")
+        return token
+    given: str | None = args.token if args.token is not None else os.environ.get("FRESHET_SERVE_TOKEN")
+    if given is not None and not given.strip():
+        raise ConfigError("the bearer token is empty: unset FRESHET_SERVE_TOKEN or give a token")
+    return given
 
 
 def cmd_training_set(args: argparse.Namespace) -> int:

@@ -1,246 +1,344 @@
-"""`freshet serve`: a small ASGI service for online features.
+"""`freshet serve`: online features over HTTP, on FastAPI and uvicorn.
 
-A plain ASGI application (no framework: the measured overhead per request is
-lowest; see bench/RESULTS.md) served by uvicorn.
+- ``POST /features`` ``{"entities": [...], "features": ["view:feature", "view", "view@2:feature"]}`` ->
+  ``{"vectors": [{"entity", "features", "freshness"}]}``, one vector per entity in request order.
+- ``GET /healthz`` (the process runs), ``GET /readyz`` (Redis answers), ``GET /metrics``
+  (Prometheus, ``prometheus_client``), ``GET /openapi.json`` (generated from the request and
+  response models below) and ``GET /docs`` (Swagger UI from ``fastapi-offline``'s bundled assets:
+  no CDN, so it renders on a closed network).
 
-- ``POST /features`` ``{"entities": [...], "features": ["view:feature", "view", ...]}`` ->
-  ``{"vectors": [{"entity", "features", "freshness"}]}``
-- ``GET /healthz`` (the process runs), ``GET /readyz`` (Redis answers),
-  ``GET /metrics`` (Prometheus text), ``GET /openapi.json`` and ``GET /docs``.
-- Input limits with clear 4xx errors; an optional bearer token.
+The body of ``POST /features`` is validated by the request model's own JSON parser
+(pydantic-core) instead of FastAPI's body parameter: that parser bounds the nesting depth,
+so a body nested thousands of levels deep is a 400 (FastAPI's ``json.loads`` raises
+``RecursionError``, a 500), and each pydantic error becomes one sentence naming the bad value.
+The route documents the same model (``openapi_extra``), so what is documented is what is accepted.
+
+Limits, each a 4xx with the reason: entities and features per request and characters per
+entity key (in the schema), keys read per request (entities x views, 413: it bounds the one Redis
+call a request makes), body size (413) and the time to send it (408). A Redis that does not
+answer, or a connection pool with no free connection within a second, is a 503 with
+``Retry-After``. An optional bearer token is compared in constant time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
+import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from annotated_types import Interval
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+)
+from starlette.routing import Route
 
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import DefinitionError, OnlineStoreError
 from freshet.features.online import AsyncOnlineClient
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+# view, view@N, view:feature or view@N:feature (names as features/definitions.py allows them)
+FEATURE_REFERENCE = r"^[A-Za-z_][A-Za-z0-9_]{0,127}(@[0-9]{1,9})?(:[A-Za-z_][A-Za-z0-9_]{0,127})?$"
+MAX_SAFE_INTEGER = 2**53 - 1  # integer keys beyond it lose precision in JSON clients (and in the schema)
+ROUTES = ("/features", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Limits:
     max_entities: int = 1000
     max_key_length: int = 256
     max_features: int = 200
+    max_keys: int = 10_000  # entities x views read per request
     max_body_bytes: int = 1_000_000
+    body_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_entities", "max_key_length", "max_features", "max_keys", "max_body_bytes"):
+            value = getattr(self, name)
+            if not 1 <= value <= 100_000_000:
+                raise ValueError(f"{name} {value} is out of range: allowed 1 to 100000000")
+        if not 0 < self.body_timeout_s <= 3600:
+            raise ValueError(f"body_timeout_s {self.body_timeout_s} is out of range: allowed above 0 to 3600")
 
 
-@dataclass
-class Metrics:
-    requests: dict[tuple[str, int], int] = field(default_factory=dict)
-    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
-    latency_sum: float = 0.0
-    stale: int = 0
-    missing: int = 0
+class Freshness(BaseModel):
+    found: bool = Field(description="Redis holds a value of this view for the entity")
+    feature_ts: int | None = Field(description="event time (UTC epoch ms) from which the value holds")
+    age_ms: int | None = Field(description="now - feature_ts")
+    stale: bool = Field(description="older than the view's ttl (values are null unless online_staleness=flag)")
 
-    def observe(self, path: str, status: int, seconds: float) -> None:
-        self.requests[(path, status)] = self.requests.get((path, status), 0) + 1
-        if path == "/features":
-            self.latency_sum += seconds
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    self.latency_counts[i] += 1
-                    break
-            else:
-                self.latency_counts[-1] += 1
 
-    def render(self, markers: dict[tuple[str, int], bool] | None = None) -> str:
-        lines = ["# HELP freshet_requests_total HTTP requests by path and status",
-                 "# TYPE freshet_requests_total counter"]
-        for (path, status), n in sorted(self.requests.items()):
-            lines.append(f'freshet_requests_total{{path="{path}",status="{status}"}} {n}')
-        lines += ["# HELP freshet_features_latency_seconds POST /features latency",
-                  "# TYPE freshet_features_latency_seconds histogram"]
-        running = 0
-        for bound, n in zip([*BUCKETS, float("inf")], self.latency_counts, strict=True):
-            running += n
-            le = "+Inf" if bound == float("inf") else repr(bound)
-            lines.append(f'freshet_features_latency_seconds_bucket{{le="{le}"}} {running}')
-        lines.append(f"freshet_features_latency_seconds_sum {self.latency_sum}")
-        lines.append(f"freshet_features_latency_seconds_count {running}")
-        lines += ["# TYPE freshet_stale_values_total counter", f"freshet_stale_values_total {self.stale}",
-                  "# TYPE freshet_missing_values_total counter", f"freshet_missing_values_total {self.missing}"]
-        if markers:
-            lines += ["# HELP freshet_online_store_marker_present 1 while Redis holds the pipeline's marker for "
-                      "the view; 0: the store lost the view's values (run `freshet materialize`)",
-                      "# TYPE freshet_online_store_marker_present gauge"]
-            lines += [f'freshet_online_store_marker_present{{view="{view}",version="{version}"}} {int(present)}'
-                      for (view, version), present in sorted(markers.items())]
-        return "\n".join(lines) + "\n"
+class FeatureVectorOut(BaseModel):
+    entity: str | int
+    features: dict[str, Any] = Field(description="'view:feature' (as requested) -> typed value or null")
+    freshness: dict[str, Freshness] = Field(description="per view (or view@N) asked for")
+
+
+class FeaturesResponse(BaseModel):
+    vectors: list[FeatureVectorOut]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+def request_model(limits: Limits) -> type[BaseModel]:
+    """The request body, with this server's limits in its schema."""
+    # an integer key may arrive as 7 or 7.0 (JSON and its schema do not tell them apart); never as true
+    entity = Annotated[StrictStr, StringConstraints(max_length=limits.max_key_length)] | Annotated[
+        int, Interval(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER), BeforeValidator(_not_a_boolean)]
+    reference = Annotated[str, StringConstraints(pattern=FEATURE_REFERENCE)]
+
+    class FeaturesRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        entities: list[entity] = Field(  # type: ignore[valid-type]
+            min_length=1, max_length=limits.max_entities,
+            description="entity keys (strings, or integers for integer keys), answered in this order")
+        features: list[reference] = Field(  # type: ignore[valid-type]
+            min_length=1, max_length=limits.max_features,
+            description="'view:feature', a whole 'view', or a pinned version 'view@2:feature' / 'view@2'")
+
+    return FeaturesRequest
+
+
+def _not_a_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not an entity key")
+    return value
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+def describe(error: ValidationError, limits: Limits) -> str:
+    """A pydantic error of the request body as one sentence naming the bad value."""
+    first = error.errors(include_url=False)[0]
+    kind, loc, given = first["type"], first["loc"], first.get("input")
+    if kind == "json_invalid":
+        if "recursion limit" in first["msg"]:
+            return 'body nests too deeply: send {"entities": [...], "features": [...]}'
+        if "surrogate" in first["msg"] or "hex escape" in first["msg"]:
+            return ("body is not valid text: a lone surrogate escape such as \\ud800? "
+                    f"({first['msg'].removeprefix('Invalid JSON: ')})")
+        return f"body is not JSON: {first['msg'].removeprefix('Invalid JSON: ')}"
+    if kind == "model_type" or not loc:
+        return 'body must be an object: {"entities": [...], "features": [...]}'
+    field = loc[0]
+    if kind == "too_long" and len(loc) == 1:
+        limit = limits.max_entities if field == "entities" else limits.max_features
+        return f"{len(given)} {field} is over the limit of {limit}"
+    if kind == "too_short":
+        return f"'{field}' must be a non-empty list"
+    if kind == "string_too_long" and field == "entities":
+        return f"entity key of {len(given)} characters is over the limit of {limits.max_key_length}"
+    if field == "entities" and len(loc) > 1:
+        return f"entity {given!r} must be a string or an integer"
+    if kind == "string_pattern_mismatch":
+        return f"feature {given!r} is not 'view', 'view:feature', 'view@N' or 'view@N:feature'"
+    if kind == "extra_forbidden":
+        return f"unknown field {field!r}: the body has 'entities' and 'features'"
+    if kind == "missing":
+        return f"'{field}' is missing: send {{\"entities\": [...], \"features\": [...]}}"
+    where = ".".join(str(part) for part in loc)
+    return f"{where}: {first['msg']} (got {given!r})"
 
 
-def openapi(views: dict[str, FeatureView]) -> dict[str, Any]:
-    names = sorted(f"{v.name}:{f}" for v in views.values() for f in v.feature_names())
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "Freshet online features", "version": "1"},
-        "paths": {
-            "/features": {"post": {
-                "summary": "Feature vectors with freshness for many entities",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["entities", "features"],
-                    "properties": {"entities": {"type": "array", "items": {"type": "string"}},
-                                   "features": {"type": "array", "items": {"type": "string", "enum": names},
-                                                "description": "view:feature, a whole view, or view@N:feature"}}}}}},
-                "responses": {"200": {"description": "one vector per entity, in request order"},
-                              "400": {"description": "bad input"}, "401": {"description": "bad or no token"},
-                              "413": {"description": "body too large"}, "503": {"description": "Redis down"}}}},
-            "/healthz": {"get": {"responses": {"200": {"description": "alive"}}}},
-            "/readyz": {"get": {"responses": {"200": {"description": "Redis answers"},
-                                              "503": {"description": "Redis does not answer"}}}},
-            "/metrics": {"get": {"responses": {"200": {"description": "Prometheus text"}}}},
-        },
-    }
+class ServerMetrics:
+    """Prometheus metrics of one server (a registry of its own, so tests can run several)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("freshet_requests", "HTTP requests by path and status", ["path", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("freshet_features_latency_seconds", "POST /features latency", buckets=BUCKETS,
+                                 registry=self.registry)
+        self.stale = Counter("freshet_stale_values", "view values served past their ttl", registry=self.registry)
+        self.missing = Counter("freshet_missing_values", "view values asked for and not in Redis",
+                               registry=self.registry)
+        self.markers = Gauge("freshet_online_store_marker_present",
+                             "1 while Redis holds the pipeline's marker for the view; 0: the store lost the "
+                             "view's values (run `freshet materialize`)", ["view", "version"], registry=self.registry)
+
+    def render(self, markers: dict[tuple[str, int], bool]) -> bytes:
+        for (view, version), present in markers.items():
+            self.markers.labels(view, str(version)).set(int(present))
+        return generate_latest(self.registry)
 
 
-DOCS = """<!doctype html><html><head><title>Freshet API</title></head><body>
-<h1>Freshet online features</h1><p>POST <code>/features</code> with
-<code>{"entities": ["card-00001"], "features": ["card_spend_5m:txn_count"]}</code>.</p>
-<p>Schema: <a href="/openapi.json">/openapi.json</a>. Health: <a href="/healthz">/healthz</a>,
-<a href="/readyz">/readyz</a>. Metrics: <a href="/metrics">/metrics</a>.</p></body></html>"""
+def create_app(client: AsyncOnlineClient, views: dict[str, FeatureView], *, token: str | None = None,
+               limits: Limits | None = None) -> FastAPI:
+    limits = limits or Limits()
+    model = request_model(limits)
+    metrics = ServerMetrics()
+    expected = f"Bearer {token}".encode() if token else None
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await client.close()
 
+    app = FastAPIOffline(
+        title="Freshet online features", version="1", redoc_url=None, lifespan=lifespan,
+        description="Fresh feature vectors from Redis, with each view's feature_ts, age and staleness. "
+        "Errors are JSON {\"error\": \"...\"} naming the bad value.")
+    app.state.metrics = metrics
+    app.add_middleware(_Observed, metrics=metrics)
 
-class FeatureServer:
-    def __init__(self, client: AsyncOnlineClient, views: dict[str, FeatureView], *, token: str | None = None,
-                 limits: Limits | None = None) -> None:
-        self.client = client
-        self.views = views
-        self.token = token
-        self.limits = limits or Limits()
-        self.metrics = Metrics()
-        self._openapi = json.dumps(openapi(views)).encode()
+    @app.exception_handler(HttpError)
+    async def http_error(_request: Request, exc: HttpError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        started = time.perf_counter()
-        path, method = scope["path"], scope["method"]
+    @app.exception_handler(404)
+    async def not_found(request: Request, _exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"no route {request.url.path}; see /docs"}, status_code=404)
+
+    @app.exception_handler(405)
+    async def wrong_method(request: Request, _exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"{request.method} is not allowed on {request.url.path}; see /docs"},
+                            status_code=405)
+
+    @app.get("/healthz", summary="the process runs")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Redis answers", responses={503: {"model": ErrorResponse}})
+    async def readyz() -> JSONResponse:
+        if await client.ping():
+            return JSONResponse({"redis": "ok"})
+        return JSONResponse({"redis": "unreachable"}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(metrics.render(await client.markers()), media_type=CONTENT_TYPE_LATEST)
+
+    errors = {400: "bad input (named in the message)", 401: "missing or wrong bearer token",
+              408: "body not received in time", 413: "body or request too large",
+              503: "Redis unreachable or no free connection (see Retry-After)"}
+
+    @app.post(
+        "/features", summary="feature vectors with freshness for many entities",
+        response_model=FeaturesResponse,
+        responses={status: {"model": ErrorResponse, "description": text} for status, text in errors.items()},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
+    )
+    async def features(request: Request) -> Response:
+        if expected is not None and not hmac.compare_digest(
+                request.headers.get("authorization", "").encode(), expected):
+            raise HttpError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+        body = await _read_body(request, limits)
         try:
-            status, body, ctype = await self._route(path, method, scope, receive)
-        except HttpError as exc:
-            status, body, ctype = exc.status, json.dumps({"error": exc.message}).encode(), "application/json"
-        self.metrics.observe(path if path in ("/features", "/healthz", "/readyz", "/metrics") else "other",
-                             status, time.perf_counter() - started)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.client.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def _route(self, path: str, method: str, scope: Scope, receive: Receive) -> tuple[int, bytes, str]:
-        if path == "/healthz":
-            return 200, b'{"status":"ok"}', "application/json"
-        if path == "/readyz":
-            ok = await self.client.ping()
-            return (200, b'{"redis":"ok"}', "application/json") if ok else (
-                503, b'{"redis":"unreachable"}', "application/json")
-        if path == "/metrics":
-            markers = await self.client.markers()
-            return 200, self.metrics.render(markers).encode(), "text/plain; version=0.0.4"
-        if path == "/openapi.json":
-            return 200, self._openapi, "application/json"
-        if path == "/docs":
-            return 200, DOCS.encode(), "text/html"
-        if path != "/features":
-            raise HttpError(404, f"no route {path}; see /docs")
-        if method != "POST":
-            raise HttpError(405, "use POST /features")
-        self._authorize(scope)
-        body = await self._body(receive)
-        return 200, await self._features(body), "application/json"
-
-    def _authorize(self, scope: Scope) -> None:
-        if self.token is None:
-            return
-        headers = dict(scope.get("headers") or [])
-        if headers.get(b"authorization", b"") != f"Bearer {self.token}".encode():
-            raise HttpError(401, "missing or wrong bearer token")
-
-    async def _body(self, receive: Receive) -> bytes:
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limits.max_body_bytes:
-                raise HttpError(413, f"body over {self.limits.max_body_bytes} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks)
-
-    async def _features(self, body: bytes) -> bytes:
+            parsed = model.model_validate_json(body)
+        except ValidationError as exc:
+            raise HttpError(400, describe(exc, limits)) from None
+        entities: list[Any] = parsed.entities  # type: ignore[attr-defined]
+        for entity in entities:
+            if isinstance(entity, str) and _LONE_SURROGATE.search(entity):
+                raise HttpError(400, f"entity {entity!r} is not valid text (a lone surrogate?)")
         try:
-            request = json.loads(body)
-        except ValueError as exc:
-            raise HttpError(400, f"body is not JSON: {exc}") from None
-        except RecursionError:
-            raise HttpError(400, "body nests too deeply: send {\"entities\": [...], \"features\": [...]}") from None
-        if not isinstance(request, dict):
-            raise HttpError(400, 'body must be an object: {"entities": [...], "features": [...]}')
-        entities, features = request.get("entities"), request.get("features")
-        if not isinstance(entities, list) or not entities:
-            raise HttpError(400, "'entities' must be a non-empty list")
-        if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
-            raise HttpError(400, "'features' must be a non-empty list of 'view:feature' or 'view'")
-        if len(entities) > self.limits.max_entities:
-            raise HttpError(400, f"{len(entities)} entities is over the limit of {self.limits.max_entities}")
-        if len(features) > self.limits.max_features:
-            raise HttpError(400, f"{len(features)} features is over the limit of {self.limits.max_features}")
-        for e in entities:
-            if not isinstance(e, (str, int)) or isinstance(e, bool):
-                raise HttpError(400, f"entity {e!r} must be a string or an integer")
-            if isinstance(e, str) and not _encodable(e):
-                raise HttpError(400, f"entity {e!r} is not valid text (a lone surrogate?)")
-            if len(str(e)) > self.limits.max_key_length:
-                raise HttpError(400, f"entity key of {len(str(e))} characters is over the limit of "
-                                     f"{self.limits.max_key_length}")
-        try:
-            requests = self.client.plan(features)
-            vectors = await self.client.get(entities, requests)
+            plan = client.plan(parsed.features)  # type: ignore[attr-defined]
         except DefinitionError as exc:
             raise HttpError(400, str(exc)) from None
+        keys = len(entities) * len(plan)
+        if keys > limits.max_keys:
+            raise HttpError(413, f"the request reads {keys:,} keys ({len(entities)} entities x {len(plan)} views); "
+                                 f"the limit is {limits.max_keys:,}: split it into smaller requests")
+        try:
+            vectors = await client.get(entities, plan)
         except OnlineStoreError as exc:
-            raise HttpError(503, str(exc)) from None
-        for v in vectors:
-            for fresh in v.freshness.values():
-                self.metrics.stale += fresh["stale"]
-                self.metrics.missing += not fresh["found"]
-        return json.dumps({"vectors": [v.as_dict() for v in vectors]}, separators=(",", ":")).encode()
+            raise HttpError(503, str(exc), {"Retry-After": "1"}) from None
+        stale = missing = 0
+        for vector in vectors:
+            for fresh in vector.freshness.values():
+                stale += fresh["stale"]
+                missing += not fresh["found"]
+        if stale:
+            metrics.stale.inc(stale)
+        if missing:
+            metrics.missing.inc(missing)
+        payload = json.dumps({"vectors": [v.as_dict() for v in vectors]}, separators=(",", ":"))
+        return Response(payload, media_type="application/json")
+
+    # Served by a plain Starlette route tried first: FastAPI's per-request dependency solving and the
+    # routes FastAPIOffline registers ahead of it cost ~50-100 us a request here (bench/RESULTS.md, read
+    # paths). The FastAPI route above, with the same endpoint and models, stays for the OpenAPI document.
+    app.router.routes.insert(0, Route("/features", features, methods=["POST"], include_in_schema=False))
+    return app
+
+
+class _Observed:
+    """Counts requests by path and status and times POST /features: plain ASGI, since Starlette's
+    ``BaseHTTPMiddleware`` (``@app.middleware``) costs about a millisecond a request here."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def observed_send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            path = scope["path"]
+            self.metrics.requests.labels(path if path in ROUTES else "other", str(status)).inc()
+            if path == "/features":
+                self.metrics.latency.observe(time.perf_counter() - started)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+async def _read_body(request: Request, limits: Limits) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise HttpError(413, f"body of {int(declared):,} bytes is over the limit of {limits.max_body_bytes:,}")
+
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(limits.body_timeout_s):  # a timer, not a task per request (wait_for)
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limits.max_body_bytes:
+                    raise HttpError(413, f"body over the limit of {limits.max_body_bytes:,} bytes")
+                chunks.append(chunk)
+        return b"".join(chunks)
+    except TimeoutError:
+        raise HttpError(408, f"the body did not arrive within {limits.body_timeout_s:g} s") from None

@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from freshet.features.definitions import FeatureView
 from freshet.features.online import OnlineClient
@@ -60,7 +61,7 @@ def ran(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     repo = base / "repo"
     repo.mkdir()
     (repo / "views.py").write_text(  # the same views, on this test's topic, for `freshet serve`
-        "from features import Registry\n"
+        "from freshet import Registry\n"
         f"_r = Registry.load({str(EXAMPLE)!r})\n"
         + "".join(f"{v.name} = _r.view({v.name!r}).model_copy(update={{'source': _r.view({v.name!r}).source"
                   f".model_copy(update={{'topic': {topic!r}}})}})\n" for v in views))
@@ -150,14 +151,80 @@ def test_http_service(ran: Ran) -> None:
                                '{"entities": ["\\ud800"], "features": ["card_spend_5m"]}', "s3cret")
         assert status == 400 and "not valid text" in body["error"]
         status, metrics = request(port, "GET", "/metrics")
-        assert status == 200 and 'freshet_requests_total{path="/features",status="200"} 1' in metrics
-        assert "freshet_features_latency_seconds_bucket" in metrics
+        assert status == 200
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(metrics) for s in family.samples}
+        assert samples[("freshet_requests_total", (("path", "/features"), ("status", "200")))] == 1
+        assert samples[("freshet_requests_total", (("path", "/features"), ("status", "400")))] == 5
+        assert samples[("freshet_features_latency_seconds_count", ())] == 7  # 200, 401 and five 400s
         # the pipeline that filled this Redis left its marker per view: the store has not lost them
-        assert 'freshet_online_store_marker_present{view="card_spend_5m",version="1"} 1' in metrics
+        assert samples[("freshet_online_store_marker_present", (("version", "1"), ("view", "card_spend_5m")))] == 1
         assert request(port, "GET", "/openapi.json")[1]["paths"]["/features"]
+        status, body = request(port, "POST", "/features", {"entities": cards, "features": ["card_spend_5m@999"]},
+                               "s3cret")
+        assert status == 400 and "has no version 999" in body["error"] and "1 to 1" in body["error"]
+        status, body = request(port, "GET", "/features")
+        assert status == 405 and "GET is not allowed on /features" in body["error"]
+        status, body = request(port, "POST", "/features", {"entities": cards, "features": ["card_spend_5m"],
+                                                           "at": 1}, "s3cret")
+        assert status == 400 and "unknown field 'at'" in body["error"]
+        docs = request(port, "GET", "/docs")
+        assert docs[0] == 200 and "swagger-ui-bundle.js" in docs[1] and "cdn" not in docs[1].lower()
+        asset = next(part.split('"')[1] for part in docs[1].split("src=")[1:] if "swagger-ui-bundle.js" in part)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", asset)
+        served = conn.getresponse()
+        assert served.status == 200 and len(served.read()) > 100_000
+        conn.close()
     finally:
         proc.terminate()
         proc.wait(10)
+    log = proc.stdout.read().decode() if proc.stdout else ""
+    assert f"listening on http://127.0.0.1:{port}" in log and '"POST /features HTTP/1.1" 200' in log
+    assert "s3cret" not in log
+
+
+def test_http_limits_and_outages(ran: Ran, tmp_path: Path) -> None:
+    """A token from a file, the keys-per-request limit (413), and Redis gone (503 with Retry-After)."""
+    token_file = tmp_path / "token"
+    token_file.write_text("from-a-file\n")
+    for redis_url, checks in ((ran.servers.redis_url, "limits"), ("redis://127.0.0.1:9/0", "outage")):
+        port = free_port()
+        env = {**os.environ, "FRESHET_REDIS_URL": redis_url}
+        proc = subprocess.Popen([sys.executable, "-m", "freshet", "serve", "--repo", str(ran.repo), "--port",
+                                 str(port), "--token-file", str(token_file), "--max-keys", "6", "--quiet"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                try:
+                    if request(port, "GET", "/healthz")[0] == 200:
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            cards = sorted(ran.latest_ts)[:3]
+            if checks == "limits":
+                status, _ = request(port, "POST", "/features", {"entities": cards, "features": ["card_spend_5m",
+                                                                "card_spend_1h"]}, "from-a-file")
+                assert status == 200
+                status, body = request(port, "POST", "/features", {"entities": cards, "features": [
+                    "card_spend_5m", "card_spend_1h", "card_activity_10m"]}, "from-a-file")
+                assert status == 413 and "reads 9 keys (3 entities x 3 views); the limit is 6" in body["error"]
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", "/readyz")
+                ready = conn.getresponse()
+                ready.read()
+                assert ready.status == 503 and ready.getheader("Retry-After") == "1"
+                conn.request("POST", "/features", body=json.dumps({"entities": cards, "features": ["card_spend_5m"]}),
+                             headers={"authorization": "Bearer from-a-file", "content-type": "application/json"})
+                down = conn.getresponse()
+                payload = json.loads(down.read())
+                assert down.status == 503 and down.getheader("Retry-After") == "1"
+                assert "127.0.0.1:9" in payload["error"]
+                conn.close()
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 def test_training_set_cli(ran: Ran, tmp_path: Path) -> None:
@@ -179,7 +246,10 @@ def test_training_set_cli(ran: Ran, tmp_path: Path) -> None:
 
 
 def test_get_cli_prints_what_the_sdk_reads(ran: Ran) -> None:
-    cards = sorted(ran.latest_ts)[:2]
+    client = OnlineClient(ran.servers.redis_url, ran.views)
+    everyone = client.get_online_features(sorted(ran.latest_ts), ["card_spend_1h"])
+    cards = [v.entity for v in everyone if v.freshness["card_spend_1h"]["found"]][:2]
+    assert len(cards) == 2  # an hourly view closes windows of most cards in a 20-minute stream
     env = {**os.environ, "FRESHET_REDIS_URL": ran.servers.redis_url}
     result = subprocess.run([sys.executable, "-m", "freshet", "get", "--repo", str(ran.repo), "--view",
                              "card_spend_1h", "--json", *cards], env=env, capture_output=True, text=True,

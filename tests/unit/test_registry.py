@@ -63,7 +63,7 @@ def test_python_and_yaml_give_the_same_fingerprint(tmp_path: Path) -> None:
     py_repo = tmp_path / "py"
     py_repo.mkdir()
     (py_repo / "defs.py").write_text(
-        "from features import Source, FeatureView, TumblingWindow, Aggregation\n"
+        "from freshet import Source, FeatureView, TumblingWindow, Aggregation\n"
         "src = Source(name='transactions', topic='transactions', partitions=4, key='card_id', timestamp='ts',\n"
         "    schema={'card_id': str, 'amount': float, 'merchant': str, 'country': str, 'ts': int})\n"
         "v = FeatureView(name='card_spend_5m', source=src, window=TumblingWindow(size=300_000), grace='30s',\n"

@@ -60,14 +60,26 @@ def part_path(root: Path, view: FeatureView, date: str, partition: int, first_of
     return view_dir(root, view) / f"date={date}" / f"part-{partition}-{first_offset}.parquet"
 
 
-def list_parts(root: Path, view: FeatureView, partition: int | None = None) -> list[Path]:
-    """Every finished part file of a view (optionally of one source partition)."""
-    base = view_dir(root, view)
-    if not base.exists():
+def list_parts(root: Path, view: FeatureView, partition: int | None = None, *, from_ms: int | None = None,
+               to_ms: int | None = None) -> list[Path]:
+    """Every finished part file of a view: optionally of one source partition, and of the dates that
+    can hold a feature_ts in [from_ms, to_ms]."""
+    return parts_under(view_dir(root, view), partition, from_ms=from_ms, to_ms=to_ms)
+
+
+def parts_under(version_dir: Path, partition: int | None = None, *, from_ms: int | None = None,
+                to_ms: int | None = None) -> list[Path]:
+    """The finished part files below one ``<view>/v<version>`` directory (the one log-file lister)."""
+    if not version_dir.is_dir():
         return []
+    first = date_of(from_ms) if from_ms is not None else None
+    last = date_of(to_ms) if to_ms is not None else None
     out = []
-    for path in sorted(base.glob("date=*/part-*.parquet")):
+    for path in sorted(version_dir.glob("date=*/part-*.parquet")):
         match = PART_NAME.match(path.name)
-        if match and (partition is None or int(match.group(1)) == partition):
+        if not match or (partition is not None and int(match.group(1)) != partition):
+            continue
+        date = path.parent.name.removeprefix("date=")
+        if (first is None or date >= first) and (last is None or date <= last):
             out.append(path)
     return out

@@ -21,9 +21,10 @@ import redis
 import redis.asyncio as aredis
 
 from freshet.features.definitions import FeatureView
-from freshet.features.errors import DefinitionError, OnlineStoreError
+from freshet.features.errors import OnlineStoreError
 from freshet.features.online_layout import TS_FIELD, decode_value, marker_key, online_key
 from freshet.features.redact import redact_url
+from freshet.features.references import parse_references
 
 _CASTS: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "str": str, "bool": bool}
 
@@ -47,30 +48,14 @@ class FeatureVector:
 
 
 def plan_request(views: dict[str, FeatureView], names: Sequence[str]) -> list[ViewRequest]:
-    """Group requested features by (view, version), validating every name."""
+    """Group requested features by (view, version), validating every name (features.references)."""
     grouped: dict[tuple[str, int], tuple[FeatureView, list[str], list[str]]] = {}
-    for name in names:
-        head, _, feature = name.partition(":")
-        view_name, _, pinned = head.partition("@")
-        view = views.get(view_name)
-        if view is None:
-            raise DefinitionError(f"unknown view {view_name!r} in {name!r}; views: {', '.join(sorted(views))}")
-        try:
-            version = int(pinned) if pinned else view.version
-        except ValueError:
-            raise DefinitionError(f"bad version {pinned!r} in {name!r}: use view@<integer>:feature") from None
-        if not 1 <= version <= view.version:
-            raise DefinitionError(f"view {view_name!r} has no version {version} (in {name!r}): its versions are "
-                                  f"1 to {view.version}")
-        wanted = [feature] if feature else view.feature_names()
-        _, feats, labels = grouped.setdefault((view_name, version), (view, [], []))
-        for f in wanted:
-            if f not in view.feature_names():
-                raise DefinitionError(f"view {view_name!r} has no feature {f!r}; features: "
-                                      f"{', '.join(view.feature_names())}")
+    for ref in parse_references(views, names):
+        _, feats, labels = grouped.setdefault((ref.view.name, ref.view.version), (views[ref.view.name], [], []))
+        for f in ref.features:
             if f not in feats:
                 feats.append(f)
-                labels.append(f"{head}:{f}")
+                labels.append(f"{ref.head}:{f}")
     return [ViewRequest(v, ver, tuple(f), tuple(lbl)) for (_, ver), (v, f, lbl) in grouped.items()]
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,43 +32,34 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from freshet.features.definitions import FeatureView
+from freshet.features.durations import parse_event_time_ms
 from freshet.features.errors import DefinitionError, OfflineStoreError
-from freshet.features.offline_layout import TS_TYPE, view_dir, view_schema
+from freshet.features.offline_layout import TS_TYPE, list_parts, view_schema
+from freshet.features.references import parse_references
 
 
 @dataclass(frozen=True)
 class FeatureRef:
-    view: FeatureView = field(compare=False, hash=False)
+    view: FeatureView = field(compare=False, hash=False)  # at the version asked for
     feature: str = ""
-    view_key: tuple[str, int] = (("", 0))
+    label: str = ""  # 'view', or 'view@N' for an older version
 
     @property
     def full_name(self) -> str:
-        return f"{self.view.name}__{self.feature}"
+        return f"{self.label}__{self.feature}"
 
 
 def resolve_features(views: dict[str, FeatureView], names: Sequence[str]) -> list[FeatureRef]:
-    """``view:feature`` or a whole ``view``; an unknown view or feature names what exists."""
-    refs: list[FeatureRef] = []
-    for name in names:
-        view_name, _, feature = name.partition(":")
-        if view_name not in views:
-            raise DefinitionError(f"unknown view {view_name!r} in {name!r}; views: {', '.join(sorted(views))}")
-        view = views[view_name]
-        wanted = [feature] if feature else view.feature_names()
-        for f in wanted:
-            if f not in view.feature_names():
-                raise DefinitionError(
-                    f"view {view_name!r} has no feature {f!r}; features: {', '.join(view.feature_names())}")
-            refs.append(FeatureRef(view, f, (view.name, view.version)))
-    return list(dict.fromkeys(refs))
+    """``view``, ``view:feature``, ``view@N`` or ``view@N:feature`` (features.references)."""
+    return list(dict.fromkeys(FeatureRef(ref.view, f, ref.label)
+                              for ref in parse_references(views, names) for f in ref.features))
 
 
 def output_names(refs: list[FeatureRef], full_feature_names: bool) -> dict[FeatureRef, str]:
     """``view__feature`` when asked, and whenever two requested views share a feature name."""
     counts: dict[str, set[str]] = {}
     for ref in refs:
-        counts.setdefault(ref.feature, set()).add(ref.view.name)
+        counts.setdefault(ref.feature, set()).add(ref.label)
     return {ref: ref.full_name if full_feature_names or len(counts[ref.feature]) > 1 else ref.feature
             for ref in refs}
 
@@ -82,12 +72,26 @@ def _to_ms(column: pa.ChunkedArray | pa.Array, what: str) -> pa.Array:
     if pa.types.is_integer(kind):
         return pc.cast(column, pa.int64())
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        parsed = pc.strptime(column, format="%Y-%m-%dT%H:%M:%S", unit="ms", error_is_null=True)
-        if parsed.null_count > column.null_count:
-            raise OfflineStoreError(f"{what}: timestamps must be ISO-8601 'YYYY-MM-DDTHH:MM:SS' text, ints (ms) "
-                                    "or timestamps")
-        return pc.cast(parsed, pa.int64())
+        return _text_to_ms(column, what)
     raise OfflineStoreError(f"{what}: column type {kind} is not a timestamp, int (epoch ms) or ISO-8601 text")
+
+
+def _text_to_ms(column: pa.Array, what: str) -> pa.Array:
+    """Text times by the one grammar of :func:`parse_event_time_ms` (epoch ms digits, ISO-8601 with
+    ``Z``, an offset or none (UTC), fractions): Arrow's casts where the whole column has one form,
+    else row by row."""
+    for target in (pa.timestamp("ms", tz="UTC"), pa.timestamp("ms")):
+        try:
+            return pc.cast(pc.cast(column, target), pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    out: list[int | None] = []
+    for value in column.to_pylist():
+        try:
+            out.append(None if value is None else parse_event_time_ms(value))
+        except ValueError as exc:
+            raise OfflineStoreError(f"{what}: {exc}") from None
+    return pa.array(out, type=pa.int64())
 
 
 def read_view_log(root: Path, view: FeatureView, columns: list[str], from_ms: int | None,
@@ -100,10 +104,6 @@ def read_view_log(root: Path, view: FeatureView, columns: list[str], from_ms: in
         return pa.table({n: pa.array([], type=schema.field(n).type) for n in wanted})
     tables = [pq.read_table(f, columns=wanted, schema=schema) for f in files]
     return pa.concat_tables(tables)
-
-
-def _date(ms: int) -> str:
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).strftime("%Y-%m-%d")
 
 
 def as_of_indices(label_entities: pa.Array, label_ts: pa.Array, log_entities: pa.Array, log_ts: pa.Array,
@@ -154,12 +154,7 @@ def _arange(n: int) -> pa.Array:
 
 
 def view_files(root: Path, view: FeatureView, from_ms: int | None, to_ms: int | None) -> list[Path]:
-    base = view_dir(root, view)
-    files = sorted(base.glob("date=*/part-*.parquet")) if base.exists() else []
-    if from_ms is not None and to_ms is not None:
-        first, last = _date(from_ms), _date(to_ms)
-        files = [f for f in files if first <= f.parent.name.removeprefix("date=") <= last]
-    return files
+    return list_parts(root, view, from_ms=from_ms, to_ms=to_ms)
 
 
 def duckdb_as_of(label_entities: pa.Array, label_ts: pa.Array, view: FeatureView, files: list[Path],
@@ -218,11 +213,11 @@ def get_historical_features(labels: pa.Table | Any, features: Sequence[str], vie
     out = table
     by_view: dict[str, list[FeatureRef]] = {}
     for ref in refs:
-        by_view.setdefault(ref.view.name, []).append(ref)
+        by_view.setdefault(ref.label, []).append(ref)
     lo = pc.min(label_ts).as_py() if len(label_ts) else None
     hi = pc.max(label_ts).as_py() if len(label_ts) else None
     for view_name, view_refs in by_view.items():
-        view = views[view_name]
+        view = view_refs[0].view
         key = entity_column or view.entity_key
         if key not in table.column_names:
             raise OfflineStoreError(f"labels have no entity column {key!r} for view {view_name!r}; "

@@ -16,7 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from freshet.features.errors import OfflineStoreError
+from freshet.features.errors import ConfigError
+from freshet.features.offline_layout import parts_under
 
 IGNORED = {"produced_at"}
 IDENTITY = ("window_start", "window_end", "source_partition", "source_offset")
@@ -38,11 +39,16 @@ class ParityReport:
         return not (self.missing or self.extra or self.different or self.duplicates_a or self.duplicates_b)
 
 
-def log_files(root: Path, view: str, version: int | None) -> list[Path]:
+def log_files(root: Path, view: str, version: int | None) -> list[Path] | None:
+    """The view's part files under ``root`` (an offline root, the view's directory, or one version's);
+    None when ``root`` holds no log of the view at all."""
     base = root / view if (root / view).is_dir() else root
-    pattern = f"v{version}/date=*/part-*.parquet" if version else "v*/date=*/part-*.parquet"
-    files = sorted(base.glob(pattern)) or sorted(base.glob("date=*/part-*.parquet"))
-    return files
+    versions = [base / f"v{version}"] if version else sorted(base.glob("v*"))
+    if any(v.is_dir() for v in versions):
+        return [path for v in versions for path in parts_under(v)]
+    if any(base.glob("date=*")):
+        return parts_under(base)
+    return None
 
 
 def read_rows(files: list[Path]) -> tuple[list[dict[str, Any]], str]:
@@ -65,10 +71,13 @@ def _same(a: Any, b: Any, rel: float, abs_tol: float) -> bool:
 def compare(view: str, a: Path, b: Path, *, version: int | None = None, rel_tol: float = 1e-9,
             abs_tol: float = 1e-9) -> ParityReport:
     files_a, files_b = log_files(a, view, version), log_files(b, view, version)
-    if not files_a and not files_b:
-        raise OfflineStoreError(f"no log files of view {view!r} under {a} nor {b}")
-    rows_a, entity_a = read_rows(files_a)
-    rows_b, entity_b = read_rows(files_b)
+    where = f" v{version}" if version else ""
+    missing = [str(root) for root, files in ((a, files_a), (b, files_b)) if files is None]
+    if missing:
+        raise ConfigError(f"no log of view {view!r}{where} under {' nor '.join(missing)}: point --a/--b at an offline "
+                          "root (or the view's directory) that holds it")
+    rows_a, entity_a = read_rows(files_a or [])
+    rows_b, entity_b = read_rows(files_b or [])
     entity = entity_a or entity_b
     report = ParityReport(view, len(rows_a), len(rows_b))
 

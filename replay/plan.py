@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, TopicPartition
 from pydantic import BaseModel
 
 from freshet.features.definitions import FeatureView
+from freshet.features.durations import parse_event_time_ms
 from freshet.features.errors import ReplayError, ReplayUsageError
 from freshet.pipelines.decode import DEFAULT_MAX_EVENT_AHEAD_MS
 from freshet.pipelines.offsets import EndOffsetProbe
@@ -98,17 +99,14 @@ def find_unfinished(offline_root: Path, key: str) -> ReplayPlan | None:
 
 
 def parse_time_spec(spec: str, what: str) -> int | None:
-    """None for 'earliest'/'end', else epoch ms of an ISO-8601 time (naive = UTC)."""
+    """None for 'earliest'/'end', else epoch ms by the one time grammar (epoch ms, ISO-8601; naive = UTC)."""
     if spec in ("earliest", "end"):
         return None
     try:
-        parsed = datetime.fromisoformat(spec)
+        return parse_event_time_ms(spec)
     except ValueError:
-        raise ReplayUsageError(f"{what} {spec!r} is not 'earliest'/'end' or an ISO-8601 time such as "
-                          "2026-11-22T10:00:00Z") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+        raise ReplayUsageError(f"{what} {spec!r} is not 'earliest'/'end', epoch milliseconds or an ISO-8601 "
+                               "time such as 2026-11-22T10:00:00Z") from None
 
 
 def offsets_for_time(kafka_config: dict[str, Any], topic: str, partitions: int, ts_ms: int,

@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     if not sys.warnoptions:  # dependencies' deprecation notices are for us, not for users (-W / PYTHONWARNINGS shows them)
+        try:  # authlib (under Quix Streams) adds an "always" filter for its warnings when imported: add ours after
+            import authlib.deprecate  # noqa: F401
+        except ImportError:
+            pass
         warnings.simplefilter("ignore")
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -14,6 +14,7 @@ from typing import Any
 from freshet.features.errors import ReplayUsageError
 from freshet.features.offline_layout import list_parts, view_dir
 from freshet.features.registry import Registry
+from freshet.tables import format_table
 
 
 def register(sub: Any) -> None:
@@ -68,11 +69,14 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser(
         "status", help="per view and version: consumer lag and the time range its log covers",
-        description="For each view and version: the live consumer group's lag, the log's rows, files and "
-        "the feature_ts range it covers, and the replays recorded for it.",
+        description="For each view and version: the live consumer group's lag (from the broker: needs "
+        "FRESHET_KAFKA_BOOTSTRAP or the local stack; without one the lag column shows '-'), the log's rows, "
+        "files and the feature_ts range it covers (FRESHET_OFFLINE_ROOT), and the replays recorded for it.",
+        epilog="example: freshet status --repo examples/fraud --json",
     )
     add_repo_option(p)
     p.add_argument("--group", help="live consumer group (default freshet.<topic>)")
+    p.add_argument("--json", action="store_true", help="print JSON (per view: log, live lag by partition, replays)")
     add_connection_options(p, redis=False, state=False)
     p.set_defaults(handler=cmd_status)
 
@@ -185,6 +189,10 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 0 if report.equal else 1
 
 
+def _minute(iso: str | None) -> str:
+    return "-" if iso is None else iso[:19].replace("T", " ")
+
+
 def _short(row: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in row.items() if k != "produced_at")
 
@@ -198,5 +206,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     kafka = kafka_client_config(settings) if settings.kafka_bootstrap else None
     rows = view_status(registry, kafka, Path(settings.offline_root), args.group)
-    print(json.dumps(rows, indent=2, default=str))
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    table = [["VIEW", "VERSION", "TOPIC", "LAG", "LOG ROWS", "FILES", "FEATURE_TS FROM (UTC)", "TO (UTC)", "REPLAYS"]]
+    for row in rows:
+        live, log = row.get("live"), row["log"]
+        lag = "-" if live is None else ("no topic" if live.get("error") else
+                                        "not started" if live["lag"] is None else f"{live['lag']:,}")
+        replays = row["replays"]
+        table.append([row["view"], str(row["version"]), row["topic"], lag, f"{log['rows']:,}", str(log["files"]),
+                      _minute(log["feature_ts_from"]), _minute(log["feature_ts_to"]),
+                      f"{len(replays)} (last {replays[-1]['status']})" if replays else "0"])
+    print("\n".join(format_table(table)))
+    print(f"log: {Path(settings.offline_root)}; live group: {args.group or 'freshet.<topic>'}"
+          + ("" if kafka else " (no broker configured: lag not measured)"))
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from freshet.features.offline_layout import list_parts
 from freshet.features.registry import Registry
@@ -45,6 +45,10 @@ def group_lag(kafka: dict[str, Any], group: str, topic: str, partitions: int) ->
     try:
         ends = probe.end_offsets((topic, p) for p in range(partitions))
         committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    except KafkaException as exc:
+        return {"group": group, "lag": None, "by_partition": {}, "started": False,
+                "error": f"topic {topic!r} cannot be read ({exc.args[0].str() if exc.args else exc}): "
+                         "does it exist (`freshet topics`)?"}
     finally:
         probe.close()
         consumer.close()

@@ -66,6 +66,16 @@ def test_typical_session_shows_values_at_each_step(servers: Servers, project: Pa
     assert table.returncode == 0
     assert f"txn_count_10m={value['features']['txn_count_10m']}" in table.stdout
 
+    status = _freshet(sub, env, "status", "--repo", repo, "--json")
+    assert status.returncode == 0, status.stderr[-2000:]
+    rows = {row["view"]: row for row in json.loads(status.stdout)}
+    assert rows["card_activity_10m"]["log"]["rows"] > 2900
+    assert all(row["live"]["lag"] is None for row in rows.values())  # the run used its own group
+    shown = _freshet(sub, env, "status", "--repo", repo)
+    assert shown.returncode == 0 and shown.stdout.splitlines()[0].split()[:4] == ["VIEW", "VERSION", "TOPIC", "LAG"]
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("card_activity_10m"))
+    assert f"{rows['card_activity_10m']['log']['rows']:,}" in line and "not started" in line
+
 
 def test_produce_rejects_bad_values_naming_them(servers: Servers, project: Path) -> None:
     env = cli_env(servers, project, redis_db(servers.redis_url, 7))

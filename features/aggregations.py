@@ -57,7 +57,8 @@ def _count_add(state: int, value: Any, _ts: int) -> int:
 
 # sum -------------------------------------------------------------------------
 def _sum_add(state: float, value: Any, _ts: int) -> float:
-    return state + value
+    total: float = state + value
+    return total
 
 
 # mean: [sum, n] --------------------------------------------------------------

@@ -114,10 +114,10 @@ def request_model(limits: Limits) -> type[BaseModel]:
 
     class FeaturesRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        entities: list[entity] = Field(  # type: ignore[valid-type]
+        entities: list[entity] = Field(
             min_length=1, max_length=limits.max_entities,
             description="entity keys (strings, or integers for integer keys), answered in this order")
-        features: list[reference] = Field(  # type: ignore[valid-type]
+        features: list[reference] = Field(
             min_length=1, max_length=limits.max_features,
             description="'view:feature', a whole 'view', or a pinned version 'view@2:feature' / 'view@2'")
 

@@ -8,6 +8,7 @@ the dead-letter topic with its original bytes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from quixstreams.utils.json import loads as json_loads  # orjson, which Quix Streams ships
@@ -46,7 +47,7 @@ def _check_float(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v not in (float("inf"), float("-inf"))
 
 
-_CHECKS = {
+_CHECKS: dict[str, Callable[[Any], bool]] = {
     "str": lambda v: isinstance(v, str),
     "int": _check_int,
     "float": _check_float,

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from freshet.features.errors import PipelineError
-from freshet.pipelines.offsets import EndOffsetProbe
+from freshet.pipelines.offsets import EndOffsetProbe, consumer_config
 
 log = logging.getLogger(__name__)
 IDENTITY_FILE = "freshet-source.json"
@@ -60,8 +60,7 @@ def check_history(kafka_config: dict[str, Any], group: str, topic: str, partitio
 
 def _check_offsets(kafka_config: dict[str, Any], group: str, topic: str, partitions: int,
                    restart_hint: str) -> None:
-    consumer = Consumer({**kafka_config, "group.id": group, "enable.auto.commit": False,
-                         "allow.auto.create.topics": False, "client.id": f"freshet-history-{uuid.uuid4().hex[:6]}"})
+    consumer = Consumer(consumer_config(kafka_config, group, extra={"client.id": f"freshet-history-{uuid.uuid4().hex[:6]}"}))
     probe = EndOffsetProbe(kafka_config)
     try:
         committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)

@@ -171,7 +171,7 @@ class RedisOnlineWriter:
             conn = pool.get_connection()
             failure: redis.RedisError | None = None
             try:
-                conn.send_packed_command([packed], check_health=False)
+                conn.send_packed_command([packed], check_health=False)  # type: ignore[no-untyped-call]
                 applied = 0
                 for _ in range(len(batch)):
                     try:
@@ -179,7 +179,7 @@ class RedisOnlineWriter:
                     except redis.ResponseError as exc:  # keep reading: the connection stays in step
                         failure = failure or exc
             except BaseException:
-                conn.disconnect()
+                conn.disconnect()  # type: ignore[no-untyped-call]
                 raise
             finally:
                 pool.release(conn)

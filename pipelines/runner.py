@@ -10,71 +10,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-from confluent_kafka import Consumer, TopicPartition
 
 from freshet.pipelines.gc_tuning import throughput_gc
-from freshet.pipelines.offsets import EndOffsetProbe
+from freshet.pipelines.offsets import GroupLag
 from freshet.pipelines.topology import Pipeline
 
 log = logging.getLogger("freshet.run")
 LAG_WAIT_MAX_S = 1.0
-
-
-@dataclass
-class Lag:
-    total: int
-    caught_up: bool
-    partitions: int
-
-
-class GroupLag:
-    """The consumer group's committed lag on its topics, from public confluent-kafka calls.
-
-    Committed offsets only: they move after the sinks flushed (not while backpressured).
-    It reads the whole group, so with several processes in the group it is the group's lag.
-    """
-
-    def __init__(self, kafka_config: dict[str, Any], group: str, topics: list[str]) -> None:
-        self._topics = topics
-        self._consumer = Consumer({**kafka_config, "group.id": group, "enable.auto.commit": False,
-                                   "allow.auto.create.topics": False})
-        self._probe = EndOffsetProbe(kafka_config)
-        self._partitions: list[TopicPartition] | None = None
-
-    def _all_partitions(self) -> list[TopicPartition]:
-        if self._partitions is None:
-            metadata = self._consumer.list_topics(timeout=10)
-            found = [TopicPartition(t, p) for t in self._topics if t in metadata.topics
-                     for p in metadata.topics[t].partitions]
-            # a topic Quix has not created yet holds nothing (the source is committed only after its
-            # records reached the repartition topic): it counts as empty until it exists
-            if all(t in metadata.topics for t in self._topics):
-                self._partitions = found
-            return found
-        return self._partitions
-
-    def measure(self) -> Lag | None:
-        partitions = self._all_partitions()
-        if not partitions:
-            return None
-        committed = {(tp.topic, tp.partition): tp.offset
-                     for tp in self._consumer.committed(partitions, timeout=10)}
-        ends = self._probe.end_offsets((tp.topic, tp.partition) for tp in partitions)
-        total = 0
-        caught_up = True
-        for tp in partitions:
-            key = (tp.topic, tp.partition)
-            behind = max(0, ends[key] - max(committed.get(key, 0), 0))
-            total += behind
-            caught_up = caught_up and behind == 0
-        return Lag(total, caught_up, len(partitions))
-
-    def close(self) -> None:
-        self._probe.close()
-        self._consumer.close()
 
 
 class ProgressMonitor:

@@ -118,9 +118,9 @@ class OperatorStep:
         self._stats = stats
         self._seeds = seeds
         self._entity = operator.entity_key
-        self._live: dict[str, tuple[State, KeyState]] = {}
+        self._live: dict[str, tuple[State[Any, Any], KeyState]] = {}
 
-    def __call__(self, event: dict[str, Any], state: State) -> list[EmittedValue]:
+    def __call__(self, event: dict[str, Any], state: State[Any, Any]) -> list[EmittedValue]:
         """Emitted values go to the outputs from here; nothing flows on (the sink only flushes)."""
         key = str(event[self._entity])
         entry = self._live.get(key)

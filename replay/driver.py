@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from freshet.pipelines.decode import (
     EventDecoder,
     InvalidEvent,
 )
+from freshet.pipelines.offsets import consumer_config
 from freshet.pipelines.online_sink import OnlineStoreUnavailable
 from freshet.pipelines.outputs import make_outputs
 from freshet.pipelines.stats import PipelineStats
@@ -61,7 +61,10 @@ class StateStore:
 
     def get(self, key: str) -> KeyState | None:
         raw = self._db.get(STATE_PREFIX + key.encode())
-        return None if raw is None else orjson.loads(raw)  # type: ignore[no-any-return]
+        if raw is None:
+            return None
+        state: KeyState = orjson.loads(raw)
+        return state
 
     def positions(self) -> dict[int, int]:
         raw = self._db.get(POSITIONS_KEY)
@@ -116,9 +119,8 @@ class BatchDriver:
         if not todo:
             self._finish(positions)
             return {**self.stats.snapshot(), "finished": True}
-        consumer = Consumer({**self._kafka, "group.id": f"freshet-replay-reader-{uuid.uuid4().hex[:8]}",
-                             "enable.auto.commit": False, "allow.auto.create.topics": False,
-                             "fetch.wait.max.ms": 50, "auto.offset.reset": "earliest"})
+        consumer = Consumer(consumer_config(self._kafka, purpose="replay-reader",
+                                            extra={"fetch.wait.max.ms": 50, "auto.offset.reset": "earliest"}))
         consumer.assign([TopicPartition(self.topic, p, positions[p]) for p in sorted(todo)])
         last_checkpoint = started = time.monotonic()
         read_at_start = self.stats.read

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from freshet.features.definitions import FeatureView
 from freshet.features.durations import parse_event_time_ms
 from freshet.features.errors import ReplayError, ReplayUsageError
 from freshet.pipelines.decode import DEFAULT_MAX_EVENT_AHEAD_MS
-from freshet.pipelines.offsets import EndOffsetProbe
+from freshet.pipelines.offsets import EndOffsetProbe, consumer_config
 
 
 class ReplayPlan(BaseModel):
@@ -112,8 +111,7 @@ def parse_time_spec(spec: str, what: str) -> int | None:
 def offsets_for_time(kafka_config: dict[str, Any], topic: str, partitions: int, ts_ms: int,
                      fallback: dict[int, int]) -> dict[int, int]:
     """First offset whose log timestamp is >= ts_ms, per partition (fallback where there is none)."""
-    consumer = Consumer({**kafka_config, "group.id": f"freshet-plan-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "allow.auto.create.topics": False})
+    consumer = Consumer(consumer_config(kafka_config, purpose="plan"))
     try:
         found = consumer.offsets_for_times([TopicPartition(topic, p, ts_ms) for p in range(partitions)], timeout=15)
     finally:
@@ -153,8 +151,7 @@ def make_plan(kafka_config: dict[str, Any], views: list[FeatureView], *, from_sp
 
 
 def _low_offsets(kafka_config: dict[str, Any], topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({**kafka_config, "group.id": f"freshet-plan-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "allow.auto.create.topics": False})
+    consumer = Consumer(consumer_config(kafka_config, purpose="plan"))
     try:
         return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in range(partitions)}
     finally:

@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, TopicPartition
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import ReplayError
 from freshet.pipelines.gc_tuning import throughput_gc
+from freshet.pipelines.offsets import consumer_config
 from freshet.replay.driver import BatchDriver, open_seed_states, write_progress
 from freshet.replay.plan import ReplayPlan
 
@@ -158,8 +159,7 @@ def run_workers(plan: ReplayPlan, command: list[str], progress: ProgressLine,
 
 def commit_end(kafka_config: dict[str, Any], plan: ReplayPlan) -> None:
     """Commit the plan's end offsets to its group: a live run in that group starts right after the replay."""
-    consumer = Consumer({**kafka_config, "group.id": plan.group, "enable.auto.commit": False,
-                         "allow.auto.create.topics": False})
+    consumer = Consumer(consumer_config(kafka_config, plan.group))
     try:
         offsets = [TopicPartition(plan.topic, p, off) for p, off in plan.end.items() if off > 0]
         if offsets:

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 
 from freshet.features.offline_layout import list_parts
 from freshet.features.registry import Registry
-from freshet.pipelines.offsets import EndOffsetProbe
+from freshet.pipelines.offsets import GroupLag
 from freshet.replay.plan import find_plans
 
 
@@ -40,22 +40,20 @@ def _iso(ms: int | None) -> str | None:
 
 
 def group_lag(kafka: dict[str, Any], group: str, topic: str, partitions: int) -> dict[str, Any]:
-    consumer = Consumer({**kafka, "group.id": group, "enable.auto.commit": False, "allow.auto.create.topics": False})
-    probe = EndOffsetProbe(kafka)
+    lag = GroupLag(kafka, group, [topic])
     try:
-        ends = probe.end_offsets((topic, p) for p in range(partitions))
-        committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        found = lag.per_partition()
     except KafkaException as exc:
         return {"group": group, "lag": None, "by_partition": {}, "started": False,
-                "error": f"topic {topic!r} cannot be read ({exc.args[0].str() if exc.args else exc}): "
-                         "does it exist (`freshet topics`)?"}
+                "error": f"topic {topic!r} cannot be read: {exc.args[0].str() if exc.args else exc}"}
     finally:
-        probe.close()
-        consumer.close()
-    per = {tp.partition: max(0, ends[(topic, tp.partition)] - max(tp.offset, 0)) for tp in committed}
-    started = any(tp.offset >= 0 for tp in committed)
-    return {"group": group, "lag": sum(per.values()) if started else None, "by_partition": per,
-            "started": started}
+        lag.close()
+    if found is None:
+        return {"group": group, "lag": None, "by_partition": {}, "started": False,
+                "error": f"topic {topic!r} does not exist (`freshet topics` creates it)"}
+    behind, started = found
+    per = {p: n for (_t, p), n in sorted(behind.items())}
+    return {"group": group, "lag": sum(per.values()) if started else None, "by_partition": per, "started": started}
 
 
 def view_status(registry: Registry, kafka: dict[str, Any] | None, root: Path, group: str | None) -> list[dict[str, Any]]:

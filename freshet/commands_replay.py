@@ -19,6 +19,7 @@ from freshet.tables import format_table
 
 def register(sub: Any) -> None:
     from freshet.cli import add_connection_options, add_repo_option
+    from freshet.commands_run import add_metrics_options
 
     p = sub.add_parser(
         "replay", help="rebuild a view's offline history by replaying its topic through the same operator",
@@ -48,6 +49,7 @@ def register(sub: Any) -> None:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker-id", default=None, help=argparse.SUPPRESS)
     p.add_argument("--plan", default=None, help=argparse.SUPPRESS)
+    add_metrics_options(p, default_port=0)
     add_connection_options(p)
     p.set_defaults(handler=cmd_replay)
 
@@ -82,10 +84,11 @@ def register(sub: Any) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from freshet.commands_run import select_views
+    from freshet.commands_run import select_views, start_metrics
     from freshet.infra.settings import kafka_client_config
     from freshet.infra.topics import provision_topics, source_topic_specs
     from freshet.pipelines.config import settings_from_args
+    from freshet.pipelines.stats import PipelineStats
     from freshet.replay.plan import ReplayPlan, find_unfinished, make_plan, plan_key
     from freshet.replay.runner import ProgressLine, commit_end, run_worker, run_workers
 
@@ -107,6 +110,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     if args.online and settings.redis_url is None:
         raise ReplayUsageError("--online needs Redis: set FRESHET_REDIS_URL or pass --redis-url")
+    if args.metrics_port and args.workers > 1:
+        raise ReplayUsageError(f"--metrics-port serves one process's counters: use it with --workers 1 (got "
+                               f"--workers {args.workers})")
     started = time.monotonic()
     unfinished = find_unfinished(offline_root, plan_key(views, args.from_spec, args.to_spec))
     if unfinished is not None:
@@ -134,8 +140,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
               f"(offsets {plan.start} -> {plan.end}) into {offline_root}", file=sys.stderr)
     progress = ProgressLine(plan)
     if plan.workers == 1:
-        stats = run_worker(plan, views, kafka, settings.redis_url, progress, max_rate=args.max_rate,
-                           checkpoint_s=args.checkpoint_interval)
+        run_stats = PipelineStats()
+        metrics = start_metrics(args, run_stats, views, mode="replay")
+        try:
+            stats = run_worker(plan, views, kafka, settings.redis_url, progress, max_rate=args.max_rate,
+                               checkpoint_s=args.checkpoint_interval, stats=run_stats)
+        finally:
+            if metrics is not None:
+                metrics.close()
     else:
         # settings reach the workers through their environment, never argv (which `ps` shows to everyone)
         command = [sys.executable, "-m", "freshet", "replay", "--repo", args.repo, "--plan", str(plan.path()),

@@ -46,6 +46,7 @@ def register(sub: Any) -> None:
                    help="Kafka transactions: outputs to Kafka and offsets commit together (slower)")
     p.add_argument("--progress-interval", type=float, default=5.0, metavar="SECONDS",
                    help="how often to log events/s, lag, late and invalid counts (default 5)")
+    add_metrics_options(p, default_port=DEFAULT_METRICS_PORT)
     add_connection_options(p)
     p.set_defaults(handler=cmd_run)
 
@@ -151,9 +152,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(views, config)
     log.info("running %d view(s) on %s (group %s): %s", len(views), source.topic, group,
              ", ".join(f"{v.name} v{v.version}" for v in views))
-    stats = run_pipeline(pipeline, until_caught_up=args.until_caught_up, interval_s=args.progress_interval)
+    metrics = start_metrics(args, pipeline.stats, views, mode="live")
+    try:
+        stats = run_pipeline(pipeline, until_caught_up=args.until_caught_up, interval_s=args.progress_interval)
+    finally:
+        if metrics is not None:
+            metrics.close()
     print(json.dumps({"topic": source.topic, "group": group, **stats}, indent=2))
     return 0
+
+
+DEFAULT_METRICS_PORT = 9108
+
+
+def add_metrics_options(p: argparse.ArgumentParser, *, default_port: int) -> None:
+    what = f"default {default_port}" if default_port else "default: off"
+    p.add_argument("--metrics-port", type=int, default=default_port, metavar="PORT",
+                   help=f"serve Prometheus metrics on http://HOST:PORT/metrics ({what}; 0 turns them off; "
+                   "a port in use is logged and the run goes on)")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                   help="address the metrics server binds (default 127.0.0.1; 0.0.0.0 for a scraper elsewhere)")
+
+
+def start_metrics(args: argparse.Namespace, stats: Any, views: list[FeatureView], *, mode: str) -> Any:
+    if not args.metrics_port:
+        return None
+    if not 1 <= args.metrics_port <= 65535:
+        raise ConfigError(f"--metrics-port {args.metrics_port} is out of range: allowed 1 to 65535, or 0 for off")
+    from freshet.pipelines.metrics import MetricsServer
+
+    return MetricsServer(stats, views, port=args.metrics_port, host=args.metrics_host, mode=mode)
 
 
 def _never_written(kafka: dict[str, Any], topic: str, partitions: int) -> bool:

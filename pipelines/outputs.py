@@ -33,11 +33,15 @@ class OperatorOutputs:
         self._names = [v.feature_names() for v in views]
         self._keys = [(v.name, v.version, v.ttl) for v in views]
         self._skipped_seen = [0] * len(views)
+        self._newest: list[int | None] = [None] * len(views)  # newest feature_ts added since the last flush
 
     def emit(self, value: EmittedValue, input_partition: int) -> None:
         """``input_partition``: the partition the operator read (the source, or the repartition topic)."""
         view = value.view
         self.stats.emitted[self.views[view].name] += 1
+        newest = self._newest[view]
+        if newest is None or value.feature_ts > newest:
+            self._newest[view] = value.feature_ts
         if self.offline is not None:
             row = (value.entity, value.feature_ts, value.window_start, value.window_end, *value.values,
                    value.source_partition, value.source_offset, int(time.time() * 1000))
@@ -54,19 +58,34 @@ class OperatorOutputs:
 
     def flush(self) -> None:
         """Make everything added so far durable. Raises OnlineStoreUnavailable (nothing lost) when Redis is down."""
+        stats = self.stats
+        started = time.perf_counter()
         self.side.flush()
+        stats.sink_seconds["kafka"] += (done := time.perf_counter()) - started
+        stats.sink_flushes["kafka"] += 1
         if self.online is not None:
             self.online.flush()
+            stats.sink_seconds["redis"] += (started := time.perf_counter()) - done
+            stats.sink_flushes["redis"] += 1
+            done = started
         if self.offline is not None:
             for i, writer in enumerate(self.offline):
-                self.stats.offline_rows += writer.checkpoint()
-                self.stats.offline_skipped += writer.skipped - self._skipped_seen[i]
+                stats.offline_rows += writer.checkpoint()
+                stats.offline_skipped += writer.skipped - self._skipped_seen[i]
                 self._skipped_seen[i] = writer.skipped
+            stats.sink_seconds["parquet"] += time.perf_counter() - done
+            stats.sink_flushes["parquet"] += 1
         if self.online is not None:
             self.online.log_checkpointed()
+        for i, newest in enumerate(self._newest):
+            if newest is not None:
+                name = self.views[i].name
+                stats.newest_feature_ts[name] = max(newest, stats.newest_feature_ts.get(name, newest))
+                self._newest[i] = None
 
     def discard(self) -> None:
         """Forget what was added since the last flush (the input is being rewound)."""
+        self._newest = [None] * len(self.views)
         if self.offline is not None:
             for writer in self.offline:
                 writer.discard_uncommitted()

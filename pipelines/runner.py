@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from freshet.pipelines.gc_tuning import throughput_gc
-from freshet.pipelines.offsets import GroupLag
+from freshet.pipelines.offsets import GroupLag, Lag
 from freshet.pipelines.topology import Pipeline
 
 log = logging.getLogger("freshet.run")
@@ -56,6 +56,14 @@ class ProgressMonitor:
             except Exception as exc:  # progress must never kill the pipeline
                 log.debug("progress check failed: %s", exc)
 
+    def _measure_lag(self) -> Lag | None:
+        found = self._lag.per_partition()
+        if found is None:
+            return None
+        behind, _started = found
+        self.pipeline.stats.lag_by_partition = behind  # for metrics
+        return Lag(sum(behind.values()), all(n == 0 for n in behind.values()), len(behind))
+
     def _lag_wait(self, now: float, lag_total: int) -> float:
         """Seconds until the lag is worth measuring again: a quarter of the time it needs at the rate
         since the last measurement, between check_s and 1 s (so stopping once caught up stays prompt)."""
@@ -74,7 +82,7 @@ class ProgressMonitor:
             return
         now = time.monotonic()
         need_lag = (self.until_caught_up and now >= self._next_lag_at) or now - self._last_report >= self.interval_s
-        lag = self._lag.measure() if need_lag else None
+        lag = self._measure_lag() if need_lag else None
         if lag is not None:
             self._next_lag_at = now + self._lag_wait(now, lag.total)
         if now - self._last_report >= self.interval_s:

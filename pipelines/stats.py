@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,11 @@ class PipelineStats:
     online_refills: int = 0  # views refilled from the log after Redis lost them (pipelines.store_guard)
     online_refilled: int = 0  # entity values those refills wrote
     online_lost: int = 0  # views Redis lost with no log to refill them from
+    # for metrics (pipelines.metrics): read at scrape time, never per event
+    sink_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # flush time, by sink
+    sink_flushes: Counter[str] = field(default_factory=Counter)
+    newest_feature_ts: dict[str, int] = field(default_factory=dict)  # by view name: newest made durable
+    lag_by_partition: dict[tuple[str, int], int] = field(default_factory=dict)  # last measured
     started: float = field(default_factory=time.monotonic)
     processed_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

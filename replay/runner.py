@@ -25,6 +25,7 @@ from freshet.features.definitions import FeatureView
 from freshet.features.errors import ReplayError
 from freshet.pipelines.gc_tuning import throughput_gc
 from freshet.pipelines.offsets import consumer_config
+from freshet.pipelines.stats import PipelineStats
 from freshet.replay.driver import BatchDriver, open_seed_states, write_progress
 from freshet.replay.plan import ReplayPlan
 
@@ -85,8 +86,10 @@ def seed_states(plan: ReplayPlan) -> Callable[[str], Any]:
 
 def run_worker(plan: ReplayPlan, views: list[FeatureView], kafka_config: dict[str, Any],
                redis_url: str | None, progress: ProgressLine | None, worker: int = 0, *,
-               max_rate: float | None = None, checkpoint_s: float = 2.0) -> dict[str, Any]:
-    """Run this worker's partitions of the plan to their end (or to SIGTERM/SIGINT: resumable)."""
+               max_rate: float | None = None, checkpoint_s: float = 2.0,
+               stats: PipelineStats | None = None) -> dict[str, Any]:
+    """Run this worker's partitions of the plan to their end (or to SIGTERM/SIGINT: resumable).
+    ``stats``: the run's counters (for a metrics server); records left per partition land in its lag."""
     parts = worker_partitions(plan, worker)
     state_dir = worker_state_dir(plan, worker)
     progress_file = state_dir / "progress.json"
@@ -95,12 +98,15 @@ def run_worker(plan: ReplayPlan, views: list[FeatureView], kafka_config: dict[st
         write_progress(progress_file, done)
         if progress is not None:
             progress.update(done)
+        if stats is not None:
+            stats.lag_by_partition = {(plan.topic, p): max(0, plan.end[p] - done.get(p, plan.start[p])) for p in parts}
 
     driver = BatchDriver(
         views, kafka_config, topic=plan.topic, start={p: plan.start[p] for p in parts},
         end={p: plan.end[p] for p in parts}, state_dir=state_dir, offline_root=Path(plan.offline_root),
         redis_url=redis_url if plan.online else None, check_keys=plan.rekey and plan.workers > 1,
         progress=report, max_rate=max_rate / plan.workers if max_rate else None, checkpoint_s=checkpoint_s,
+        stats=stats,
         max_event_ahead_ms=plan.max_event_ahead_ms)
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -108,14 +114,14 @@ def run_worker(plan: ReplayPlan, views: list[FeatureView], kafka_config: dict[st
             previous[signum] = signal.signal(signum, lambda *_: driver.stop())
     try:
         with throughput_gc():
-            stats = driver.run()
+            result = driver.run()
     finally:
         driver.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if progress is not None:
         progress.update(read_progress(plan), final=True)
-    return stats
+    return result
 
 
 def read_progress(plan: ReplayPlan) -> dict[int, int]:

@@ -34,7 +34,7 @@ Typical session:
   freshet get --repo examples/fraud --view card_spend_5m card-00001
   freshet dev down
 
-Exit codes: 0 ok; 1 a check found problems or differences (validate, parity, drift, get);
+Exit codes: 0 ok; 1 a check found problems or differences (validate, parity, drift, consistency, get);
 2 usage (a bad flag, setting, definition or repository: the message names it);
 3 a runtime failure (a server unreachable or refusing, a sink or worker failing);
 130 interrupted.
@@ -71,6 +71,7 @@ def add_repo_option(parser: argparse.ArgumentParser, required: bool = True) -> N
 
 def build_parser() -> argparse.ArgumentParser:
     from freshet import (
+        commands_consistency,
         commands_dev,
         commands_drift,
         commands_online,
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (commands_repo, commands_dev, commands_produce, commands_run, commands_drift, commands_replay, commands_online, commands_read):
+    for module in (commands_repo, commands_dev, commands_produce, commands_run, commands_drift, commands_consistency, commands_replay, commands_online, commands_read):
         module.register(sub)
     return parser
 

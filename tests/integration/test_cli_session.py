@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 
 from freshet.features.registry import Registry
 from tests.integration.conftest import Servers
@@ -37,7 +38,9 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_typical_session_shows_values_at_each_step(servers: Servers, project: Path) -> None:
-    env = cli_env(servers, project, redis_db(servers.redis_url, 7))
+    redis_url = redis_db(servers.redis_url, 7)
+    redis.Redis.from_url(redis_url).flushdb()  # this test's database: only this run's values
+    env = cli_env(servers, project, redis_url)
     sub, repo = project / "sub", "../repo"
     locked = _freshet(sub, env, "lock", "--repo", repo)
     assert locked.returncode == 0, locked.stderr[-2000:]
@@ -75,6 +78,21 @@ def test_typical_session_shows_values_at_each_step(servers: Servers, project: Pa
     assert shown.returncode == 0 and shown.stdout.splitlines()[0].split()[:4] == ["VIEW", "VERSION", "TOPIC", "LAG"]
     line = next(x for x in shown.stdout.splitlines() if x.startswith("card_activity_10m"))
     assert f"{rows['card_activity_10m']['log']['rows']:,}" in line and "not started" in line
+
+    # online and offline agree; then one corrupted hash is found
+    for view in ("card_spend_5m", "card_activity_10m"):
+        consistent = _freshet(sub, env, "consistency", "--repo", repo, "--view", view, "--sample", "30", "--json")
+        assert consistent.returncode == 0, consistent.stdout[-2000:] + consistent.stderr[-2000:]
+        checked = json.loads(consistent.stdout)
+        assert checked["mismatch_rate"] == 0 and checked["match"] >= 30 and checked["inconsistent"] == []
+    key = "freshet:{card-00001}:card_spend_5m:v1"
+    client = redis.Redis.from_url(redis_url)
+    assert client.exists(key)
+    client.hset(key, "txn_count", "999")
+    broken = _freshet(sub, env, "consistency", "--repo", repo, "--view", "card_spend_5m", "--sample", "500")
+    assert broken.returncode == 1, broken.stderr[-2000:]
+    bad = [x for x in broken.stdout.splitlines() if x.startswith("card-00001")]
+    assert len(bad) == 1 and "mismatch" in bad[0] and "txn_count: 999 !=" in bad[0]
 
 
 def test_produce_rejects_bad_values_naming_them(servers: Servers, project: Path) -> None:

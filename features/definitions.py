@@ -272,6 +272,9 @@ class FeatureView(Definition):
     aggregations: tuple[Aggregation, ...]
     ttl: int = 86_400_000
     online_staleness: Literal["null", "flag"] = "null"
+    # how often a new value is expected (operational, not part of the fingerprint): metrics export it
+    # so one alert covers every view ("freshness beyond 1.5x the expected interval")
+    expected_interval: int | None = None
     owner: str = ""
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
@@ -292,6 +295,16 @@ class FeatureView(Definition):
     @classmethod
     def _durations(cls, v: Any, info: ValidationInfo) -> int:
         return parse_duration_ms(v, field=str(info.field_name))
+
+    @field_validator("expected_interval", mode="before")
+    @classmethod
+    def _expected_interval(cls, v: Any) -> int | None:
+        if v is None:
+            return None
+        ms = parse_duration_ms(v, field="expected_interval")
+        if not 1000 <= ms <= MAX_WINDOW_MS:
+            raise ValueError(f"expected_interval {ms} ms is out of range: allowed 1s to 366d")
+        return ms
 
     @field_validator("grace")
     @classmethod

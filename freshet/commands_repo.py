@@ -53,13 +53,14 @@ def register(sub: Any) -> None:
 
 
 def _print_views(registry: Registry, checks: dict[str, LockCheck]) -> None:
-    rows = [("VIEW", "VERSION", "WINDOW", "GRACE", "EMIT", "FEATURES", "FINGERPRINT", "LOCK")]
+    rows = [("VIEW", "VERSION", "WINDOW", "GRACE", "EMIT", "FEATURES", "FINGERPRINT", "LOCK", "EXPECTED EVERY")]
     for view in registry.views.values():
         check = checks.get(view.name)
         rows.append((
             view.name, str(view.version), view.window.describe(), format_duration(view.grace),
             view.emit, ",".join(view.feature_names()), fingerprint(view),
             check.status if check else "-",
+            format_duration(view.expected_interval) if view.expected_interval else "-",
         ))
     print("\n".join(format_table(rows)))
 

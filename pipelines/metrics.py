@@ -90,8 +90,14 @@ class PipelineCollector(Collector):
             if ts is not None:
                 newest.add_metric([view.name, str(view.version)], ts / 1000)
                 age.add_metric([view.name, str(view.version)], max(0.0, now - ts / 1000))
+        expected = GaugeMetricFamily("freshet_view_expected_interval_seconds", "how often the view is expected to "
+                                     "get a new value (its definition's expected_interval)", labels=["view", "version"])
+        for view in self._views:
+            if view.expected_interval is not None:
+                expected.add_metric([view.name, str(view.version)], view.expected_interval / 1000)
         yield newest
         yield age
+        yield expected
 
 
 def _counter(name: str, doc: str, value: Any) -> CounterMetricFamily:

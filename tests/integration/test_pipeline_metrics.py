@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from freshet.infra.localstack import free_port
 from tests.integration.conftest import Servers
 from tests.integration.harness import cli_env, provision, redis_db
+from tests.unit.test_operations_files import METRIC, PROMQL_WORDS, dashboard_expressions, rule_expressions
 
 BASE = 1_700_000_000_000
 REPO = """
@@ -34,6 +35,7 @@ views:
     grace: 0s
     emit: final
     ttl: 1d
+    expected_interval: 10s
     aggregations:
       - {{function: count, name: n}}
   - name: recent
@@ -105,6 +107,13 @@ def test_metrics_match_the_input_and_lag_reaches_zero(servers: Servers, unique: 
         assert samples[("freshet_view_freshness_seconds", (("version", "1"), ("view", "recent")))] > 0
         assert samples[("freshet_sink_flushes_total", (("sink", "parquet"),))] >= 1
         assert samples[("freshet_pipeline_info", (("mode", "live"), ("topic", topic)))] == 1
+        assert samples[("freshet_view_expected_interval_seconds", (("version", "1"), ("view", "spend_10s")))] == 10
+        # every pipeline metric the alert rules and the dashboard use is in this live scrape
+        scraped = {name for name, _ in samples}
+        serving = {"freshet_requests_total", "freshet_features_latency_seconds_bucket", "freshet_stale_values_total",
+                   "freshet_online_store_marker_present"}
+        used = {n for e in [*rule_expressions(), *dashboard_expressions()] for n in METRIC.findall(e)} - PROMQL_WORDS
+        assert used - serving <= scraped, sorted(used - serving - scraped)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)

@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         commands_read,
         commands_replay,
         commands_repo,
+        commands_reset,
         commands_run,
     )
 
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (commands_repo, commands_dev, commands_produce, commands_run, commands_drift, commands_consistency, commands_replay, commands_online, commands_read):
+    for module in (commands_repo, commands_dev, commands_produce, commands_run, commands_drift, commands_consistency, commands_replay, commands_reset, commands_online, commands_read):
         module.register(sub)
     return parser
 

@@ -141,9 +141,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     check_history(kafka, config.consumer_group, source.topic, source.partitions, state_dir=config.state_dir,
                   restart_hint=(
-        f"To start over on the new history, move the views' logs aside (under {config.offline_root or '-'}) "
-        f"and run with a new group, e.g. `freshet run --repo {args.repo} --group {group}.2`: it gets fresh "
-        f"state in its own directory (the old one, {config.state_dir}, can be deleted)."))
+        f"To start over on the new history: `freshet reset --repo {args.repo} --group {group} --yes` (deletes the "
+        f"group's offsets, window state and internal topics, moves the views' logs under "
+        f"{config.offline_root or '-'} aside), then run again; or run with a new group and the old logs moved "
+        f"aside by hand, e.g. `freshet run --repo {args.repo} --group {group}.2`."))
     if args.until_caught_up and not args.from_replay and _never_written(kafka, source.topic, source.partitions):
         # nothing can be behind (and building the pipeline would create Quix's internal topics: ~2 s)
         log.info("%s has never held a record: nothing to do", source.topic)

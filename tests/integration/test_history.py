@@ -7,6 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from confluent_kafka.admin import AdminClient
 
 from freshet.synthetic import StreamSpec
@@ -78,3 +79,50 @@ def test_broker_back_empty_is_refused_without_a_crash_loop(tmp_path: Path) -> No
             assert "came back empty" in again.stderr and "Traceback" not in again.stderr
     finally:
         stop_stack(stack_dir)
+
+
+def test_reset_starts_the_source_over_and_keeps_the_old_log(servers: Servers, unique: str, tmp_path: Path) -> None:
+    topic = f"reset-{unique}"
+    repo = write_repo(tmp_path / "repo", topic)
+    env = cli_env(servers, tmp_path)
+    provision(servers, topic, 3)
+    produce_stream(servers.kafka_config(), topic, StreamSpec(events=2_000, cards=40, end_ms=END_MS, seed=18))
+    first = freshet("run", "--repo", str(repo), "--until-caught-up", env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    old_files = {p.relative_to(tmp_path / "offline"): p.read_bytes() for p in (tmp_path / "offline").rglob("*.parquet")}
+    assert old_files
+
+    admin = AdminClient(servers.kafka_config())
+    admin.delete_topics([topic])[topic].result()
+    for _ in range(100):
+        if topic not in admin.list_topics(timeout=10).topics:
+            break
+        time.sleep(0.1)
+    provision(servers, topic, 3)
+    produce_stream(servers.kafka_config(), topic, StreamSpec(events=300, cards=40, end_ms=END_MS + 3_600_000, seed=19))
+    refused = freshet("run", "--repo", str(repo), "--until-caught-up", env=env)
+    assert refused.returncode == 3 and "freshet reset --repo" in refused.stderr, refused.stderr[-2000:]
+
+    dry = freshet("reset", "--repo", str(repo), env=env)
+    assert dry.returncode == 0 and "nothing was done: run again with --yes" in dry.stderr
+    assert "delete internal topic changelog__freshet." in dry.stderr
+    assert {p.relative_to(tmp_path / "offline") for p in (tmp_path / "offline").rglob("*.parquet")} == set(old_files)
+
+    done = freshet("reset", "--repo", str(repo), "--yes", "--json", env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    steps = json.loads(done.stdout)["done"]
+    assert any(s.startswith("deleted consumer group freshet.") for s in steps)
+    assert any(s.startswith("moved log ") for s in steps)
+
+    again = freshet("run", "--repo", str(repo), "--until-caught-up", env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout)["read"] == 300  # the whole new history, from its beginning
+    # the old log is kept, byte for byte, beside the new one
+    moved = {}
+    for path in (tmp_path / "offline").rglob("*.parquet"):
+        rel = path.relative_to(tmp_path / "offline")
+        if ".before-reset-" in rel.parts[1]:
+            moved[Path(rel.parts[0], "v1", *rel.parts[2:])] = path.read_bytes()
+    assert moved == old_files
+    fresh = [p for p in (tmp_path / "offline").rglob("*.parquet") if ".before-reset-" not in str(p)]
+    assert fresh and sum(pq.read_metadata(p).num_rows for p in fresh) > 0

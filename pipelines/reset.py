@@ -1,0 +1,89 @@
+"""Start a source's live processing over: what `freshet reset` does after the source's history changed.
+
+A consumer group's progress lives in four places, all of which belong to the old history once a topic
+was deleted and recreated (or a broker came back empty): its committed offsets, its window state
+(the state directory, and Quix Streams' changelog topics that restore it), its repartition topic, and
+the Parquet log written from it, whose file names (``part-<partition>-<first offset>``) the new
+history would reuse. A reset deletes the first three and moves the log of each of the source's
+views aside to ``v<version>.before-reset-<UTC time>`` next to it (kept, no longer read), so the next
+run starts from the topic's beginning with nothing of the old history and overwrites no file.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+
+from freshet.features.definitions import FeatureView
+from freshet.features.errors import PipelineError
+from freshet.features.offline_layout import view_dir
+
+
+@dataclass
+class ResetPlan:
+    group: str
+    state_dir: Path
+    internal_topics: list[str]
+    logs: list[tuple[Path, Path]]  # (current log directory, where it moves)
+    done: list[str] = field(default_factory=list)
+
+
+def internal_topics(topics: list[str], group: str) -> list[str]:
+    """Quix Streams' topics of one consumer group: ``changelog__<group>--...`` and ``repartition__<group>--...``."""
+    return sorted(t for t in topics if t.startswith((f"changelog__{group}--", f"repartition__{group}--")))
+
+
+def plan_reset(kafka_config: dict[str, Any], views: list[FeatureView], *, group: str, state_root: Path,
+               offline_root: Path | None, now: datetime | None = None) -> ResetPlan:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    admin = AdminClient(kafka_config)
+    try:
+        topics = list(admin.list_topics(timeout=10).topics)
+    except KafkaException as exc:
+        raise PipelineError(f"cannot list the broker's topics: {exc}") from None
+    logs = []
+    if offline_root is not None:
+        for view in views:
+            current = view_dir(offline_root, view)
+            if current.is_dir():
+                logs.append((current, current.with_name(f"{current.name}.before-reset-{stamp}")))
+    return ResetPlan(group, state_root / group, internal_topics(topics, group), logs)
+
+
+def apply_reset(kafka_config: dict[str, Any], plan: ResetPlan) -> ResetPlan:
+    """Carry the plan out; stops at the first step that fails (each says what to do), none is half done."""
+    admin = AdminClient(kafka_config)
+    try:
+        admin.delete_consumer_groups([plan.group], request_timeout=15)[plan.group].result()
+        plan.done.append(f"deleted consumer group {plan.group} (its committed offsets)")
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        code = error.code() if isinstance(error, KafkaError) else None
+        if code == KafkaError.GROUP_ID_NOT_FOUND:
+            plan.done.append(f"consumer group {plan.group} had no committed offsets")
+        elif code == KafkaError.NON_EMPTY_GROUP:
+            raise PipelineError(f"consumer group {plan.group} still has members: stop every `freshet run` of it "
+                                "first, then reset") from None
+        else:
+            raise PipelineError(f"cannot delete consumer group {plan.group}: {exc}") from None
+    if plan.internal_topics:
+        for topic, future in admin.delete_topics(plan.internal_topics, operation_timeout=15).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                raise PipelineError(f"cannot delete internal topic {topic}: {exc}") from None
+        plan.done.append(f"deleted {len(plan.internal_topics)} internal topic(s) (window state changelog, "
+                         "repartition)")
+    if plan.state_dir.exists():
+        shutil.rmtree(plan.state_dir)
+        plan.done.append(f"removed window state {plan.state_dir}")
+    for current, aside in plan.logs:
+        current.rename(aside)
+        plan.done.append(f"moved log {current} -> {aside}")
+    return plan

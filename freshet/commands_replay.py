@@ -89,7 +89,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from freshet.infra.topics import provision_topics, source_topic_specs
     from freshet.pipelines.config import settings_from_args
     from freshet.pipelines.stats import PipelineStats
-    from freshet.replay.plan import ReplayPlan, find_unfinished, make_plan, plan_key
+    from freshet.replay.plan import ReplayPlan, check_resumable, find_unfinished, make_plan, plan_key
     from freshet.replay.runner import ProgressLine, commit_end, run_worker, run_workers
 
     if args.workers < 1 or args.workers > 64:
@@ -117,6 +117,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     unfinished = find_unfinished(offline_root, plan_key(views, args.from_spec, args.to_spec))
     if unfinished is not None:
         plan = unfinished
+        check_resumable(kafka, plan)
         print(f"resuming unfinished replay {plan.plan_id} (end offsets fixed {plan.created_at}, "
               f"{plan.workers} worker(s))", file=sys.stderr)
     else:

@@ -25,6 +25,7 @@ from freshet.features.definitions import FeatureView
 from freshet.features.durations import parse_event_time_ms
 from freshet.features.errors import ReplayError, ReplayUsageError
 from freshet.pipelines.decode import DEFAULT_MAX_EVENT_AHEAD_MS
+from freshet.pipelines.history import topic_id
 from freshet.pipelines.offsets import EndOffsetProbe, consumer_config
 
 
@@ -45,6 +46,7 @@ class ReplayPlan(BaseModel):
     created_at: str
     workers: int = 1  # partition p belongs to worker p % workers
     max_event_ahead_ms: int = DEFAULT_MAX_EVENT_AHEAD_MS  # fixed with the plan, so a resume decides the same
+    topic_id: str | None = None  # the topic's id when planned: a resume refuses a recreated topic
     status: str = "running"  # running | done
     finished_at: str | None = None
 
@@ -88,6 +90,26 @@ def find_plans(offline_root: Path) -> list[ReplayPlan]:
         except ValueError as exc:
             raise ReplayError(f"{path} is not a valid replay plan ({exc}); delete it to continue") from exc
     return plans
+
+
+def check_resumable(kafka_config: dict[str, Any], plan: ReplayPlan) -> None:
+    """Refuse to resume a plan whose topic changed since it was made (deleted and recreated, or a broker
+    back empty): its offsets and the log written so far belong to the old history."""
+    current = topic_id(kafka_config, plan.topic)
+    changed = plan.topic_id is not None and current is not None and current != plan.topic_id
+    if not changed:
+        probe = EndOffsetProbe(kafka_config)
+        try:
+            ends = probe.end_offsets((plan.topic, p) for p in plan.end)
+        finally:
+            probe.close()
+        changed = any(ends[(plan.topic, p)] < end for p, end in plan.end.items())
+    if changed:
+        raise ReplayError(
+            f"topic {plan.topic!r} changed since replay {plan.plan_id} was planned ({plan.created_at}): it was "
+            "deleted and recreated, or the broker lost its data, so the plan's offsets and the log it wrote "
+            f"belong to the old history. Delete {plan.path()} and run the replay again with --replace "
+            "(which rebuilds the views' logs from the new history).")
 
 
 def find_unfinished(offline_root: Path, key: str) -> ReplayPlan | None:
@@ -145,7 +167,7 @@ def make_plan(kafka_config: dict[str, Any], views: list[FeatureView], *, from_sp
         views=[(v.name, v.version) for v in views], from_spec=from_spec, to_spec=to_spec,
         start=start, end=end, group=group, state_dir=str(state_root / group),
         offline_root=str(offline_root), online=online, rekey=rekey, workers=workers,
-        max_event_ahead_ms=max_event_ahead_ms,
+        max_event_ahead_ms=max_event_ahead_ms, topic_id=topic_id(kafka_config, source.topic),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 

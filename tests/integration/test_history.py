@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -126,3 +129,38 @@ def test_reset_starts_the_source_over_and_keeps_the_old_log(servers: Servers, un
     assert moved == old_files
     fresh = [p for p in (tmp_path / "offline").rglob("*.parquet") if ".before-reset-" not in str(p)]
     assert fresh and sum(pq.read_metadata(p).num_rows for p in fresh) > 0
+
+
+def test_replay_does_not_resume_on_a_changed_history(servers: Servers, unique: str, tmp_path: Path) -> None:
+    """A replay interrupted, then its topic recreated: the resume refuses (it would mix two histories)."""
+    topic = f"replay-history-{unique}"
+    repo = write_repo(tmp_path / "repo", topic)
+    env = cli_env(servers, tmp_path)
+    provision(servers, topic, 3)
+    produce_stream(servers.kafka_config(), topic, StreamSpec(events=6_000, cards=40, end_ms=END_MS, seed=28))
+    args = ["replay", "--repo", str(repo), "--view", "spend_5m"]
+    cmd = [sys.executable, "-m", "freshet", *args, "--max-rate", "1500", "--checkpoint-interval", "0.3"]
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((tmp_path / "offline").glob("*/v1/date=*/part-*.parquet")):
+        time.sleep(0.05)
+    assert first.poll() is None, ("the replay ended before it could be stopped", first.communicate()[1][-2000:])
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+
+    admin = AdminClient(servers.kafka_config())
+    admin.delete_topics([topic])[topic].result()
+    for _ in range(100):
+        if topic not in admin.list_topics(timeout=10).topics:
+            break
+        time.sleep(0.1)
+    provision(servers, topic, 3)
+    produce_stream(servers.kafka_config(), topic, StreamSpec(events=300, cards=40, end_ms=END_MS, seed=29))
+    refused = freshet(*args, env=env)
+    assert refused.returncode == 3, refused.stderr[-2000:]
+    assert "changed since replay" in refused.stderr and "--replace" in refused.stderr
+    (plan,) = (tmp_path / "offline" / "_replays").glob("*.json")
+    plan.unlink()
+    rebuilt = freshet(*args, "--replace", env=env)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert json.loads(rebuilt.stdout)["read"] == 300

@@ -49,6 +49,10 @@ class ConfigError(UsageError):
     """Settings, flags or environment variables are missing or invalid."""
 
 
+class CredentialsError(FreshetError):
+    """A server (Kafka, Redis) refused Freshet's credentials: waiting does not help, so nothing retries."""
+
+
 class StackError(FreshetError):
     """The local broker/Redis stack cannot be started, found or stopped."""
 

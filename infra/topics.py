@@ -16,7 +16,7 @@ from typing import Literal
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
-from freshet.features.errors import TopicError
+from freshet.features.errors import CredentialsError, TopicError
 
 DLQ_SUFFIX = ".dlq"
 LATE_SUFFIX = ".late"
@@ -92,14 +92,34 @@ def source_topic_specs(
     ]
 
 
-def _metadata(admin: AdminClient, bootstrap: str, timeout_s: float) -> ClusterMetadata:
-    try:
-        return admin.list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        raise TopicError(
-            f"cannot read topic metadata from the broker at {bootstrap!r} within {timeout_s:g}s: "
-            f"{exc.args[0] if exc.args else exc}; is it running (`freshet dev up`)?"
-        ) from exc
+AUTH_ERRORS = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
+                         KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED})
+
+
+def _note_refusal(error: KafkaError, refused: list[KafkaError]) -> None:
+    if error.code() in AUTH_ERRORS:
+        refused.append(error)
+
+
+def _metadata(admin: AdminClient, bootstrap: str, timeout_s: float, refused: list[KafkaError]) -> ClusterMetadata:
+    """The cluster's metadata; refused credentials fail within about a second (they are not an outage:
+    waiting does not help), naming the problem but never the secret."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+        except KafkaException as exc:
+            admin.poll(0)  # deliver the client's error callbacks
+            if refused:
+                raise CredentialsError(
+                    f"the broker at {bootstrap!r} refused Freshet's credentials ({refused[0].str()}): check "
+                    "security.protocol, sasl.mechanism, sasl.username and sasl.password in FRESHET_KAFKA_CONFIG "
+                    "or -X") from None
+            if time.monotonic() >= deadline:
+                raise TopicError(
+                    f"cannot read topic metadata from the broker at {bootstrap!r} within {timeout_s:g}s: "
+                    f"{exc.args[0] if exc.args else exc}; is it running (`freshet dev up`)?"
+                ) from exc
 
 
 def _existing_partitions(metadata: ClusterMetadata) -> dict[str, int]:
@@ -131,8 +151,9 @@ def provision_topics(
     if not topics:
         return []
     bootstrap = str(client_config.get("bootstrap.servers", "?"))
-    admin = AdminClient(dict(client_config))
-    existing = _existing_partitions(_metadata(admin, bootstrap, timeout_s))
+    refused: list[KafkaError] = []  # authentication errors the client reports while it connects
+    admin = AdminClient({**client_config, "error_cb": lambda err: _note_refusal(err, refused)})
+    existing = _existing_partitions(_metadata(admin, bootstrap, timeout_s, refused))
 
     status: dict[str, TopicStatus] = {}
     for spec in topics:
@@ -175,7 +196,7 @@ def _wait_visible(admin: AdminClient, bootstrap: str, specs: list[TopicSpec], ti
     """Wait until metadata shows every spec with its partitions; check raced ones too."""
     deadline = time.monotonic() + timeout_s
     while True:
-        existing = _existing_partitions(_metadata(admin, bootstrap, timeout_s))
+        existing = _existing_partitions(_metadata(admin, bootstrap, timeout_s, []))
         pending = []
         for spec in specs:
             actual = existing.get(spec.name)

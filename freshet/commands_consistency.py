@@ -77,13 +77,40 @@ def _redis_sample(client: Any, view: Any, n: int) -> list[str]:
     return found
 
 
-def cmd_consistency(args: argparse.Namespace) -> int:
+def check_view(redis_url: str, view: Any, root: Path, sample: int, seed: int | None = None) -> Any:
+    """One consistency check of ``view`` (the command's and ``freshet serve --consistency-every``'s)."""
     import redis
 
     from freshet.features.consistency import ConsistencyReport, check_entity
     from freshet.features.redact import redact_url
-    from freshet.pipelines.config import settings_from_args
     from freshet.pipelines.materialize import latest_rows
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=3)
+    try:
+        try:
+            from_redis = _redis_sample(client, view, sample)
+        except redis.RedisError as exc:
+            raise OnlineStoreError(f"Redis at {redact_url(redis_url)} did not answer: {exc}") from None
+        latest, _read = latest_rows(root, view)
+        key = view.entity_key
+        offline = {str(row[key]): row for row in latest.to_pylist()}
+        rng = random.Random(seed)
+        from_log = rng.sample(sorted(offline), min(sample, len(offline)))
+        entities = list(dict.fromkeys([*from_redis, *from_log]))
+        online = _online_values(client, view, entities)
+    finally:
+        client.close()
+    now_ms = int(time.time() * 1000)
+    wanted = set(entities)
+    offline_rows = {e: {**row, "feature_ts": _ms(row["feature_ts"]), "produced_at": _ms(row["produced_at"])}
+                    for e, row in offline.items() if e in wanted}
+    return ConsistencyReport(view.name, view.version, [
+        check_entity(e, view.feature_names(), online.get(e), offline_rows.get(e), now_ms=now_ms, ttl_ms=view.ttl)
+        for e in entities])
+
+
+def cmd_consistency(args: argparse.Namespace) -> int:
+    from freshet.pipelines.config import settings_from_args
 
     if not 1 <= args.sample <= 1_000_000:
         raise ConfigError(f"--sample {args.sample} is out of range: allowed 1 to 1000000")
@@ -92,27 +119,7 @@ def cmd_consistency(args: argparse.Namespace) -> int:
     if settings.redis_url is None:
         raise ConfigError("no Redis configured: set FRESHET_REDIS_URL, pass --redis-url or run `freshet dev up`")
     root = Path(settings.offline_root)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3)
-    try:
-        try:
-            from_redis = _redis_sample(client, view, args.sample)
-        except redis.RedisError as exc:
-            raise OnlineStoreError(f"Redis at {redact_url(settings.redis_url)} did not answer: {exc}") from None
-        latest, _read = latest_rows(root, view)
-        key = view.entity_key
-        offline = {str(row[key]): row for row in latest.to_pylist()}
-        rng = random.Random(args.seed)
-        from_log = rng.sample(sorted(offline), min(args.sample, len(offline)))
-        entities = list(dict.fromkeys([*from_redis, *from_log]))
-        online = _online_values(client, view, entities)
-    finally:
-        client.close()
-    now_ms = int(time.time() * 1000)
-    offline_rows = {e: {**row, "feature_ts": _ms(row["feature_ts"]), "produced_at": _ms(row["produced_at"])}
-                    for e, row in offline.items() if e in set(entities)}
-    report = ConsistencyReport(view.name, view.version, [
-        check_entity(e, view.feature_names(), online.get(e), offline_rows.get(e), now_ms=now_ms, ttl_ms=view.ttl)
-        for e in entities])
+    report = check_view(settings.redis_url, view, root, args.sample, args.seed)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:

@@ -45,7 +45,12 @@ def register(sub: Any) -> None:
     p.add_argument("--max-connections", type=int, default=1000,
                    help="concurrent HTTP connections before new ones get 503 (default 1000)")
     p.add_argument("--quiet", action="store_true", help="no access log")
-    add_connection_options(p, kafka=False, offline=False, state=False)
+    p.add_argument("--consistency-every", type=float, default=None, metavar="SECONDS",
+                   help="every SECONDS, compare a sample of each view's Redis values with the log "
+                   "(FRESHET_OFFLINE_ROOT) and export freshet_consistency_mismatch_ratio (default: off)")
+    p.add_argument("--consistency-sample", type=int, default=200, metavar="N",
+                   help="entities sampled per view and check (default 200)")
+    add_connection_options(p, kafka=False, state=False)
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser(
@@ -74,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from freshet.features.online import AsyncOnlineClient
     from freshet.pipelines.config import settings_from_args
-    from freshet.serve import Limits, create_app
+    from freshet.serve import ConsistencyChecks, Limits, create_app
 
     registry = Registry.load(args.repo)
     settings = settings_from_args(args)
@@ -90,7 +95,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc).replace("max_", "--max-").replace("_", "-")) from None
     client = AsyncOnlineClient(settings.redis_url, registry.views, max_connections=args.redis_connections)
-    app = create_app(client, registry.views, token=token, limits=limits)
+    checks = None
+    if args.consistency_every is not None:
+        if not 1 <= args.consistency_every <= 86_400 or not 1 <= args.consistency_sample <= 100_000:
+            raise ConfigError(f"--consistency-every {args.consistency_every:g} / --consistency-sample "
+                              f"{args.consistency_sample} out of range: allowed 1 to 86400 s and 1 to 100000")
+        checks = ConsistencyChecks(settings.redis_url, Path(settings.offline_root), args.consistency_every,
+                                   args.consistency_sample)
+    app = create_app(client, registry.views, token=token, limits=limits, consistency=checks)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
                             access_log=not args.quiet, limit_concurrency=args.max_connections,
                             timeout_keep_alive=5, log_config=None)

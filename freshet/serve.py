@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from annotated_types import Interval
@@ -59,6 +61,7 @@ from freshet.features.definitions import FeatureView
 from freshet.features.errors import DefinitionError, OnlineStoreError
 from freshet.features.online import AsyncOnlineClient
 
+log = logging.getLogger("freshet.serve")
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 # view, view@N, view:feature or view@N:feature (names as features/definitions.py allows them)
 FEATURE_REFERENCE = r"^[A-Za-z_][A-Za-z0-9_]{0,127}(@[0-9]{1,9})?(:[A-Za-z_][A-Za-z0-9_]{0,127})?$"
@@ -183,6 +186,13 @@ class ServerMetrics:
         self.stale = Counter("freshet_stale_values", "view values served past their ttl", registry=self.registry)
         self.missing = Counter("freshet_missing_values", "view values asked for and not in Redis",
                                registry=self.registry)
+        self.mismatch = Gauge("freshet_consistency_mismatch_ratio", "share of sampled entities whose online value "
+                              "differs from the log's point-in-time value (serve --consistency-every)",
+                              ["view", "version"], registry=self.registry)
+        self.compared = Gauge("freshet_consistency_compared_entities", "entities compared in the last check",
+                              ["view", "version"], registry=self.registry)
+        self.checked_at = Gauge("freshet_consistency_last_check_timestamp_seconds", "when the last check ended",
+                                ["view", "version"], registry=self.registry)
         self.markers = Gauge("freshet_online_store_marker_present",
                              "1 while Redis holds the pipeline's marker for the view; 0: the store lost the "
                              "view's values (run `freshet materialize`)", ["view", "version"], registry=self.registry)
@@ -193,15 +203,51 @@ class ServerMetrics:
         return generate_latest(self.registry)
 
 
+@dataclass(frozen=True)
+class ConsistencyChecks:
+    """``serve --consistency-every``: sample each view every ``every_s`` and export the mismatch ratio."""
+
+    redis_url: str
+    offline_root: Path
+    every_s: float
+    sample: int = 200
+
+
+async def _check_consistency(checks: ConsistencyChecks, views: dict[str, FeatureView], metrics: ServerMetrics) -> None:
+    from freshet.commands_consistency import check_view
+
+    while True:
+        for view in views.values():
+            labels = (view.name, str(view.version))
+            try:
+                report = await asyncio.to_thread(check_view, checks.redis_url, view, checks.offline_root,
+                                                 checks.sample)
+            except Exception as exc:  # a check must never take the server down
+                log.warning("consistency check of %s failed: %s", view.name, exc)
+                continue
+            metrics.mismatch.labels(*labels).set(report.mismatch_rate)
+            metrics.compared.labels(*labels).set(report.compared)
+            metrics.checked_at.labels(*labels).set(time.time())
+            if report.inconsistent:
+                log.warning("consistency: %s v%s: %d of %d sampled entities differ from the log (first: %s)",
+                            view.name, view.version, len(report.inconsistent), report.compared,
+                            report.inconsistent[0].entity)
+        await asyncio.sleep(checks.every_s)
+
+
 def create_app(client: AsyncOnlineClient, views: dict[str, FeatureView], *, token: str | None = None,
-               limits: Limits | None = None) -> FastAPI:
+               limits: Limits | None = None, consistency: ConsistencyChecks | None = None) -> FastAPI:
     limits = limits or Limits()
     model = request_model(limits)
     metrics = ServerMetrics()
     expected = f"Bearer {token}".encode() if token else None
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_check_consistency(consistency, views, metrics)) if consistency else None
         yield
+        if task is not None:
+            task.cancel()
         await client.close()
 
     app = FastAPIOffline(

@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from freshet.features.definitions import FeatureView
-from freshet.pipelines.stats import PipelineStats
+from freshet.pipelines.stats import DELAY_BUCKETS, PipelineStats
 
 log = logging.getLogger("freshet.metrics")
 
@@ -73,6 +73,18 @@ class PipelineCollector(Collector):
             flushes.add_metric([sink], s.sink_flushes.get(sink, 0))
         yield flush_s
         yield flushes
+        delay = HistogramMetricFamily("freshet_sink_write_delay_seconds", "how long values waited between being "
+                                      "emitted and being durable in a sink (per batch, its oldest value)",
+                                      labels=["sink"])
+        for sink, hist in sorted(s.write_delay.items()):
+            running, buckets = 0, []
+            for bound, n in zip([*DELAY_BUCKETS, float("inf")], hist.counts, strict=True):
+                running += n
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+            delay.add_metric([sink], buckets, hist.total)
+        yield delay
+        yield _counter("freshet_online_lost", "views Redis lost with no log to refill them from (run --no-offline)",
+                       snap["online_lost"])
         lag = GaugeMetricFamily("freshet_consumer_lag_records", "records behind the true end offset, by partition "
                                 "(committed offsets of the group; measured every progress interval)",
                                 labels=["topic", "partition"])

@@ -41,7 +41,8 @@ class OnlineStoreUnavailable(OnlineStoreError):
 class RedisOnlineWriter:
     def __init__(self, url: str, *, batch_size: int = 1000, max_delay_s: float = 0.02,
                  clock: Callable[[], float] = time.monotonic, background: bool = True,
-                 on_written: Callable[[int], None] | None = None, guard: StoreGuard | None = None) -> None:
+                 on_written: Callable[[int], None] | None = None, guard: StoreGuard | None = None,
+                 on_delay: Callable[[float], None] | None = None) -> None:
         """``guard``: checks before each batch that Redis still holds what was written (and refills it
         from the log when not); told of every outage."""
         self._url = redact_url(url)
@@ -58,6 +59,7 @@ class RedisOnlineWriter:
         self._max_delay = max_delay_s
         self._clock = clock
         self._on_written = on_written
+        self._on_delay = on_delay  # seconds the oldest write of each sent batch waited
         self._guard = guard
         # with a guard: what was sent since the log's last checkpoint, for a store that loses it before
         # the log holds it (a refill from the log cannot bring those values back)
@@ -116,7 +118,7 @@ class RedisOnlineWriter:
                     self._oldest = None
                     return 0
                 batch, self._pending = self._pending, {}
-                self._oldest = None
+                queued_at, self._oldest = self._oldest, None
             try:
                 if self._guard is not None:
                     if self._guard.check(self._client):  # refilled from the log: add what it lacks
@@ -141,6 +143,8 @@ class RedisOnlineWriter:
             self._unavailable = False
         if self._on_written:
             self._on_written(len(batch))
+        if self._on_delay and queued_at is not None:
+            self._on_delay(self._clock() - queued_at)
         return len(batch)
 
     def _outage(self) -> None:

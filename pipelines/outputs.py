@@ -34,6 +34,7 @@ class OperatorOutputs:
         self._keys = [(v.name, v.version, v.ttl) for v in views]
         self._skipped_seen = [0] * len(views)
         self._newest: list[int | None] = [None] * len(views)  # newest feature_ts added since the last flush
+        self._first_emit: float | None = None  # when the oldest value not yet in the log was emitted
 
     def emit(self, value: EmittedValue, input_partition: int) -> None:
         """``input_partition``: the partition the operator read (the source, or the repartition topic)."""
@@ -42,6 +43,8 @@ class OperatorOutputs:
         newest = self._newest[view]
         if newest is None or value.feature_ts > newest:
             self._newest[view] = value.feature_ts
+            if self._first_emit is None:
+                self._first_emit = time.monotonic()
         if self.offline is not None:
             row = (value.entity, value.feature_ts, value.window_start, value.window_end, *value.values,
                    value.source_partition, value.source_offset, int(time.time() * 1000))
@@ -75,6 +78,9 @@ class OperatorOutputs:
                 self._skipped_seen[i] = writer.skipped
             stats.sink_seconds["parquet"] += time.perf_counter() - done
             stats.sink_flushes["parquet"] += 1
+            if self._first_emit is not None:
+                stats.write_delay["parquet"].observe(time.monotonic() - self._first_emit)
+        self._first_emit = None
         if self.online is not None:
             self.online.log_checkpointed()
         for i, newest in enumerate(self._newest):
@@ -86,6 +92,7 @@ class OperatorOutputs:
     def discard(self) -> None:
         """Forget what was added since the last flush (the input is being rewound)."""
         self._newest = [None] * len(self.views)
+        self._first_emit = None
         if self.offline is not None:
             for writer in self.offline:
                 writer.discard_uncommitted()
@@ -105,7 +112,8 @@ def make_outputs(views: list[FeatureView], kafka_config: dict[str, Any], stats: 
     online = None
     if redis_url:
         guard = StoreGuard(views, offline_root, redis_url, stats)
-        online = RedisOnlineWriter(redis_url, on_written=lambda n: _count_online(stats, n), guard=guard)
+        online = RedisOnlineWriter(redis_url, on_written=lambda n: _count_online(stats, n), guard=guard,
+                                   on_delay=stats.write_delay["redis"].observe)
     offline = [ParquetLogWriter(offline_root, v, roll_rows=roll_rows, roll_seconds=roll_seconds)
                for v in views] if offline_root is not None else None
     return OperatorOutputs(views, side, stats, online, offline)

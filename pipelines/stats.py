@@ -11,6 +11,25 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+DELAY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class DelayHistogram:
+    """Seconds values waited in a sink before they were durable (one observation per batch: its oldest)."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(DELAY_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        for i, bound in enumerate(DELAY_BUCKETS):
+            if seconds <= bound:
+                self.counts[i] += 1
+                break
+        else:
+            self.counts[-1] += 1
+        self.total += seconds
+
 
 @dataclass
 class PipelineStats:
@@ -33,6 +52,8 @@ class PipelineStats:
     sink_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # flush time, by sink
     sink_flushes: Counter[str] = field(default_factory=Counter)
     newest_feature_ts: dict[str, int] = field(default_factory=dict)  # by view name: newest made durable
+    write_delay: dict[str, DelayHistogram] = field(
+        default_factory=lambda: {"redis": DelayHistogram(), "parquet": DelayHistogram()})
     lag_by_partition: dict[tuple[str, int], int] = field(default_factory=dict)  # last measured
     started: float = field(default_factory=time.monotonic)
     processed_offsets: dict[tuple[str, int], int] = field(default_factory=dict)

@@ -7,13 +7,17 @@ import json
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from freshet.features.registry import Registry
+from freshet.infra.localstack import free_port
 from tests.integration.conftest import Servers
 from tests.integration.harness import cli_env, read_topic, redis_db
 
@@ -93,6 +97,29 @@ def test_typical_session_shows_values_at_each_step(servers: Servers, project: Pa
     assert broken.returncode == 1, broken.stderr[-2000:]
     bad = [x for x in broken.stdout.splitlines() if x.startswith("card-00001")]
     assert len(bad) == 1 and "mismatch" in bad[0] and "txn_count: 999 !=" in bad[0]
+
+    # the server runs the same check periodically and exports the mismatch ratio
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "freshet", "serve", "--repo", repo, "--port", str(port),
+                               "--consistency-every", "1", "--consistency-sample", "500", "--quiet"],
+                              cwd=sub, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        ratios: dict[str, float] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(ratios) < 3:
+            time.sleep(0.5)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    text = response.read().decode()
+            except OSError:
+                continue
+            ratios = {s.labels["view"]: s.value for family in text_string_to_metric_families(text)
+                      for s in family.samples if s.name == "freshet_consistency_mismatch_ratio"}
+        assert ratios["card_activity_10m"] == 0 and ratios["card_spend_1h"] == 0, ratios
+        assert 0 < ratios["card_spend_5m"] < 0.1, ratios  # one entity of the sample
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def test_produce_rejects_bad_values_naming_them(servers: Servers, project: Path) -> None:

@@ -106,12 +106,15 @@ def test_metrics_match_the_input_and_lag_reaches_zero(servers: Servers, unique: 
         assert newest == (BASE + 19_000) / 1000
         assert samples[("freshet_view_freshness_seconds", (("version", "1"), ("view", "recent")))] > 0
         assert samples[("freshet_sink_flushes_total", (("sink", "parquet"),))] >= 1
+        for sink in ("parquet", "redis"):  # values waited in each sink, observed per batch
+            count = samples[("freshet_sink_write_delay_seconds_count", (("sink", sink),))]
+            assert count >= 1 and samples[("freshet_sink_write_delay_seconds_bucket", (("le", "+Inf"), ("sink", sink)))] == count
         assert samples[("freshet_pipeline_info", (("mode", "live"), ("topic", topic)))] == 1
         assert samples[("freshet_view_expected_interval_seconds", (("version", "1"), ("view", "spend_10s")))] == 10
         # every pipeline metric the alert rules and the dashboard use is in this live scrape
         scraped = {name for name, _ in samples}
         serving = {"freshet_requests_total", "freshet_features_latency_seconds_bucket", "freshet_stale_values_total",
-                   "freshet_online_store_marker_present"}
+                   "freshet_online_store_marker_present", "freshet_consistency_mismatch_ratio"}
         used = {n for e in [*rule_expressions(), *dashboard_expressions()] for n in METRIC.findall(e)} - PROMQL_WORDS
         assert used - serving <= scraped, sorted(used - serving - scraped)
     finally:

@@ -41,6 +41,8 @@ def exported_names() -> set[str]:
     metrics = ServerMetrics()
     metrics.requests.labels("/features", "200").inc()
     metrics.latency.observe(0.001)
+    for gauge in (metrics.mismatch, metrics.compared, metrics.checked_at):
+        gauge.labels("card_spend_5m", "1").set(0)
     texts = [generate_latest(_registry(PipelineCollector(stats, views, mode="live"))).decode(),
              metrics.render({("card_spend_5m", 1): True}).decode()]
     return {s.name for text in texts for family in text_string_to_metric_families(text) for s in family.samples}

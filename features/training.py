@@ -199,7 +199,10 @@ def get_historical_features(labels: pa.Table | Any, features: Sequence[str], vie
                             timestamp_column: str = "ts", exclusive: bool = False,
                             full_feature_names: bool = False, engine: str = "duckdb",
                             progress: Callable[[str], None] | None = None) -> pa.Table:
-    """The labels with each requested feature as of each row's timestamp."""
+    """The labels with each requested feature as of each row's timestamp. ``engine``: ``duckdb`` (the
+    default; ``pyarrow`` where DuckDB is not installed, as in a client-only install) or ``pyarrow``."""
+    if engine == "duckdb" and not _duckdb_installed():
+        engine = "pyarrow"
     table = _as_table(labels)
     refs = resolve_features(views, features)
     if not refs:
@@ -253,6 +256,14 @@ def get_historical_features(labels: pa.Table | Any, features: Sequence[str], vie
         ts_name = f"{view_name}__feature_ts"
         out = out.append_column(ts_name, pc.cast(pc.if_else(keep, found_ts, pa.scalar(None, pa.int64())), TS_TYPE))
     return out
+
+
+def _duckdb_installed() -> bool:
+    try:
+        import duckdb  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _as_table(labels: Any) -> pa.Table:

@@ -83,3 +83,33 @@ def test_a_repository_written_for_the_old_names_still_loads(tmp_path: Path) -> N
     registry = Registry.load(tmp_path)
     assert sorted(registry.views) == ["v", "w"]
     assert "features" not in sys.modules or sys.modules["features"].__name__ != "freshet.features"
+
+
+CLIENT_ONLY = """
+import importlib.abc, sys
+PIPELINE = {"quixstreams", "rocksdict", "duckdb", "confluent_kafka", "fastapi", "uvicorn", "prometheus_client"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in PIPELINE:
+            raise ImportError(f"{name} is not installed in a client-only environment")
+sys.meta_path.insert(0, Block())
+import freshet
+registry = freshet.Registry.load(sys.argv[1])
+client = freshet.OnlineClient("redis://127.0.0.1:9/0", registry.views)
+from freshet.features.training import get_historical_features
+import pyarrow as pa
+table = get_historical_features(pa.table({"card_id": ["c1"], "ts": [1_700_000_000_000]}), ["card_spend_5m"],
+                                registry.views, sys.argv[2])
+assert table.column_names[:2] == ["card_id", "ts"] and table.num_rows == 1
+print("ok", sorted(registry.views))
+"""
+
+
+def test_reading_features_needs_only_the_client_requirements(unpacked_wheel: Path) -> None:
+    """A service that reads features (requirements-client.txt) never imports the pipeline's dependencies."""
+    example = unpacked_wheel / "freshet" / "examples" / "fraud"
+    done = _run(unpacked_wheel, "-c", CLIENT_ONLY, str(example), str(unpacked_wheel / "no-log"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("ok ['card_activity_10m', 'card_spend_1h', 'card_spend_5m']")
+    requirements = (unpacked_wheel / "freshet" / "infra" / "requirements-client.txt").read_text()
+    assert "redis" in requirements and "quixstreams" not in requirements.split("#")[-1]

@@ -24,6 +24,7 @@ from freshet.features.definitions import FeatureView
 from freshet.features.errors import OnlineStoreError
 from freshet.features.online_layout import TS_FIELD, decode_value, marker_key, online_key
 from freshet.features.redact import redact_url
+from freshet.features.redis_connect import async_client, is_cluster, sync_client
 from freshet.features.references import parse_references
 
 _CASTS: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "str": str, "bool": bool}
@@ -81,6 +82,15 @@ for g = 1, tonumber(ARGV[1]) do
 end
 return out
 """
+
+
+def _key_fields(requests: list[ViewRequest], entities: Sequence[Any]) -> list[tuple[str, list[str]]]:
+    """Per key, in the order the batch script reads them: the hash and the fields (feature_ts first)."""
+    out: list[tuple[str, list[str]]] = []
+    for req in requests:
+        fields = [TS_FIELD, *req.features]
+        out.extend((online_key(req.view.name, req.version, e), fields) for e in entities)
+    return out
 
 
 def _script_args(requests: list[ViewRequest], entities: Sequence[Any]) -> tuple[list[str], list[Any]]:
@@ -142,10 +152,17 @@ class _ClientBase:
         self._views = views
         self._clock = clock
         self._url = url
-        self._client = module.Redis(connection_pool=module.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-            timeout=timeout_s))
-        self._script = self._client.register_script(BATCH_HMGET_LUA)
+        # a cluster refuses one script over many entities' keys (CROSSSLOT): there, a pipeline of HMGETs,
+        # which redis-py sends as one batch per node
+        self._cluster = is_cluster(url)
+        if module is redis:
+            self._client = (sync_client(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+                            if self._cluster else module.Redis(connection_pool=module.BlockingConnectionPool.from_url(
+                                url, max_connections=max_connections, socket_timeout=timeout_s,
+                                socket_connect_timeout=timeout_s, timeout=timeout_s)))
+        else:
+            self._client = async_client(url, max_connections=max_connections, timeout_s=timeout_s)
+        self._script: Any = None if self._cluster else self._client.register_script(BATCH_HMGET_LUA)
 
 
 class OnlineClient(_ClientBase):
@@ -156,9 +173,15 @@ class OnlineClient(_ClientBase):
 
     def get_online_features(self, entities: Sequence[Any], features: Sequence[str]) -> list[FeatureVector]:
         requests = plan_request(self._views, features)
-        keys, argv = _script_args(requests, entities)
         try:
-            replies = self._script(keys=keys, args=argv)
+            if self._cluster:
+                pipe = self._client.pipeline()
+                for key, fields in _key_fields(requests, entities):
+                    pipe.hmget(key, fields)
+                replies = pipe.execute()
+            else:
+                keys, argv = _script_args(requests, entities)
+                replies = self._script(keys=keys, args=argv)
         except redis.RedisError as exc:
             raise OnlineStoreError(f"Redis at {_safe(self._url)} is unreachable or failed: {exc}") from exc
         return _decode(requests, entities, replies, int(self._clock() * 1000))
@@ -181,9 +204,15 @@ class AsyncOnlineClient(_ClientBase):
         return plan_request(self._views, features)
 
     async def get(self, entities: Sequence[Any], requests: list[ViewRequest]) -> list[FeatureVector]:
-        keys, argv = _script_args(requests, entities)
         try:
-            replies = await self._script(keys=keys, args=argv)
+            if self._cluster:
+                pipe = self._client.pipeline()
+                for key, fields in _key_fields(requests, entities):
+                    pipe.hmget(key, fields)
+                replies = await pipe.execute()
+            else:
+                keys, argv = _script_args(requests, entities)
+                replies = await self._script(keys=keys, args=argv)
         except redis.RedisError as exc:
             raise OnlineStoreError(f"Redis at {_safe(self._url)} is unreachable or failed: {exc}") from exc
         return _decode(requests, entities, replies, int(self._clock() * 1000))

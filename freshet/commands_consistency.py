@@ -43,11 +43,12 @@ def register(sub: Any) -> None:
 def _online_values(client: Any, view: Any, entities: list[str]) -> dict[str, dict[str, Any]]:
     """Raw hashes (not the SDK's staleness policy): feature_ts and decoded features per entity."""
     import redis
+    from redis.cluster import RedisCluster
 
     from freshet.features.online_layout import TS_FIELD, decode_value, online_key
 
     names = view.feature_names()
-    pipe = client.pipeline(transaction=False)
+    pipe = client.pipeline() if isinstance(client, RedisCluster) else client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
     for entity in entities:
         pipe.hmget(online_key(view.name, view.version, entity), [TS_FIELD, *names])
     try:
@@ -83,9 +84,10 @@ def check_view(redis_url: str, view: Any, root: Path, sample: int, seed: int | N
 
     from freshet.features.consistency import ConsistencyReport, check_entity
     from freshet.features.redact import redact_url
+    from freshet.features.redis_connect import sync_client
     from freshet.pipelines.materialize import latest_rows
 
-    client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=3)
+    client = sync_client(redis_url, socket_timeout=10, socket_connect_timeout=3)
     try:
         try:
             from_redis = _redis_sample(client, view, sample)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
+
+CLUSTER_DIR = "redis-cluster"  # inside the stack directory
 
 
 def register(sub: Any) -> None:
@@ -18,6 +21,9 @@ def register(sub: Any) -> None:
     dsub = dev.add_subparsers(dest="dev_command", metavar="ACTION", required=True)
     p = dsub.add_parser("up", help="start the stack, or reuse the running one")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each server (default 30)")
+    p.add_argument("--redis-cluster", action="store_true",
+                   help="also start a Redis Cluster of 3 masters (loopback ports) and use it as the online store: "
+                   "`dev env` then exports FRESHET_REDIS_URL=redis+cluster://...")
     p.set_defaults(handler=cmd_up)
     p = dsub.add_parser("down", help="stop exactly the processes `dev up` started")
     p.set_defaults(handler=cmd_down)
@@ -32,15 +38,22 @@ def cmd_up(args: argparse.Namespace) -> int:
     info = start_stack(stack_dir(), timeout_s=args.timeout)
     print(f"broker  {info.kafka_bootstrap}  pid {info.broker_pid}")
     print(f"redis   {info.redis_url}  pid {info.redis_pid}")
+    if args.redis_cluster:
+        from freshet.infra.redis_cluster import read_cluster, start_cluster
+
+        cluster = read_cluster(stack_dir() / CLUSTER_DIR) or start_cluster(stack_dir() / CLUSTER_DIR,
+                                                                           timeout_s=args.timeout)
+        print(f"cluster {cluster.url}  pids {', '.join(map(str, cluster.pids))} (the online store from now on)")
     print(f"recorded in {stack_dir() / 'dev.env'}; `eval \"$(freshet dev env)\"` exports them")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     from freshet.infra.localstack import stop_stack
+    from freshet.infra.redis_cluster import stop_cluster
     from freshet.pipelines.config import stack_dir
 
-    stopped = stop_stack(stack_dir())
+    stopped = stop_stack(stack_dir()) + stop_cluster(stack_dir() / CLUSTER_DIR)
     print(f"stopped pids {', '.join(map(str, stopped))}" if stopped else "no local stack was running")
     return 0
 
@@ -48,10 +61,14 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_env(args: argparse.Namespace) -> int:
     from freshet.features.errors import StackError
     from freshet.infra.localstack import env_exports, read_stack
+    from freshet.infra.redis_cluster import read_cluster
     from freshet.pipelines.config import stack_dir
 
     info = read_stack(stack_dir())
     if info is None:
         raise StackError(f"no running local stack recorded in {stack_dir()}: run `freshet dev up` first")
+    cluster = read_cluster(stack_dir() / CLUSTER_DIR)
+    if cluster is not None:
+        info = dataclasses.replace(info, redis_url=cluster.url)
     print(env_exports(info))
     return 0

@@ -36,11 +36,13 @@ def settings_from_args(args: argparse.Namespace, use_local_stack: bool = True) -
         settings = settings.model_copy(update={"kafka_config": {**settings.kafka_config, **extra}})
     if use_local_stack and (settings.kafka_bootstrap is None or settings.redis_url is None):
         from freshet.infra.localstack import read_stack
+        from freshet.infra.redis_cluster import read_cluster
 
         info = read_stack(stack_dir())
         if info is not None:
+            cluster = read_cluster(stack_dir() / "redis-cluster")  # `freshet dev up --redis-cluster`
             settings = settings.model_copy(update={
                 "kafka_bootstrap": settings.kafka_bootstrap or info.kafka_bootstrap,
-                "redis_url": settings.redis_url or info.redis_url,
+                "redis_url": settings.redis_url or (cluster.url if cluster else info.redis_url),
             })
     return settings

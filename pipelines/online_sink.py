@@ -23,6 +23,7 @@ from hiredis import pack_command
 from freshet.features.errors import OnlineStoreError
 from freshet.features.online_layout import NEWER_WINS_LUA
 from freshet.features.redact import redact_url
+from freshet.features.redis_connect import is_cluster, sync_client
 
 if TYPE_CHECKING:  # the guard refills through a writer of this module
     from freshet.pipelines.store_guard import StoreGuard
@@ -46,8 +47,8 @@ class RedisOnlineWriter:
         """``guard``: checks before each batch that Redis still holds what was written (and refills it
         from the log when not); told of every outage."""
         self._url = redact_url(url)
-        self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
-                                            health_check_interval=30)
+        self._cluster = is_cluster(url)
+        self._client = sync_client(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
         try:  # refused credentials are not an outage: say so now instead of backing off forever
             self._client.ping()
         except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
@@ -158,32 +159,50 @@ class RedisOnlineWriter:
             f"{redact_url(str(exc))}): check the user and password in FRESHET_REDIS_URL or --redis-url")
 
     def _send(self, batch: dict[str, PendingWrite]) -> None:
-        """One round trip: every write as an EVALSHA of the newer-wins script, packed by hiredis.
+        """One round trip (per cluster node): every write as an EVALSHA of the newer-wins script.
 
-        redis-py's pipeline packs each command in Python (~30 us a write here); packing with
-        hiredis and reading the replies on one pooled connection costs a third of that, which
-        matters at one write per event. A script cache emptied by a Redis restart (NOSCRIPT)
-        is refilled and the batch sent again (the writes are idempotent: newer wins)."""
-        pool = self._client.connection_pool
+        On a cluster each write goes to the node that owns its key's slot (an entity's keys share one:
+        the hash tag), in one packed batch per node; a moved slot refreshes the cluster's map and the
+        batch waits for the next attempt (an outage: nothing is lost)."""
+        if not self._cluster:
+            self._send_to(self._client, list(batch.values()))
+            return
+        groups: dict[str, tuple[Any, list[PendingWrite]]] = {}
+        try:
+            for write in batch.values():
+                node = self._client.get_node_from_key(write[0])
+                groups.setdefault(node.name, (self._client.get_redis_connection(node), []))[1].append(write)
+            for node_client, writes in groups.values():
+                self._send_to(node_client, writes)
+        except (redis.exceptions.MovedError, redis.exceptions.AskError, redis.exceptions.ClusterDownError,
+                redis.exceptions.SlotNotCoveredError) as exc:
+            self._client.nodes_manager.initialize()
+            raise redis.ConnectionError(f"the cluster's slots moved: {exc}") from exc
+
+    def _send_to(self, client: Any, writes: list[PendingWrite]) -> None:
+        """Packed by hiredis on one pooled connection: redis-py's pipeline packs each command in Python
+        (~30 us a write here); this costs a third of that, which matters at one write per event. A script
+        cache emptied by a restart (NOSCRIPT) is refilled and the writes sent again (idempotent: newer wins)."""
+        pool = client.connection_pool
         for attempt in range(2):
-            sha = self._sha or self._client.script_load(NEWER_WINS_LUA)
+            sha = self._sha or client.script_load(NEWER_WINS_LUA)
             self._sha = sha
             packed = b"".join(
                 pack_command(("EVALSHA", sha, 1, key, ts, offset, ttl,  # type: ignore[arg-type]
                               *encode_fields(dict(zip(raw[0], raw[1], strict=True)), raw[2], raw[3])))
-                for key, ts, offset, ttl, raw in batch.values())
+                for key, ts, offset, ttl, raw in writes)
             conn = pool.get_connection()
             failure: redis.RedisError | None = None
             try:
-                conn.send_packed_command([packed], check_health=False)  # type: ignore[no-untyped-call]
+                conn.send_packed_command([packed], check_health=False)
                 applied = 0
-                for _ in range(len(batch)):
+                for _ in range(len(writes)):
                     try:
                         applied += conn.read_response() == 1
                     except redis.ResponseError as exc:  # keep reading: the connection stays in step
                         failure = failure or exc
             except BaseException:
-                conn.disconnect()  # type: ignore[no-untyped-call]
+                conn.disconnect()
                 raise
             finally:
                 pool.release(conn)

@@ -114,6 +114,17 @@ def request(port: int, method: str, path: str, body: Any = None, token: str | No
         return response.status, raw.decode()
 
 
+def wait_until_serving(port: int, tries: int = 100) -> None:
+    """Until GET /healthz answers 200 (the server process is starting)."""
+    for _ in range(tries):
+        try:
+            if request(port, "GET", "/healthz")[0] == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing answered on port {port}")
+
+
 def test_http_service(ran: Ran) -> None:
     port = free_port()
     env = {**os.environ, "FRESHET_REDIS_URL": ran.servers.redis_url,
@@ -122,12 +133,7 @@ def test_http_service(ran: Ran) -> None:
                              str(port), "--token", "s3cret", "--max-entities", "5"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        for _ in range(100):
-            try:
-                if request(port, "GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_until_serving(port)
         assert request(port, "GET", "/readyz") == (200, {"redis": "ok"})
         cards = sorted(ran.latest_ts)[:3]
         status, body = request(port, "POST", "/features", {"entities": cards, "features": ["card_spend_5m"]},
@@ -195,12 +201,7 @@ def test_http_limits_and_outages(ran: Ran, tmp_path: Path) -> None:
                                  str(port), "--token-file", str(token_file), "--max-keys", "6", "--quiet"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(100):
-                try:
-                    if request(port, "GET", "/healthz")[0] == 200:
-                        break
-                except OSError:
-                    time.sleep(0.1)
+            wait_until_serving(port)
             cards = sorted(ran.latest_ts)[:3]
             if checks == "limits":
                 status, _ = request(port, "POST", "/features", {"entities": cards, "features": ["card_spend_5m",

@@ -27,7 +27,7 @@ from freshet.synthetic import StreamSpec
 from freshet.synthetic import produce as produce_stream
 from tests.integration.conftest import Servers
 from tests.integration.harness import pipeline_config, provision, run_until_caught_up
-from tests.integration.test_read_paths import request
+from tests.integration.test_read_paths import request, wait_until_serving
 from tests.integration.test_replay import write_repo
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fraud"
@@ -110,12 +110,7 @@ def test_pipeline_sdk_get_and_server_on_a_cluster(servers: Servers, cluster: Clu
     server = subprocess.Popen([sys.executable, "-m", "freshet", "serve", "--repo", str(repo), "--port", str(port),
                                "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        for _ in range(100):
-            try:
-                if request(port, "GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_until_serving(port)
         status, body = request(port, "POST", "/features", {"entities": entities, "features": list(views)})
         assert status == 200
         assert without_age(body["vectors"]) == without_age(json.loads(json.dumps([v.as_dict() for v in sdk])))

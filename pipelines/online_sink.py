@@ -210,6 +210,11 @@ class RedisOnlineWriter:
                 self.applied += applied
                 return
             if isinstance(failure, redis.exceptions.NoScriptError) and attempt == 0:
+                # an empty script cache: this Redis restarted (or was flushed with SCRIPT FLUSH) since the
+                # last batch, maybe empty: have the guard check its markers before the next batch (it
+                # then refills from the log and sends again what was sent since the log's checkpoint)
+                if self._guard is not None:
+                    self._guard.outage()
                 self._sha = None
                 continue
             raise failure

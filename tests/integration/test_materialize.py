@@ -133,7 +133,8 @@ def test_redis_back_empty_mid_run_is_noticed_and_refilled(servers: Servers, uniq
     repo = write_repo(tmp_path / "repo", topic)
     view = Registry.load(repo).views["activity_2m"]
     provision(servers, topic, 3)
-    produce_stream(servers.kafka_config(), topic, StreamSpec(events=6_000, cards=150, end_ms=END_MS, seed=32))
+    # enough events that most are still to be read when Redis dies (at the first ~500 durable rows)
+    produce_stream(servers.kafka_config(), topic, StreamSpec(events=15_000, cards=150, end_ms=END_MS, seed=32))
     port = free_port()
     redis_proc = start_redis(port, tmp_path, persist=False)
     config = pipeline_config(servers, tmp_path / "live", f"empty-redis-{unique}")

@@ -74,6 +74,14 @@ def test_files_parse_and_reference_each_other() -> None:
             assert rule["expr"].count("(") == rule["expr"].count(")"), rule["alert"]
 
 
+def test_every_expression_is_valid_promql() -> None:
+    """promtool is not installable here (a Go binary); the same parser rules, from promql-parser."""
+    import promql_parser
+
+    for expr in [*rule_expressions(), *dashboard_expressions()]:
+        promql_parser.parse(expr)
+
+
 def test_every_metric_in_alerts_and_dashboard_is_exported() -> None:
     exported = exported_names()
     for expr in [*rule_expressions(), *dashboard_expressions()]:

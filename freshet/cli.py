@@ -43,6 +43,35 @@ Exit codes: 0 ok; 1 a check found problems or differences (validate, parity, dri
 Handler = Callable[[argparse.Namespace], int]
 
 
+class LineKeepingFormatter(argparse.HelpFormatter):
+    """Wraps each line of a description or epilog on its own: examples keep their line breaks."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(super(LineKeepingFormatter, self)._fill_text(line, width, indent) if line.strip() else ""
+                         for line in text.splitlines())
+
+# an example and the environment for commands whose module gives none
+EXAMPLES = {
+    "validate": "example: freshet validate --repo examples/fraud\nreads no environment variable",
+    "list": "example: freshet list --repo examples/fraud",
+    "lock": "example: freshet lock --repo examples/fraud   # after a version bump: records the new fingerprint",
+    "topics": "example: freshet topics --repo examples/fraud\n"
+              "environment: FRESHET_KAFKA_BOOTSTRAP, FRESHET_KAFKA_CONFIG (else the local stack)",
+    "run": "example: freshet run --repo examples/fraud --until-caught-up\n"
+           "environment: FRESHET_KAFKA_BOOTSTRAP, FRESHET_REDIS_URL, FRESHET_OFFLINE_ROOT, FRESHET_STATE_DIR,\n"
+           "  FRESHET_KAFKA_CONFIG, FRESHET_MAX_EVENT_AHEAD (else the local stack for the first two)",
+    "replay": "example: freshet replay --repo examples/fraud --view card_spend_5m --from 2026-11-01 "
+              "--offline-root /tmp/backfill\n"
+              "environment: FRESHET_KAFKA_BOOTSTRAP, FRESHET_OFFLINE_ROOT, FRESHET_STATE_DIR, FRESHET_KAFKA_CONFIG,\n"
+              "  FRESHET_REDIS_URL (with --online), FRESHET_MAX_EVENT_AHEAD",
+    "training-set": "example: freshet training-set --repo examples/fraud --labels labels.parquet "
+                    "--features card_spend_5m card_activity_10m:txn_count_10m --out train.parquet\n"
+                    "environment: FRESHET_OFFLINE_ROOT",
+    "dev": "example: freshet dev up && eval \"$(freshet dev env)\" && freshet dev down\n"
+           "environment: FRESHET_STACK_DIR, FRESHET_BROKER_BIN, FRESHET_REDIS_BIN",
+}
+
+
 def add_connection_options(parser: argparse.ArgumentParser, *, kafka: bool = True, redis: bool = True,
                            offline: bool = True, state: bool = True) -> None:
     """Flags that override FRESHET_* settings: only those the command uses."""
@@ -96,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (commands_repo, commands_dev, commands_produce, commands_run, commands_drift, commands_consistency, commands_replay, commands_reset, commands_online, commands_read):
         module.register(sub)
+    for name, parser_ in sub.choices.items():
+        if not parser_.epilog and name in EXAMPLES:
+            parser_.epilog = EXAMPLES[name]
+        parser_.formatter_class = LineKeepingFormatter
     return parser
 
 

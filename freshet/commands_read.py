@@ -44,6 +44,8 @@ def register(sub: Any) -> None:
                    "gets 503 with Retry-After")
     p.add_argument("--max-connections", type=int, default=1000,
                    help="concurrent HTTP connections before new ones get 503 (default 1000)")
+    p.add_argument("--body-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="a request body must arrive within this (default 10; slower clients get 408)")
     p.add_argument("--quiet", action="store_true", help="no access log")
     p.add_argument("--consistency-every", type=float, default=None, metavar="SECONDS",
                    help="every SECONDS, compare a sample of each view's Redis values with the log "
@@ -91,7 +93,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not (0 if flag == "--port" else 1) <= value <= high:
             raise ConfigError(f"{flag} {value} is out of range: allowed {0 if flag == '--port' else 1} to {high}")
     try:
-        limits = Limits(max_entities=args.max_entities, max_key_length=args.max_key_length, max_keys=args.max_keys)
+        limits = Limits(max_entities=args.max_entities, max_key_length=args.max_key_length, max_keys=args.max_keys,
+                        body_timeout_s=args.body_timeout)
     except ValueError as exc:
         raise ConfigError(str(exc).replace("max_", "--max-").replace("_", "-")) from None
     client = AsyncOnlineClient(settings.redis_url, registry.views, max_connections=args.redis_connections)

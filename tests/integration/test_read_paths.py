@@ -9,10 +9,12 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from freshet.features.definitions import FeatureView
@@ -30,7 +33,7 @@ from freshet.infra.localstack import free_port
 from freshet.synthetic import StreamSpec, generate
 from freshet.synthetic import produce as produce_stream
 from tests.integration.conftest import Servers
-from tests.integration.harness import pipeline_config, provision, retarget, run_until_caught_up
+from tests.integration.harness import pipeline_config, provision, retarget, run_until_caught_up, start_redis
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fraud"
 
@@ -277,3 +280,43 @@ def test_get_cli_prints_what_the_sdk_reads(ran: Ran) -> None:
     iso = datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     assert iso in first and "txn_count_1h=" in first
     assert next(line for line in lines if line.startswith("no-such-card")).split()[2:4] == ["(no", "value)"]
+
+
+def test_http_slow_clients_and_a_stalled_redis(ran: Ran, tmp_path: Path) -> None:
+    """A body that never finishes gets 408; with Redis stalled and one pooled connection, concurrent
+    requests get 503 with Retry-After (no 500, no request left hanging)."""
+    port, redis_port = free_port(), free_port()
+    redis_proc = start_redis(redis_port, tmp_path, persist=False)
+    env = {**os.environ, "FRESHET_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+    server = subprocess.Popen([sys.executable, "-m", "freshet", "serve", "--repo", str(ran.repo), "--port", str(port),
+                               "--body-timeout", "1", "--redis-connections", "1", "--quiet"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_serving(port)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(b"POST /features HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 200\r\n\r\n{\"entities\": [")
+            started = time.monotonic()
+            reply = slow.recv(4096).decode()
+            assert reply.startswith("HTTP/1.1 408"), reply
+            assert "did not arrive within 1 s" in reply and time.monotonic() - started < 5
+
+        redis.Redis(port=redis_port).execute_command("CLIENT", "PAUSE", "10000")  # Redis answers nobody for 10 s
+        body = json.dumps({"entities": sorted(ran.latest_ts)[:3], "features": ["card_spend_5m"]})
+
+        def one() -> tuple[int, str | None]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+            conn.request("POST", "/features", body=body, headers={"content-type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            return response.status, response.getheader("Retry-After")
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: one(), range(8)))
+        assert all(status == 503 and retry == "1" for status, retry in answers), answers
+    finally:
+        server.terminate()
+        server.wait(10)
+        redis_proc.terminate()
+        redis_proc.wait(10)

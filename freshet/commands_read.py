@@ -46,6 +46,8 @@ def register(sub: Any) -> None:
                    help="concurrent HTTP connections before new ones get 503 (default 1000)")
     p.add_argument("--body-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="a request body must arrive within this (default 10; slower clients get 408)")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="a request's headers must arrive within this, or the connection is closed (default 10)")
     p.add_argument("--quiet", action="store_true", help="no access log")
     p.add_argument("--consistency-every", type=float, default=None, metavar="SECONDS",
                    help="every SECONDS, compare a sample of each view's Redis values with the log "
@@ -80,6 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from freshet.features.online import AsyncOnlineClient
+    from freshet.http_protocol import protocol_with_header_timeout
     from freshet.pipelines.config import settings_from_args
     from freshet.serve import ConsistencyChecks, Limits, create_app
 
@@ -106,9 +109,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         checks = ConsistencyChecks(settings.redis_url, Path(settings.offline_root), args.consistency_every,
                                    args.consistency_sample)
     app = create_app(client, registry.views, token=token, limits=limits, consistency=checks)
+    if not 0.1 <= args.header_timeout <= 3600 or not 0.1 <= args.body_timeout <= 3600:
+        raise ConfigError(f"--header-timeout {args.header_timeout:g} / --body-timeout {args.body_timeout:g} out of "
+                          "range: allowed 0.1 to 3600 seconds")
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
                             access_log=not args.quiet, limit_concurrency=args.max_connections,
-                            timeout_keep_alive=5, log_config=None)
+                            timeout_keep_alive=5, log_config=None,
+                            http=protocol_with_header_timeout(args.header_timeout))
     server = uvicorn.Server(config)
     print(f"freshet serve: {len(registry.views)} view(s) from {args.repo}, Redis {redact_url(settings.redis_url)}, "
           f"token {'required' if token else 'not required'}", file=sys.stderr)

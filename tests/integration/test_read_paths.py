@@ -283,13 +283,14 @@ def test_get_cli_prints_what_the_sdk_reads(ran: Ran) -> None:
 
 
 def test_http_slow_clients_and_a_stalled_redis(ran: Ran, tmp_path: Path) -> None:
-    """A body that never finishes gets 408; with Redis stalled and one pooled connection, concurrent
-    requests get 503 with Retry-After (no 500, no request left hanging)."""
+    """A body that never finishes gets 408; headers that never finish close the connection; with Redis stalled
+    and one pooled connection, concurrent requests get 503 with Retry-After (no 500, no request left hanging)."""
     port, redis_port = free_port(), free_port()
     redis_proc = start_redis(redis_port, tmp_path, persist=False)
     env = {**os.environ, "FRESHET_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
     server = subprocess.Popen([sys.executable, "-m", "freshet", "serve", "--repo", str(ran.repo), "--port", str(port),
-                               "--body-timeout", "1", "--redis-connections", "1", "--quiet"], env=env,
+                               "--body-timeout", "1", "--header-timeout", "1", "--redis-connections", "1",
+                               "--quiet"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until_serving(port)
@@ -297,9 +298,31 @@ def test_http_slow_clients_and_a_stalled_redis(ran: Ran, tmp_path: Path) -> None
             slow.sendall(b"POST /features HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 200\r\n\r\n{\"entities\": [")
             started = time.monotonic()
-            reply = slow.recv(4096).decode()
+            reply = ""
+            while "did not arrive" not in reply:
+                chunk = slow.recv(4096).decode()
+                assert chunk, reply
+                reply += chunk
             assert reply.startswith("HTTP/1.1 408"), reply
             assert "did not arrive within 1 s" in reply and time.monotonic() - started < 5
+        for partial in (b"POST /features HTTP/1.1\r\nHost: x\r\nContent-Ty", b""):  # slow headers; nothing at all
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+                slow.sendall(partial)
+                started = time.monotonic()
+                assert slow.recv(4096) == b""  # closed by the server, without a request
+                assert time.monotonic() - started < 5
+        # a kept-alive connection whose next request stalls in its headers is closed too
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as kept:
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while b'{"status":"ok"}' not in answer:
+                chunk = kept.recv(4096)
+                assert chunk, answer
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200")
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+            started = time.monotonic()
+            assert kept.recv(4096) == b"" and time.monotonic() - started < 5
 
         redis.Redis(port=redis_port).execute_command("CLIENT", "PAUSE", "10000")  # Redis answers nobody for 10 s
         body = json.dumps({"entities": sorted(ran.latest_ts)[:3], "features": ["card_spend_5m"]})

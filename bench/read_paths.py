@@ -39,13 +39,12 @@ def pct(samples: list[float], q: float) -> float:
 
 
 def fill_redis(url: str, views: list[Any], entities: int) -> None:
-    import redis
-
     from freshet.features.online_layout import encode_value, online_key
+    from freshet.features.redis_connect import is_cluster, sync_client
 
-    client = redis.Redis.from_url(url)
+    client = sync_client(url)
     now = int(time.time() * 1000)
-    pipe = client.pipeline(transaction=False)
+    pipe = client.pipeline() if is_cluster(url) else client.pipeline(transaction=False)
     for i in range(entities):
         for view in views:
             fields: dict[str, str] = {"__ts": str(now - 1000), "__off": str(i)}

@@ -69,19 +69,25 @@ def psi_from_shares(reference: Sequence[float], current: Sequence[float]) -> flo
 
 
 def quantile_edges(values: Sequence[float], bins: int) -> list[float]:
-    """Inner bin edges at the reference's quantiles (nearest rank), duplicates merged."""
+    """Upper bin edges: bins are (-inf, e0], (e0, e1], ..., (e_last, inf). With at most ``bins`` distinct
+    reference values, one edge per value (a constant or zero-inflated feature still splits at its values);
+    otherwise the reference's quantiles (nearest rank) from its minimum to its maximum."""
     ordered = sorted(values)
     n = len(ordered)
-    edges = sorted({ordered[min(n - 1, (n * k) // bins)] for k in range(1, bins)})
-    return [e for e in edges if e > ordered[0]] if n else []
+    if not n:
+        return []
+    distinct = sorted(set(ordered))
+    if len(distinct) <= bins:
+        return distinct
+    return sorted({ordered[min(n - 1, (n * k) // bins)] for k in range(bins)} | {ordered[-1]})
 
 
 def _bin_numeric(values: Sequence[float], edges: list[float]) -> list[int]:
-    from bisect import bisect_right
+    from bisect import bisect_left
 
     counts = [0] * (len(edges) + 1)
     for v in values:
-        counts[bisect_right(edges, v) if edges else 0] += 1
+        counts[bisect_left(edges, v)] += 1
     return counts
 
 
@@ -110,8 +116,8 @@ def feature_drift(feature: str, reference: Sequence[Any], current: Sequence[Any]
         ref_share = _shares(_bin_numeric([float(v) for v in ref], edges))
         cur_share = _shares(_bin_numeric([float(v) for v in cur], edges))
         kind = "numeric"
-        if len(edges) + 1 < bins:
-            notes.append(f"{len(edges) + 1} bins: the reference has few distinct values")
+        if len(set(ref)) <= bins:
+            notes.append(f"binned by value: the reference has {len(set(ref))} distinct value(s)")
     else:
         top = [value for value, _n in Counter(str(v) for v in ref).most_common(categories)]
         index = {value: i for i, value in enumerate(top)}
@@ -131,10 +137,8 @@ def feature_drift(feature: str, reference: Sequence[Any], current: Sequence[Any]
 
 
 def _numeric_labels(edges: list[float]) -> list[str]:
-    if not edges:
-        return ["all"]
     points = [f"{e:.4g}" for e in edges]
-    return [f"< {points[0]}", *(f"{a} to {b}" for a, b in zip(points, points[1:], strict=False)), f">= {points[-1]}"]
+    return [f"<= {points[0]}", *(f"{a} to {b}" for a, b in zip(points, points[1:], strict=False)), f"> {points[-1]}"]
 
 
 # --- the HTML report -----------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.exceptions import RedisClusterException
 
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import OnlineStoreError
@@ -54,9 +55,10 @@ def plan_request(views: dict[str, FeatureView], names: Sequence[str]) -> list[Vi
     for ref in parse_references(views, names):
         _, feats, labels = grouped.setdefault((ref.view.name, ref.view.version), (views[ref.view.name], [], []))
         for f in ref.features:
-            if f not in feats:
+            label = f"{ref.head}:{f}"
+            if label not in labels:  # one answer per name asked for: view:f and view@N:f may both be asked
                 feats.append(f)
-                labels.append(f"{ref.head}:{f}")
+                labels.append(label)
     return [ViewRequest(v, ver, tuple(f), tuple(lbl)) for (_, ver), (v, f, lbl) in grouped.items()]
 
 
@@ -155,7 +157,12 @@ class _ClientBase:
         # a cluster refuses one script over many entities' keys (CROSSSLOT): there, a pipeline of HMGETs,
         # which redis-py sends as one batch per node
         self._cluster = is_cluster(url)
-        if module is redis:
+        if module is redis and self._cluster:
+            try:  # a cluster client connects when built
+                self._client = sync_client(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+            except RedisClusterException as exc:
+                raise OnlineStoreError(f"Redis Cluster at {_safe(url)} is unreachable or refused: {exc}") from None
+        elif module is redis:
             self._client = (sync_client(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
                             if self._cluster else module.Redis(connection_pool=module.BlockingConnectionPool.from_url(
                                 url, max_connections=max_connections, socket_timeout=timeout_s,
@@ -182,14 +189,14 @@ class OnlineClient(_ClientBase):
             else:
                 keys, argv = _script_args(requests, entities)
                 replies = self._script(keys=keys, args=argv)
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             raise OnlineStoreError(f"Redis at {_safe(self._url)} is unreachable or failed: {exc}") from exc
         return _decode(requests, entities, replies, int(self._clock() * 1000))
 
     def ping(self) -> bool:
         try:
             return bool(self._client.ping())
-        except redis.RedisError:
+        except (redis.RedisError, RedisClusterException):
             return False
 
     def close(self) -> None:
@@ -213,14 +220,14 @@ class AsyncOnlineClient(_ClientBase):
             else:
                 keys, argv = _script_args(requests, entities)
                 replies = await self._script(keys=keys, args=argv)
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             raise OnlineStoreError(f"Redis at {_safe(self._url)} is unreachable or failed: {exc}") from exc
         return _decode(requests, entities, replies, int(self._clock() * 1000))
 
     async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())
-        except redis.RedisError:
+        except (redis.RedisError, RedisClusterException):
             return False
 
     async def markers(self) -> dict[tuple[str, int], bool]:
@@ -229,7 +236,7 @@ class AsyncOnlineClient(_ClientBase):
         try:
             return {(v.name, v.version): bool(await self._client.exists(marker_key(v.name, v.version)))
                     for v in self._views.values()}
-        except redis.RedisError:
+        except (redis.RedisError, RedisClusterException):
             return {}
 
     async def close(self) -> None:

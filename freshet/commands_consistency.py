@@ -81,17 +81,26 @@ def _redis_sample(client: Any, view: Any, n: int) -> list[str]:
 def check_view(redis_url: str, view: Any, root: Path, sample: int, seed: int | None = None) -> Any:
     """One consistency check of ``view`` (the command's and ``freshet serve --consistency-every``'s)."""
     import redis
+    from redis.exceptions import RedisClusterException
 
     from freshet.features.consistency import ConsistencyReport, check_entity
+    from freshet.features.offline_layout import list_parts
     from freshet.features.redact import redact_url
     from freshet.features.redis_connect import sync_client
     from freshet.pipelines.materialize import latest_rows
 
-    client = sync_client(redis_url, socket_timeout=10, socket_connect_timeout=3)
+    try:
+        client = sync_client(redis_url, socket_timeout=10, socket_connect_timeout=3)
+    except RedisClusterException as exc:
+        raise OnlineStoreError(f"Redis Cluster at {redact_url(redis_url)} did not answer: {exc}") from None
+    if not list_parts(root, view):
+        client.close()
+        raise ConfigError(f"no log of view {view.name!r} v{view.version} under {root}: nothing to compare Redis "
+                          "with (check FRESHET_OFFLINE_ROOT / --offline-root)")
     try:
         try:
             from_redis = _redis_sample(client, view, sample)
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             raise OnlineStoreError(f"Redis at {redact_url(redis_url)} did not answer: {exc}") from None
         latest, _read = latest_rows(root, view)
         key = view.entity_key

@@ -39,10 +39,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"broker  {info.kafka_bootstrap}  pid {info.broker_pid}")
     print(f"redis   {info.redis_url}  pid {info.redis_pid}")
     if args.redis_cluster:
-        from freshet.infra.redis_cluster import read_cluster, start_cluster
+        from freshet.features.errors import StackError
+        from freshet.infra.redis_cluster import read_cluster, start_cluster, stop_cluster
 
-        cluster = read_cluster(stack_dir() / CLUSTER_DIR) or start_cluster(stack_dir() / CLUSTER_DIR,
-                                                                           timeout_s=args.timeout)
+        try:
+            cluster = read_cluster(stack_dir() / CLUSTER_DIR)
+        except StackError:  # part of an old cluster is gone: stop the rest, start anew
+            stop_cluster(stack_dir() / CLUSTER_DIR)
+            cluster = None
+        cluster = cluster or start_cluster(stack_dir() / CLUSTER_DIR, timeout_s=args.timeout)
         print(f"cluster {cluster.url}  pids {', '.join(map(str, cluster.pids))} (the online store from now on)")
     print(f"recorded in {stack_dir() / 'dev.env'}; `eval \"$(freshet dev env)\"` exports them")
     return 0

@@ -95,6 +95,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               ("--max-connections", args.max_connections, 1_000_000)):
         if not (0 if flag == "--port" else 1) <= value <= high:
             raise ConfigError(f"{flag} {value} is out of range: allowed {0 if flag == '--port' else 1} to {high}")
+    if not 0.1 <= args.header_timeout <= 3600 or not 0.1 <= args.body_timeout <= 3600:
+        raise ConfigError(f"--header-timeout {args.header_timeout:g} / --body-timeout {args.body_timeout:g} out of "
+                          "range: allowed 0.1 to 3600 seconds")
     try:
         limits = Limits(max_entities=args.max_entities, max_key_length=args.max_key_length, max_keys=args.max_keys,
                         body_timeout_s=args.body_timeout)
@@ -109,9 +112,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         checks = ConsistencyChecks(settings.redis_url, Path(settings.offline_root), args.consistency_every,
                                    args.consistency_sample)
     app = create_app(client, registry.views, token=token, limits=limits, consistency=checks)
-    if not 0.1 <= args.header_timeout <= 3600 or not 0.1 <= args.body_timeout <= 3600:
-        raise ConfigError(f"--header-timeout {args.header_timeout:g} / --body-timeout {args.body_timeout:g} out of "
-                          "range: allowed 0.1 to 3600 seconds")
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
                             access_log=not args.quiet, limit_concurrency=args.max_connections,
                             timeout_keep_alive=5, log_config=None,

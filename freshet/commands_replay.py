@@ -167,7 +167,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not stats.get("finished"):
         print(json.dumps({"plan": plan.plan_id, "finished": False, **_summary(stats, elapsed)}, indent=2))
         print("replay interrupted: run the same command again to resume it", file=sys.stderr)
-        return 1
+        return 130
     commit_end(kafka, plan)
     plan.mark_done()
     print(json.dumps({"plan": plan.plan_id, "finished": True, "events": plan.total,
@@ -225,7 +225,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     table = [["VIEW", "VERSION", "TOPIC", "LAG", "LOG ROWS", "FILES", "FEATURE_TS FROM (UTC)", "TO (UTC)", "REPLAYS"]]
     for row in rows:
         live, log = row.get("live"), row["log"]
-        lag = "-" if live is None else ("no topic" if live.get("error") else
+        lag = "-" if live is None else ("error" if live.get("error") else
                                         "not started" if live["lag"] is None else f"{live['lag']:,}")
         replays = row["replays"]
         table.append([row["view"], str(row["version"]), row["topic"], lag, f"{log['rows']:,}", str(log["files"]),
@@ -234,4 +234,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("\n".join(format_table(table)))
     print(f"log: {Path(settings.offline_root)}; live group: {args.group or 'freshet.<topic>'}"
           + ("" if kafka else " (no broker configured: lag not measured)"))
+    for error in sorted({row["live"]["error"] for row in rows if row.get("live") and row["live"].get("error")}):
+        print(f"lag: {error}", file=sys.stderr)
     return 0

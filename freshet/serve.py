@@ -163,6 +163,8 @@ def describe(error: ValidationError, limits: Limits) -> str:
     if kind == "string_too_long" and field == "entities":
         return f"entity key of {len(given)} characters is over the limit of {limits.max_key_length}"
     if field == "entities" and len(loc) > 1:
+        if isinstance(given, int | float) and not isinstance(given, bool) and abs(given) > MAX_SAFE_INTEGER:
+            return f"entity {given!r} is outside the integer keys JSON carries exactly (at most {MAX_SAFE_INTEGER})"
         return f"entity {given!r} must be a string or an integer"
     if kind == "string_pattern_mismatch":
         return f"feature {given!r} is not 'view', 'view:feature', 'view@N' or 'view@N:feature'"

@@ -56,12 +56,12 @@ def start_cluster(directory: Path, masters: int = 3, timeout_s: float = 30.0) ->
             node_dir.mkdir(exist_ok=True)
             for stale in node_dir.glob("nodes-*.conf"):
                 stale.unlink()
-            log = open(node_dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
-            procs.append(subprocess.Popen(
-                [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                 "--cluster-config-file", str(node_dir / f"nodes-{port}.conf"), "--dir", str(node_dir),
-                 "--save", "", "--appendonly", "no", "--cluster-node-timeout", "5000", "--protected-mode", "no"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            with open(node_dir / "redis.log", "ab") as log:  # the child keeps its own descriptor
+                procs.append(subprocess.Popen(
+                    [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                     "--cluster-config-file", str(node_dir / f"nodes-{port}.conf"), "--dir", str(node_dir),
+                     "--save", "", "--appendonly", "no", "--cluster-node-timeout", "5000", "--protected-mode", "no"],
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         clients = [redis.Redis(port=port, socket_timeout=5) for port in ports]
         deadline = time.monotonic() + timeout_s
         for client in clients:
@@ -74,6 +74,8 @@ def start_cluster(directory: Path, masters: int = 3, timeout_s: float = 30.0) ->
             clients[0].cluster("MEET", "127.0.0.1", str(port))
         for client in clients:
             _wait(functools.partial(_ready, client, masters), deadline, "the cluster to form")
+        for client in clients:
+            client.close()
     except BaseException:
         for proc in procs:
             proc.kill()
@@ -120,7 +122,11 @@ def read_cluster(directory: Path) -> ClusterInfo | None:
     if not path.exists():
         return None
     info = ClusterInfo(**json.loads(path.read_text()))
-    return info if all(_alive(pid) for pid in info.pids) else None
+    dead = [pid for pid in info.pids if not _alive(pid)]
+    if dead:  # never fall back to another store quietly
+        raise StackError(f"node(s) {', '.join(map(str, dead))} of the Redis Cluster recorded in {path} are gone: "
+                         "run `freshet dev down`, then `freshet dev up --redis-cluster`")
+    return info
 
 
 def stop_cluster(directory: Path) -> list[int]:

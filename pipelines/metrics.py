@@ -31,6 +31,15 @@ class PipelineCollector(Collector):
         self._views = views
         self._mode = mode
         self._clock = clock
+        # the run's counts go back to the last commit when backpressure rewinds the input (each event is
+        # counted once); Prometheus counters must never go down, so each is exported as its high-water mark
+        self._high: dict[tuple[str, tuple[str, ...]], float] = {}
+
+    def _mono(self, name: str, labels: tuple[str, ...], value: Any) -> float:
+        key = (name, labels)
+        high = max(self._high.get(key, 0.0), float(value))
+        self._high[key] = high
+        return high
 
     def collect(self) -> Iterator[Any]:
         s = self._stats
@@ -39,23 +48,26 @@ class PipelineCollector(Collector):
                                  labels=["mode", "topic"])
         info.add_metric([self._mode, self._views[0].source.topic], 1)
         yield info
-        yield _counter("freshet_events_read", "source records read", snap["read"])
-        yield _counter("freshet_events_valid", "source records that passed validation", snap["valid"])
+        yield _counter("freshet_events_read", "source records read", self._mono("read", (), snap["read"]))
+        yield _counter("freshet_events_valid", "source records that passed validation",
+                       self._mono("valid", (), snap["valid"]))
         invalid = CounterMetricFamily("freshet_events_invalid", "records sent to the dead-letter topic, by reason",
                                       labels=["reason"])
         for reason, n in sorted(snap["invalid_by_reason"].items()):  # type: ignore[attr-defined]
-            invalid.add_metric([reason], n)
+            invalid.add_metric([reason], self._mono("invalid", (reason,), n))
         yield invalid
-        yield _counter("freshet_events_windowed", "valid events that reached the window operator", snap["windowed"])
+        yield _counter("freshet_events_windowed", "valid events that reached the window operator",
+                       self._mono("windowed", (), snap["windowed"]))
         yield _counter("freshet_events_duplicate", "records the re-key hop delivered twice (skipped)",
-                       snap["duplicates_skipped"])
+                       self._mono("duplicates", (), snap["duplicates_skipped"]))
         late = CounterMetricFamily("freshet_late_events", "(event, window) pairs sent to the late topic, by view",
                                    labels=["view"])
         emitted = CounterMetricFamily("freshet_values_emitted", "feature values emitted, by view", labels=["view"])
         late_by, emitted_by = snap["late_by_view"], snap["emitted_by_view"]
         for view in self._views:
-            late.add_metric([view.name], late_by.get(view.name, 0))  # type: ignore[attr-defined]
-            emitted.add_metric([view.name], emitted_by.get(view.name, 0))  # type: ignore[attr-defined]
+            late.add_metric([view.name], self._mono("late", (view.name,), late_by.get(view.name, 0)))  # type: ignore[attr-defined]
+            emitted.add_metric([view.name], self._mono("emitted", (view.name,),
+                                                       emitted_by.get(view.name, 0)))  # type: ignore[attr-defined]
         yield late
         yield emitted
         yield _counter("freshet_online_writes", "values written to Redis (after coalescing)", snap["online_writes"])

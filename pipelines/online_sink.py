@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from hiredis import pack_command
+from redis.exceptions import RedisClusterException
 
 from freshet.features.errors import OnlineStoreError
 from freshet.features.online_layout import NEWER_WINS_LUA
@@ -48,7 +49,12 @@ class RedisOnlineWriter:
         from the log when not); told of every outage."""
         self._url = redact_url(url)
         self._cluster = is_cluster(url)
-        self._client = sync_client(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+        try:
+            self._client = sync_client(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+        except RedisClusterException as exc:  # a cluster client connects when built
+            if isinstance(exc.__cause__, redis.AuthenticationError) or "auth" in str(exc).lower():
+                raise self._refused(exc) from None
+            raise OnlineStoreUnavailable(f"no node of the Redis Cluster at {self._url} answers: {exc}") from None
         try:  # refused credentials are not an outage: say so now instead of backing off forever
             self._client.ping()
         except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
@@ -110,6 +116,8 @@ class RedisOnlineWriter:
             log.debug("redis write deferred: %s", exc)
         except OnlineStoreError as exc:  # kept pending: the next checkpoint's flush raises it and stops the run
             log.error("%s", exc)
+        except Exception:  # the writer thread must outlive anything unexpected: the batch was put back
+            log.exception("redis write failed unexpectedly; the batch is kept and retried")
 
     def write_pending(self) -> int:
         """Write the pending batch. The lock only guards swapping it: adds never wait on Redis."""
@@ -129,9 +137,10 @@ class RedisOnlineWriter:
             except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
                 self._restore(batch)
                 raise self._refused(exc) from None
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, RedisClusterException) as exc:
                 self._restore(batch)
                 self._outage()
+                self._refresh_cluster_map()
                 raise OnlineStoreUnavailable(f"redis unavailable: {exc}") from exc
             except redis.RedisError as exc:
                 self._restore(batch)
@@ -140,6 +149,9 @@ class RedisOnlineWriter:
                 self._restore(batch)
                 if isinstance(exc, OnlineStoreUnavailable):
                     self._outage()
+                raise
+            except Exception:
+                self._restore(batch)
                 raise
             self._unavailable = False
         if self._on_written:
@@ -176,8 +188,17 @@ class RedisOnlineWriter:
                 self._send_to(node_client, writes)
         except (redis.exceptions.MovedError, redis.exceptions.AskError, redis.exceptions.ClusterDownError,
                 redis.exceptions.SlotNotCoveredError) as exc:
+            raise redis.ConnectionError(f"the cluster's slots moved: {exc}") from exc  # the map is refreshed
+
+    def _refresh_cluster_map(self) -> None:
+        """After a failed batch on a cluster (a master died, slots moved): learn the current slot map; a
+        cluster that cannot answer yet is tried again at the next batch."""
+        if not self._cluster:
+            return
+        try:
             self._client.nodes_manager.initialize()
-            raise redis.ConnectionError(f"the cluster's slots moved: {exc}") from exc
+        except (redis.RedisError, RedisClusterException) as exc:
+            log.debug("cluster map not refreshed yet: %s", exc)
 
     def _send_to(self, client: Any, writes: list[PendingWrite]) -> None:
         """Packed by hiredis on one pooled connection: redis-py's pipeline packs each command in Python

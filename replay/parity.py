@@ -43,7 +43,8 @@ def log_files(root: Path, view: str, version: int | None) -> list[Path] | None:
     """The view's part files under ``root`` (an offline root, the view's directory, or one version's);
     None when ``root`` holds no log of the view at all."""
     base = root / view if (root / view).is_dir() else root
-    versions = [base / f"v{version}"] if version else sorted(base.glob("v*"))
+    versions = [base / f"v{version}"] if version else sorted(
+        v for v in base.glob("v*") if v.name[1:].isdigit())  # not the v<N>.before-reset-* kept by `freshet reset`
     if any(v.is_dir() for v in versions):
         return [path for v in versions for path in parts_under(v)]
     if any(base.glob("date=*")):

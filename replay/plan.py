@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import BaseModel
 
 from freshet.features.definitions import FeatureView
@@ -101,9 +101,11 @@ def check_resumable(kafka_config: dict[str, Any], plan: ReplayPlan) -> None:
         probe = EndOffsetProbe(kafka_config)
         try:
             ends = probe.end_offsets((plan.topic, p) for p in plan.end)
+            changed = any(ends[(plan.topic, p)] < end for p, end in plan.end.items())
+        except KafkaException:  # the topic is gone (a broker back empty): its history changed too
+            changed = True
         finally:
             probe.close()
-        changed = any(ends[(plan.topic, p)] < end for p, end in plan.end.items())
     if changed:
         raise ReplayError(
             f"topic {plan.topic!r} changed since replay {plan.plan_id} was planned ({plan.created_at}): it was "

@@ -117,8 +117,11 @@ def test_reference_from_a_training_set_and_errors(repo: Path, tmp_path: Path, mo
 def test_psi_arithmetic() -> None:
     assert psi_from_shares([0.5, 0.5], [0.5, 0.5]) == 0
     assert psi_from_shares([0.5, 0.5], [0.9, 0.1]) == pytest.approx(0.4 * 0.5878 + 0.4 * 1.6094, rel=1e-3)
-    assert quantile_edges([1, 1, 1, 1], 10) == []  # one value: one bin
+    assert quantile_edges([1, 1, 1, 1], 10) == [1]  # one value: "<= 1" and "> 1"
     d = feature_drift("x", [1.0] * 10, [1.0] * 10)
-    assert d.bins == ["all"] and d.psi == 0 and "few distinct values" in d.notes[0]
+    assert d.bins == ["<= 1", "> 1"] and d.psi == 0 and "binned by value" in d.notes[0]
+    # a constant or zero-inflated reference still shows a shift
+    assert feature_drift("x", [0] * 1000, [50] * 1000).verdict == "drift"
+    assert feature_drift("x", [0] * 950 + list(range(1, 51)), [0] * 100 + [5000] * 900).verdict == "drift"
     none = feature_drift("x", [None, None], [1.0])
     assert none.reference_nulls == 2 and none.notes == ["no reference values"]

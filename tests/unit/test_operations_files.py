@@ -87,3 +87,23 @@ def test_every_metric_in_alerts_and_dashboard_is_exported() -> None:
     for expr in [*rule_expressions(), *dashboard_expressions()]:
         for name in set(METRIC.findall(expr)) - PROMQL_WORDS:
             assert name in exported, (name, expr)
+
+
+def test_counters_never_go_down_when_the_run_rewinds() -> None:
+    stats = PipelineStats()
+    views = list(Registry.load(ROOT / "examples" / "fraud").views.values())
+    registry = _registry(PipelineCollector(stats, views, mode="live"))
+
+    def read() -> float:
+        text = generate_latest(registry).decode()
+        return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                    if s.name == "freshet_events_read_total")
+
+    stats.read = 100
+    stats.mark()
+    stats.read = 150
+    assert read() == 150
+    stats.rewind()  # backpressure: back to the last commit, the 50 are read again
+    assert stats.read == 100 and read() == 150
+    stats.read = 170
+    assert read() == 170

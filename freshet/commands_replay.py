@@ -218,6 +218,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     registry = Registry.load(args.repo)
     settings = settings_from_args(args)
     kafka = kafka_client_config(settings) if settings.kafka_bootstrap else None
+    if kafka is not None:
+        from freshet.infra.topics import cluster_metadata
+
+        cluster_metadata(kafka, timeout_s=15)  # refused credentials or no broker: say so now, once
     rows = view_status(registry, kafka, Path(settings.offline_root), args.group)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))

@@ -96,6 +96,14 @@ AUTH_ERRORS = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICAT
                          KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED})
 
 
+def cluster_metadata(client_config: dict[str, str], timeout_s: float = 30.0) -> ClusterMetadata:
+    """The broker's metadata, or within about a second a CredentialsError when it refuses the credentials
+    (the same fast path every command that talks to Kafka first takes)."""
+    refused: list[KafkaError] = []
+    admin = AdminClient({**client_config, "error_cb": lambda err: _note_refusal(err, refused)})
+    return _metadata(admin, str(client_config.get("bootstrap.servers", "?")), timeout_s, refused)
+
+
 def _note_refusal(error: KafkaError, refused: list[KafkaError]) -> None:
     if error.code() in AUTH_ERRORS:
         refused.append(error)

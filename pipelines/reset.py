@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import PipelineError
 from freshet.features.offline_layout import view_dir
+from freshet.infra.topics import cluster_metadata
 
 
 @dataclass
@@ -42,11 +43,7 @@ def internal_topics(topics: list[str], group: str) -> list[str]:
 def plan_reset(kafka_config: dict[str, Any], views: list[FeatureView], *, group: str, state_root: Path,
                offline_root: Path | None, now: datetime | None = None) -> ResetPlan:
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    admin = AdminClient(kafka_config)
-    try:
-        topics = list(admin.list_topics(timeout=10).topics)
-    except KafkaException as exc:
-        raise PipelineError(f"cannot list the broker's topics: {exc}") from None
+    topics = list(cluster_metadata(kafka_config, timeout_s=15).topics)
     logs = []
     if offline_root is not None:
         for view in views:

@@ -70,7 +70,8 @@ def test_refused_kafka_credentials_exit_fast_without_printing_them(tmp_path: Pat
                                                    "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": "freshet",
                                                    "sasl.password": secret})}
         for args in (["topics", "--repo", str(repo)], ["run", "--repo", str(repo), "--no-online", "--until-caught-up"],
-                     ["replay", "--repo", str(repo), "--view", "spend_5m"]):
+                     ["replay", "--repo", str(repo), "--view", "spend_5m"], ["status", "--repo", str(repo)],
+                     ["reset", "--repo", str(repo)]):
             started = time.monotonic()
             result = subprocess.run([sys.executable, "-m", "freshet", *args], env=env, capture_output=True, text=True,
                                     timeout=60)

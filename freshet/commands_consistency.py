@@ -80,6 +80,9 @@ def _redis_sample(client: Any, view: Any, n: int) -> list[str]:
 
 def check_view(redis_url: str, view: Any, root: Path, sample: int, seed: int | None = None) -> Any:
     """One consistency check of ``view`` (the command's and ``freshet serve --consistency-every``'s)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
     import redis
     from redis.exceptions import RedisClusterException
 
@@ -102,12 +105,18 @@ def check_view(redis_url: str, view: Any, root: Path, sample: int, seed: int | N
             from_redis = _redis_sample(client, view, sample)
         except (redis.RedisError, RedisClusterException) as exc:
             raise OnlineStoreError(f"Redis at {redact_url(redis_url)} did not answer: {exc}") from None
-        latest, _read = latest_rows(root, view)
+        files = list_parts(root, view)
         key = view.entity_key
-        offline = {str(row[key]): row for row in latest.to_pylist()}
+        # the sample from the log reads only its entity column; only the sampled entities become rows
+        keys = pa.concat_tables([pq.read_table(f, columns=[key]) for f in files])[key]
+        in_log = sorted({str(k) for k in pc.unique(keys).to_pylist()})
         rng = random.Random(seed)
-        from_log = rng.sample(sorted(offline), min(sample, len(offline)))
+        from_log = rng.sample(in_log, min(sample, len(in_log)))
         entities = list(dict.fromkeys([*from_redis, *from_log]))
+        is_int = pa.types.is_integer(keys.type)
+        typed = [int(e) for e in entities if e.lstrip("-").isdigit()] if is_int else entities
+        latest, _read = latest_rows(root, view, entities=typed)
+        offline = {str(row[key]): row for row in latest.to_pylist()}
         online = _online_values(client, view, entities)
     finally:
         client.close()

@@ -102,9 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from freshet.infra.settings import kafka_client_config
     from freshet.infra.topics import provision_topics, source_topic_specs
     from freshet.pipelines.config import settings_from_args
-    from freshet.pipelines.runner import run_pipeline
     from freshet.pipelines.stats import PipelineStats
-    from freshet.pipelines.topology import PipelineConfig, build_pipeline
+    from freshet.pipelines.topology import PipelineConfig
 
     registry = Registry.load(args.repo)
     registry.require_lock_consistent()
@@ -150,17 +149,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.info("%s has never held a record: nothing to do", source.topic)
         print(json.dumps({"topic": source.topic, "group": group, **PipelineStats().snapshot()}, indent=2))
         return 0
-    pipeline = build_pipeline(views, config)
     log.info("running %d view(s) on %s (group %s): %s", len(views), source.topic, group,
              ", ".join(f"{v.name} v{v.version}" for v in views))
-    metrics = start_metrics(args, pipeline.stats, views, mode="live")
+    run_stats = PipelineStats()
+    metrics = start_metrics(args, run_stats, views, mode="live")
     try:
-        stats = run_pipeline(pipeline, until_caught_up=args.until_caught_up, interval_s=args.progress_interval)
+        stats = _run_restarting(views, config, run_stats, args)
     finally:
         if metrics is not None:
             metrics.close()
     print(json.dumps({"topic": source.topic, "group": group, **stats}, indent=2))
     return 0
+
+
+RESTARTS = 2
+
+
+def _run_restarting(views: list[FeatureView], config: Any, stats: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Run the pipeline; restart it from its last commit when Quix Streams hands a state-changelog record to
+    processing (a race of its state recovery after a rebalance, seen with the local broker under load: the
+    run stopped with KeyError 'changelog__...'). Nothing is lost: the restart reads from the last commit,
+    the sinks are idempotent and the counts go back to that commit."""
+    from freshet.pipelines.runner import run_pipeline
+    from freshet.pipelines.topology import build_pipeline
+
+    for attempt in range(RESTARTS + 1):
+        pipeline = build_pipeline(views, config, stats)
+        try:
+            return run_pipeline(pipeline, until_caught_up=args.until_caught_up, interval_s=args.progress_interval)
+        except KeyError as exc:
+            if "changelog__" not in str(exc) or attempt == RESTARTS:
+                raise
+            stats.rewind()
+            log.warning("Quix Streams delivered a state-changelog record (%s) to processing after a rebalance; "
+                        "restarting the run from its last commit (%d of %d)", exc, attempt + 1, RESTARTS)
+    raise RuntimeError("unreachable: the loop returns or raises")
 
 
 DEFAULT_METRICS_PORT = 9108

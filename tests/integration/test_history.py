@@ -20,6 +20,17 @@ from tests.integration.harness import cli_env, provision
 from tests.integration.test_replay import END_MS, freshet, write_repo
 
 
+def recreate_topic(servers: Servers, topic: str, partitions: int) -> None:
+    """Delete the topic, wait until the broker forgets it, and create it again (empty, a new topic id)."""
+    admin = AdminClient(servers.kafka_config())
+    admin.delete_topics([topic])[topic].result()
+    for _ in range(100):
+        if topic not in admin.list_topics(timeout=10).topics:
+            break
+        time.sleep(0.1)
+    provision(servers, topic, partitions)
+
+
 def test_recreated_topic_is_refused_and_the_old_log_kept(servers: Servers, unique: str, tmp_path: Path) -> None:
     topic = f"history-{unique}"
     repo = write_repo(tmp_path / "repo", topic)
@@ -31,13 +42,7 @@ def test_recreated_topic_is_refused_and_the_old_log_kept(servers: Servers, uniqu
     log_before = {p: p.stat().st_mtime_ns for p in (tmp_path / "offline").rglob("part-*.parquet")}
     assert log_before
 
-    admin = AdminClient(servers.kafka_config())
-    admin.delete_topics([topic])[topic].result()
-    for _ in range(100):
-        if topic not in admin.list_topics(timeout=10).topics:
-            break
-        time.sleep(0.1)
-    provision(servers, topic, 3)
+    recreate_topic(servers, topic, 3)
     produce_stream(servers.kafka_config(), topic, StreamSpec(events=300, cards=50, end_ms=END_MS + 3_600_000, seed=9))
 
     second = freshet("run", "--repo", str(repo), "--until-caught-up", env=env)
@@ -95,13 +100,7 @@ def test_reset_starts_the_source_over_and_keeps_the_old_log(servers: Servers, un
     old_files = {p.relative_to(tmp_path / "offline"): p.read_bytes() for p in (tmp_path / "offline").rglob("*.parquet")}
     assert old_files
 
-    admin = AdminClient(servers.kafka_config())
-    admin.delete_topics([topic])[topic].result()
-    for _ in range(100):
-        if topic not in admin.list_topics(timeout=10).topics:
-            break
-        time.sleep(0.1)
-    provision(servers, topic, 3)
+    recreate_topic(servers, topic, 3)
     produce_stream(servers.kafka_config(), topic, StreamSpec(events=300, cards=40, end_ms=END_MS + 3_600_000, seed=19))
     refused = freshet("run", "--repo", str(repo), "--until-caught-up", env=env)
     assert refused.returncode == 3 and "freshet reset --repo" in refused.stderr, refused.stderr[-2000:]
@@ -148,13 +147,7 @@ def test_replay_does_not_resume_on_a_changed_history(servers: Servers, unique: s
     first.send_signal(signal.SIGKILL)
     first.wait(10)
 
-    admin = AdminClient(servers.kafka_config())
-    admin.delete_topics([topic])[topic].result()
-    for _ in range(100):
-        if topic not in admin.list_topics(timeout=10).topics:
-            break
-        time.sleep(0.1)
-    provision(servers, topic, 3)
+    recreate_topic(servers, topic, 3)
     produce_stream(servers.kafka_config(), topic, StreamSpec(events=300, cards=40, end_ms=END_MS, seed=29))
     refused = freshet(*args, env=env)
     assert refused.returncode == 3, refused.stderr[-2000:]

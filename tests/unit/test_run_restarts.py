@@ -20,7 +20,10 @@ def test_a_changelog_record_in_processing_restarts_from_the_last_commit(monkeypa
         built.append(run_stats)
         return "pipeline"
 
+    read_at_start: list[int] = []
+
     def run(pipeline: str, **_: Any) -> Any:
+        read_at_start.append(stats.read)
         stats.read = 7  # counted after the last commit, then lost with the failed attempt
         outcome = outcomes.pop(0)
         if isinstance(outcome, Exception):
@@ -34,6 +37,7 @@ def test_a_changelog_record_in_processing_restarts_from_the_last_commit(monkeypa
     args = argparse.Namespace(until_caught_up=True, progress_interval=5.0)
     assert commands_run._run_restarting([], object(), stats, args) == {"read": 10}
     assert built == [stats, stats]  # the same counters carry over
+    assert read_at_start == [3, 3]  # rewound to the last commit before the restart
 
 
 def test_other_failures_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.common import EXAMPLE_REPO, say, stack
 from bench.read_paths import fill_redis, sdk_latency
-from bench.report import record
+from bench.report import publish
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,11 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop_cluster(Path(tmp) / "cluster")
     lines.append("")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_record:
-        record(text)
-    return 0
+    return publish(lines, no_record=args.no_record)
 
 
 if __name__ == "__main__":

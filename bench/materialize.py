@@ -58,7 +58,7 @@ def write_log(root: Path, view: object, entities: int, end_ms: int) -> int:
                 "source_offset": pa.array([rnd * entities + i for i in ids], pa.int64()),
                 "produced_at": pa.array([end_ms] * n, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
             }, schema=schema)
-            path = part_path(root, view, "2026-11-23", rnd, first)  # type: ignore[arg-type]
+            path = Path(part_path(root, view, "2026-11-23", rnd, first))  # type: ignore[arg-type]
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, path, compression="zstd")
             written += n

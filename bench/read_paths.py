@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import EXAMPLE_REPO, REPO_ROOT, say, stack
-from bench.report import record
+from bench.report import publish
 
 DAY = 86_400_000
 BASE = 1_790_000_000_000
@@ -180,7 +180,7 @@ def make_log(root: Path, rows: int, entities: int, days: int) -> None:
             "source_offset": pc.cast(pc.add(pc.cast(pc.floor(pc.multiply(rnd, 1e9)), pa.int64()), 0), pa.int64()),
             "produced_at": pc.cast(ts, pa.timestamp("ms", tz="UTC")),
         }, schema=schema)
-        path = part_path(root, view, date_of(BASE + d * DAY), d % 4, d * per_day)
+        path = Path(part_path(root, view, date_of(BASE + d * DAY), d % 4, d * per_day))
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)
 
@@ -198,20 +198,24 @@ def make_labels(path: Path, rows: int, entities: int, days: int) -> None:
 
 
 FRESHET_JOIN = """
-import sys, time, resource
+import sys, time
+# VmHWM: this process's own peak RSS (ru_maxrss would carry the forking parent's peak across exec)
+def peak_kb(): return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])
 from pathlib import Path
 import pyarrow.parquet as pq
 from freshet.features.registry import Registry
 from freshet.features.training import get_historical_features
 t0 = time.perf_counter()
 views = Registry.load(sys.argv[1]).views
-out = get_historical_features(pq.read_table(sys.argv[2]), ["card_spend_5m"], views, Path(sys.argv[3]))
-print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, out.num_rows,
+out = get_historical_features(pq.read_table(sys.argv[2]), ["card_spend_5m"], views, sys.argv[3])
+print(time.perf_counter() - t0, peak_kb(), out.num_rows,
       out.column("txn_count").null_count)
 """
 
 DUCKDB_JOIN = """
-import sys, time, resource
+import sys, time
+# VmHWM: this process's own peak RSS (ru_maxrss would carry the forking parent's peak across exec)
+def peak_kb(): return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])
 import duckdb
 t0 = time.perf_counter()
 con = duckdb.connect()
@@ -223,12 +227,13 @@ n, nulls = con.execute(f'''
            f.amount_sum, f.feature_ts from labels l
     asof left join log f on l.card_id = f.card_id and l.ts >= f.feature_ts)
 ''').fetchone()
-print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, n, nulls)
+print(time.perf_counter() - t0, peak_kb(), n, nulls)
 """
 
 
-def run_join(script: str, *args: str) -> dict[str, float]:
-    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=REPO_ROOT)
+def run_join(script: str, *args: str, env: dict[str, str] | None = None) -> dict[str, float]:
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=REPO_ROOT,
+                            env=env)
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
     seconds, rss_kb, rows, nulls = result.stdout.split()[-4:]
@@ -299,11 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"| DuckDB ASOF JOIN (TTL applied after; no tie-break on offset) | {d['seconds']:.2f} | "
                       f"{d['peak_rss_mb']:.0f} MB | {d['rows']:,} | {d['nulls']:,} |",
                       "", f"Ratio Freshet / DuckDB: {f['seconds'] / d['seconds']:.2f}x (goal: within 1.5x).", ""]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_record:
-        record(text)
-    return 0
+    return publish(lines, no_record=args.no_record)
 
 
 if __name__ == "__main__":

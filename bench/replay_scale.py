@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import say, stack
-from bench.report import record
+from bench.report import publish
 
 REPO_YAML = """\
 sources:
@@ -101,11 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = read / seconds
         lines.append(f"| {name} | {seconds:.1f} | {read:,} | {rate:,.0f} | {rate / live_rate:.2f}x |")
     lines += ["", f"Parity live vs replay --workers 2: `{parity.stdout.strip().splitlines()[-1]}`", ""]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_record:
-        record(text)
-    return 0
+    return publish(lines, no_record=args.no_record)
 
 
 if __name__ == "__main__":

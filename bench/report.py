@@ -233,3 +233,12 @@ def record(section: str, path: Path = RESULTS) -> None:
         path.write_text(HEADER)
     with path.open("a") as handle:
         handle.write("\n" + section)
+
+
+def publish(lines: list[str], *, no_record: bool) -> int:
+    """Print a section (Markdown lines) and, unless ``no_record``, append it to bench/RESULTS.md."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not no_record:
+        record(text)
+    return 0

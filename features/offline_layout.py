@@ -1,6 +1,7 @@
 """The offline log's layout: paths and the explicit Arrow schema of each view.
 
 ``<root>/<view>/v<version>/date=YYYY-MM-DD/part-<partition>-<first source offset>.parquet``
+(the root a local directory or an ``s3://`` prefix: :mod:`freshet.features.log_store`)
 with columns: the entity key, ``feature_ts``, ``window_start``, ``window_end``,
 the features, ``source_partition``, ``source_offset``, ``produced_at``.
 Times are UTC millisecond timestamps.
@@ -16,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from freshet.features.definitions import FeatureView
+from freshet.features.log_store import LogRoot, open_log_root
 
 ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
 TS_TYPE = pa.timestamp("ms", tz="UTC")
@@ -39,8 +41,8 @@ def view_schema(view: FeatureView) -> pa.Schema:
     return pa.schema(fields, metadata={"freshet.view": view.name, "freshet.version": str(view.version)})
 
 
-def view_dir(root: Path, view: FeatureView) -> Path:
-    return Path(root) / view.name / f"v{view.version}"
+def view_dir(root: LogRoot | str | Path, view: FeatureView) -> str:
+    return open_log_root(root).join(view.name, f"v{view.version}")
 
 
 _DAY_MS = 86_400_000
@@ -56,30 +58,31 @@ def date_of(ts_ms: int) -> str:
     return _date_of_day(ts_ms // _DAY_MS)
 
 
-def part_path(root: Path, view: FeatureView, date: str, partition: int, first_offset: int) -> Path:
-    return view_dir(root, view) / f"date={date}" / f"part-{partition}-{first_offset}.parquet"
+def part_path(root: LogRoot | str | Path, view: FeatureView, date: str, partition: int, first_offset: int) -> str:
+    return f"{view_dir(root, view)}/date={date}/part-{partition}-{first_offset}.parquet"
 
 
-def list_parts(root: Path, view: FeatureView, partition: int | None = None, *, from_ms: int | None = None,
-               to_ms: int | None = None) -> list[Path]:
+def list_parts(root: LogRoot | str | Path, view: FeatureView, partition: int | None = None, *,
+               from_ms: int | None = None, to_ms: int | None = None) -> list[str]:
     """Every finished part file of a view: optionally of one source partition, and of the dates that
     can hold a feature_ts in [from_ms, to_ms]."""
-    return parts_under(view_dir(root, view), partition, from_ms=from_ms, to_ms=to_ms)
+    log_root = open_log_root(root)
+    return parts_under(log_root, view_dir(log_root, view), partition, from_ms=from_ms, to_ms=to_ms)
 
 
-def parts_under(version_dir: Path, partition: int | None = None, *, from_ms: int | None = None,
-                to_ms: int | None = None) -> list[Path]:
+def parts_under(root: LogRoot, version_dir: str, partition: int | None = None, *, from_ms: int | None = None,
+                to_ms: int | None = None) -> list[str]:
     """The finished part files below one ``<view>/v<version>`` directory (the one log-file lister)."""
-    if not version_dir.is_dir():
-        return []
     first = date_of(from_ms) if from_ms is not None else None
     last = date_of(to_ms) if to_ms is not None else None
     out = []
-    for path in sorted(version_dir.glob("date=*/part-*.parquet")):
-        match = PART_NAME.match(path.name)
-        if not match or (partition is not None and int(match.group(1)) != partition):
+    prefix = version_dir.rstrip("/") + "/"
+    for path in root.files(version_dir):
+        date_dir, _, name = path[len(prefix):].partition("/")
+        match = PART_NAME.match(name)
+        if not match or not date_dir.startswith("date=") or (partition is not None and int(match.group(1)) != partition):
             continue
-        date = path.parent.name.removeprefix("date=")
+        date = date_dir.removeprefix("date=")
         if (first is None or date >= first) and (last is None or date <= last):
             out.append(path)
     return out

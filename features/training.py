@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from freshet.features.definitions import FeatureView
 from freshet.features.durations import parse_event_time_ms
 from freshet.features.errors import DefinitionError, OfflineStoreError
+from freshet.features.log_store import LogRoot, open_log_root
 from freshet.features.offline_layout import TS_TYPE, list_parts, view_schema
 from freshet.features.references import parse_references
 
@@ -94,16 +95,19 @@ def _text_to_ms(column: pa.Array, what: str) -> pa.Array:
     return pa.array(out, type=pa.int64())
 
 
-def read_view_log(root: Path, view: FeatureView, columns: list[str], from_ms: int | None,
+def read_view_log(root: LogRoot | str | Path, view: FeatureView, columns: list[str], from_ms: int | None,
                   to_ms: int | None) -> pa.Table:
     """The view's log rows with feature_ts in [from_ms, to_ms], reading only the dates needed."""
+    log_root = open_log_root(root)
     schema = view_schema(view)
-    files = view_files(root, view, from_ms, to_ms)
+    files = view_files(log_root, view, from_ms, to_ms)
     wanted = [view.entity_key, "feature_ts", "source_partition", "source_offset", *columns]
     if not files:
         return pa.table({n: pa.array([], type=schema.field(n).type) for n in wanted})
-    tables = [pq.read_table(f, columns=wanted, schema=schema) for f in files]
-    return pa.concat_tables(tables)
+    try:
+        return log_root.dataset(files, schema).to_table(columns=wanted)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise OfflineStoreError(f"cannot read the log of {view.name} v{view.version} under {log_root}: {exc}") from exc
 
 
 def as_of_indices(label_entities: pa.Array, label_ts: pa.Array, log_entities: pa.Array, log_ts: pa.Array,
@@ -153,12 +157,12 @@ def _arange(n: int) -> pa.Array:
     return pc.subtract(pc.cumulative_sum(_filled(n, 1, pa.int64())), 1)
 
 
-def view_files(root: Path, view: FeatureView, from_ms: int | None, to_ms: int | None) -> list[Path]:
+def view_files(root: LogRoot, view: FeatureView, from_ms: int | None, to_ms: int | None) -> list[str]:
     return list_parts(root, view, from_ms=from_ms, to_ms=to_ms)
 
 
-def duckdb_as_of(label_entities: pa.Array, label_ts: pa.Array, view: FeatureView, files: list[Path],
-                 features: list[str], *, exclusive: bool) -> pa.Table:
+def duckdb_as_of(label_entities: pa.Array, label_ts: pa.Array, view: FeatureView, root: LogRoot,
+                 files: list[str], features: list[str], *, exclusive: bool) -> pa.Table:
     """Per label row (in order): the as-of features and feature_ts (ms), TTL applied."""
     import duckdb
 
@@ -172,9 +176,10 @@ def duckdb_as_of(label_entities: pa.Array, label_ts: pa.Array, view: FeatureView
     picked = ", ".join(f'arg_max("{f}", rank) as "{f}"' for f in features)
     outs = ", ".join(f'case when l.t - b.ft <= {view.ttl} then b."{f}" end as "{f}"' for f in features)
     if files:
-        paths = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
+        # DuckDB scans the pyarrow dataset (local or S3 alike), reading only the columns it needs
+        con.register("log_files", root.dataset(files, schema))
         log_sql = (f'select "{view.entity_key}" as e, epoch_ms(feature_ts) as ft, {feats}, '
-                   f"source_offset::HUGEINT * 2147483648 + source_partition as rank from read_parquet({paths})")
+                   "source_offset::HUGEINT * 2147483648 + source_partition as rank from log_files")
     else:
         empty = pa.table({"e": pa.array([], entity_type), "ft": pa.array([], pa.int64()),
                           **{f: pa.array([], schema.field(f).type) for f in features},
@@ -189,18 +194,19 @@ def duckdb_as_of(label_entities: pa.Array, label_ts: pa.Array, view: FeatureView
         from labels l asof left join best b on l.e = b.e and {condition}
         order by l.rid
     """
-    table = con.execute(sql).to_arrow_table()
+    table = con.sql(sql).to_arrow_table()
     con.close()
     return table
 
 
 def get_historical_features(labels: pa.Table | Any, features: Sequence[str], views: dict[str, FeatureView],
-                            offline_root: Path, *, entity_column: str | None = None,
+                            offline_root: LogRoot | str | Path, *, entity_column: str | None = None,
                             timestamp_column: str = "ts", exclusive: bool = False,
                             full_feature_names: bool = False, engine: str = "duckdb",
                             progress: Callable[[str], None] | None = None) -> pa.Table:
     """The labels with each requested feature as of each row's timestamp. ``engine``: ``duckdb`` (the
     default; ``pyarrow`` where DuckDB is not installed, as in a client-only install) or ``pyarrow``."""
+    root = open_log_root(offline_root)
     if engine == "duckdb" and not _duckdb_installed():
         engine = "pyarrow"
     table = _as_table(labels)
@@ -225,11 +231,14 @@ def get_historical_features(labels: pa.Table | Any, features: Sequence[str], vie
         if key not in table.column_names:
             raise OfflineStoreError(f"labels have no entity column {key!r} for view {view_name!r}; "
                                     f"columns: {table.column_names}")
+        if progress and not list_parts(root, view):
+            progress(f"warning: no log of {view_name} v{view.version} under {root}: its features are null "
+                     "(check FRESHET_OFFLINE_ROOT / --offline-root)")
         if engine == "duckdb":
-            files = view_files(offline_root, view, None if lo is None else lo - view.ttl, hi)
+            files = view_files(root, view, None if lo is None else lo - view.ttl, hi)
             if progress:
                 progress(f"{view_name}: as-of join of {len(table):,} labels over {len(files)} log file(s)")
-            joined = duckdb_as_of(table[key].combine_chunks(), label_ts, view, files,
+            joined = duckdb_as_of(table[key].combine_chunks(), label_ts, view, root, files,
                                   [r.feature for r in view_refs], exclusive=exclusive)
             for ref in view_refs:
                 out = out.append_column(names[ref], joined[ref.feature])
@@ -239,7 +248,7 @@ def get_historical_features(labels: pa.Table | Any, features: Sequence[str], vie
             raise DefinitionError(f"unknown engine {engine!r}; use 'duckdb' or 'pyarrow'")
         if progress:
             progress(f"{view_name}: reading the log")
-        log = read_view_log(offline_root, view, [r.feature for r in view_refs],
+        log = read_view_log(root, view, [r.feature for r in view_refs],
                             None if lo is None else lo - view.ttl, hi)
         if progress:
             progress(f"{view_name}: joining {len(table):,} labels with {len(log):,} log rows")

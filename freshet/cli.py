@@ -81,7 +81,12 @@ def add_connection_options(parser: argparse.ArgumentParser, *, kafka: bool = Tru
     if redis:
         group.add_argument("--redis-url", metavar="URL", help="Redis URL (redis:// or rediss://)")
     if offline:
-        group.add_argument("--offline-root", metavar="DIR", help="root of the Parquet offline log")
+        group.add_argument("--offline-root", metavar="DIR|s3://BUCKET/PREFIX",
+                           help="root of the Parquet offline log: a directory or an S3 prefix")
+        group.add_argument("--s3-endpoint", metavar="URL",
+                           help="S3 endpoint for an s3:// root, e.g. http://127.0.0.1:8333 (default: "
+                           "AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS; credentials from AWS_ACCESS_KEY_ID/"
+                           "AWS_SECRET_ACCESS_KEY or an AWS profile)")
     if state:
         group.add_argument("--state-dir", metavar="DIR", help="window state directory")
     if kafka:

@@ -7,7 +7,6 @@ import json
 import random
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from freshet.features.errors import EXIT_CHECK_FAILED, ConfigError, OnlineStoreError
@@ -78,15 +77,15 @@ def _redis_sample(client: Any, view: Any, n: int) -> list[str]:
     return found
 
 
-def check_view(redis_url: str, view: Any, root: Path, sample: int, seed: int | None = None) -> Any:
+def check_view(redis_url: str, view: Any, root: Any, sample: int, seed: int | None = None) -> Any:
     """One consistency check of ``view`` (the command's and ``freshet serve --consistency-every``'s)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
     import redis
     from redis.exceptions import RedisClusterException
 
     from freshet.features.consistency import ConsistencyReport, check_entity
+    from freshet.features.log_store import open_log_root
     from freshet.features.offline_layout import list_parts
     from freshet.features.redact import redact_url
     from freshet.features.redis_connect import sync_client
@@ -96,6 +95,7 @@ def check_view(redis_url: str, view: Any, root: Path, sample: int, seed: int | N
         client = sync_client(redis_url, socket_timeout=10, socket_connect_timeout=3)
     except RedisClusterException as exc:
         raise OnlineStoreError(f"Redis Cluster at {redact_url(redis_url)} did not answer: {exc}") from None
+    root = open_log_root(root)
     if not list_parts(root, view):
         client.close()
         raise ConfigError(f"no log of view {view.name!r} v{view.version} under {root}: nothing to compare Redis "
@@ -108,7 +108,7 @@ def check_view(redis_url: str, view: Any, root: Path, sample: int, seed: int | N
         files = list_parts(root, view)
         key = view.entity_key
         # the sample from the log reads only its entity column; only the sampled entities become rows
-        keys = pa.concat_tables([pq.read_table(f, columns=[key]) for f in files])[key]
+        keys = root.dataset(files).to_table(columns=[key])[key]
         in_log = sorted({str(k) for k in pc.unique(keys).to_pylist()})
         rng = random.Random(seed)
         from_log = rng.sample(in_log, min(sample, len(in_log)))
@@ -138,7 +138,7 @@ def cmd_consistency(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings.redis_url is None:
         raise ConfigError("no Redis configured: set FRESHET_REDIS_URL, pass --redis-url or run `freshet dev up`")
-    root = Path(settings.offline_root)
+    root = settings.log_root()
     report = check_view(settings.redis_url, view, root, args.sample, args.seed)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
@@ -151,7 +151,7 @@ def _ms(value: Any) -> int:
     return int(value.timestamp() * 1000) if hasattr(value, "timestamp") else int(value)
 
 
-def _print(report: Any, show: int, root: Path) -> None:
+def _print(report: Any, show: int, root: Any) -> None:
     print(f"{report.view} v{report.version}: {len(report.checks):,} entities sampled from Redis and the log "
           f"under {root}; {report.compared:,} compared, mismatch rate {report.mismatch_rate:.2%}")
     counts = [["match", "mismatch", "pending", "missing online", "missing offline", "expired"],

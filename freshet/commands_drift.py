@@ -60,7 +60,7 @@ def parse_period(text: str, flag: str) -> tuple[int | None, int | None]:
     return low, high
 
 
-def log_values(root: Path, view: Any, features: list[str], period: tuple[int | None, int | None]) -> dict[str, list[Any]]:
+def log_values(root: Any, view: Any, features: list[str], period: tuple[int | None, int | None]) -> dict[str, list[Any]]:
     import pyarrow.compute as pc
 
     from freshet.features.training import read_view_log
@@ -111,7 +111,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         raise ConfigError(f"view {view.name!r} has no feature {unknown[0]!r}; features: {', '.join(names)}")
     if not 2 <= args.bins <= 100:
         raise ConfigError(f"--bins {args.bins} is out of range: allowed 2 to 100")
-    root = Path(settings_from_args(args, use_local_stack=False).offline_root)
+    root = settings_from_args(args, use_local_stack=False).log_root()
     current_period = parse_period(args.current, "--current")
     if args.reference:
         reference = log_values(root, view, features, parse_period(args.reference, "--reference"))

@@ -77,7 +77,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings.redis_url is None:
         raise ConfigError("no Redis configured: set FRESHET_REDIS_URL, pass --redis-url or run `freshet dev up`")
-    root = Path(settings.offline_root)
+    root = settings.log_root()
     writer = RedisOnlineWriter(settings.redis_url, background=False, batch_size=1 << 30)
     summaries = []
     try:

@@ -109,7 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not 1 <= args.consistency_every <= 86_400 or not 1 <= args.consistency_sample <= 100_000:
             raise ConfigError(f"--consistency-every {args.consistency_every:g} / --consistency-sample "
                               f"{args.consistency_sample} out of range: allowed 1 to 86400 s and 1 to 100000")
-        checks = ConsistencyChecks(settings.redis_url, Path(settings.offline_root), args.consistency_every,
+        checks = ConsistencyChecks(settings.redis_url, settings.log_root(), args.consistency_every,
                                    args.consistency_sample)
     app = create_app(client, registry.views, token=token, limits=limits, consistency=checks)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
@@ -160,7 +160,7 @@ def cmd_training_set(args: argparse.Namespace) -> int:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     progress(f"{labels.num_rows:,} labels from {labels_path}")
-    table = get_historical_features(labels, args.features, registry.views, Path(settings.offline_root),
+    table = get_historical_features(labels, args.features, registry.views, settings.log_root(),
                                     entity_column=args.entity_column, timestamp_column=args.timestamp_column,
                                     exclusive=args.exclusive, full_feature_names=args.full_feature_names,
                                     progress=progress)

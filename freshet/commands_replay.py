@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from freshet.features.errors import ReplayUsageError
+from freshet.features.log_store import open_log_root, s3_endpoint_from_env
 from freshet.features.offline_layout import list_parts, view_dir
 from freshet.features.registry import Registry
 from freshet.tables import format_table
@@ -61,8 +61,11 @@ def register(sub: Any) -> None:
         "Exit 0 when equal, 1 on any difference.",
     )
     p.add_argument("--view", required=True, metavar="NAME")
-    p.add_argument("--a", required=True, metavar="DIR", help="offline root or view directory A")
-    p.add_argument("--b", required=True, metavar="DIR", help="offline root or view directory B")
+    p.add_argument("--a", required=True, metavar="DIR|s3://...", help="offline root or view directory A")
+    p.add_argument("--b", required=True, metavar="DIR|s3://...", help="offline root or view directory B")
+    p.add_argument("--s3-endpoint", metavar="URL", default=None,
+                   help="S3 endpoint for s3:// roots (default: FRESHET_S3_ENDPOINT / AWS_ENDPOINT_URL_S3 / "
+                   "AWS_ENDPOINT_URL, else the local stack's object store, else AWS)")
     p.add_argument("--version", type=int, default=None, help="compare only this version")
     p.add_argument("--rel-tol", type=float, default=1e-9, help="relative float tolerance (default 1e-9)")
     p.add_argument("--abs-tol", type=float, default=1e-9, help="absolute float tolerance (default 1e-9)")
@@ -89,7 +92,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from freshet.infra.topics import provision_topics, source_topic_specs
     from freshet.pipelines.config import settings_from_args
     from freshet.pipelines.stats import PipelineStats
-    from freshet.replay.plan import ReplayPlan, check_resumable, find_unfinished, make_plan, plan_key
+    from freshet.replay.plan import check_resumable, find_unfinished, load_plan, make_plan, plan_key
     from freshet.replay.runner import ProgressLine, commit_end, run_worker, run_workers
 
     if args.workers < 1 or args.workers > 64:
@@ -99,10 +102,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     views = select_views(registry, args.view, None)
     settings = settings_from_args(args)
     kafka = kafka_client_config(settings)
-    offline_root = Path(settings.offline_root)
+    offline_root = settings.log_root()
 
     if args.worker:
-        plan = ReplayPlan.model_validate_json(Path(args.plan).read_text())
+        plan = load_plan(offline_root, args.plan)
         stats = run_worker(plan, views, kafka, settings.redis_url, None, int(args.worker_id),
                            max_rate=args.max_rate, checkpoint_s=args.checkpoint_interval)
         print(json.dumps(stats))
@@ -129,7 +132,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     f"{offline_root}: replay into a scratch location with --offline-root DIR, or rebuild "
                     "it with --replace")
             if existing:
-                shutil.rmtree(view_dir(offline_root, view))
+                offline_root.delete_dir(view_dir(offline_root, view))
         source = views[0].source
         provision_topics(kafka, source_topic_specs(source.topic, source.partitions))
         plan = make_plan(kafka, views, from_spec=args.from_spec, to_spec=args.to_spec,
@@ -151,15 +154,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 metrics.close()
     else:
         # settings reach the workers through their environment, never argv (which `ps` shows to everyone)
-        command = [sys.executable, "-m", "freshet", "replay", "--repo", args.repo, "--plan", str(plan.path()),
+        command = [sys.executable, "-m", "freshet", "replay", "--repo", args.repo, "--plan", plan.plan_id,
                    *[x for v in args.view for x in ("--view", v)], "--checkpoint-interval",
                    str(args.checkpoint_interval)]
         if args.max_rate:
             command += ["--max-rate", str(args.max_rate)]
-        env = {**os.environ, "FRESHET_OFFLINE_ROOT": str(offline_root), "FRESHET_STATE_DIR": str(settings.state_dir),
+        env = {**os.environ, "FRESHET_OFFLINE_ROOT": offline_root.uri, "FRESHET_STATE_DIR": str(settings.state_dir),
                "FRESHET_KAFKA_CONFIG": json.dumps(settings.kafka_config)}
         for name, value in (("FRESHET_KAFKA_BOOTSTRAP", settings.kafka_bootstrap),
-                            ("FRESHET_REDIS_URL", settings.redis_url)):
+                            ("FRESHET_REDIS_URL", settings.redis_url), ("FRESHET_S3_ENDPOINT", offline_root.endpoint)):
             if value:
                 env[name] = value
         stats = run_workers(plan, command, progress, env)
@@ -187,7 +190,14 @@ def _summary(stats: dict[str, Any], elapsed: float) -> dict[str, Any]:
 def cmd_parity(args: argparse.Namespace) -> int:
     from freshet.replay.parity import compare
 
-    report = compare(args.view, Path(args.a), Path(args.b), version=args.version,
+    endpoint = args.s3_endpoint or s3_endpoint_from_env()
+    if endpoint is None and any(str(r).startswith("s3://") for r in (args.a, args.b)):
+        from freshet.pipelines.config import local_object_store
+
+        store = local_object_store()  # `freshet dev up --object-store`
+        endpoint = store.endpoint if store is not None else None
+    report = compare(args.view, open_log_root(args.a, s3_endpoint=endpoint),
+                     open_log_root(args.b, s3_endpoint=endpoint), version=args.version,
                      rel_tol=args.rel_tol, abs_tol=args.abs_tol)
     print(f"view {report.view}: {report.rows_a:,} rows in A, {report.rows_b:,} rows in B")
     print(f"missing from B: {len(report.missing)}; extra in B: {len(report.extra)}; "
@@ -222,7 +232,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         from freshet.infra.topics import cluster_metadata
 
         cluster_metadata(kafka, timeout_s=15)  # refused credentials or no broker: say so now, once
-    rows = view_status(registry, kafka, Path(settings.offline_root), args.group)
+    rows = view_status(registry, kafka, settings.log_root(), args.group)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
@@ -236,7 +246,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                       _minute(log["feature_ts_from"]), _minute(log["feature_ts_to"]),
                       f"{len(replays)} (last {replays[-1]['status']})" if replays else "0"])
     print("\n".join(format_table(table)))
-    print(f"log: {Path(settings.offline_root)}; live group: {args.group or 'freshet.<topic>'}"
+    print(f"log: {settings.log_root()}; live group: {args.group or 'freshet.<topic>'}"
           + ("" if kafka else " (no broker configured: lag not measured)"))
     for error in sorted({row["live"]["error"] for row in rows if row.get("live") and row["live"].get("error")}):
         print(f"lag: {error}", file=sys.stderr)

@@ -51,11 +51,11 @@ def cmd_reset(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     group = args.group or f"freshet.{topic}"
     plan = plan_reset(kafka_client_config(settings), views, group=group, state_root=Path(settings.state_dir),
-                      offline_root=Path(settings.offline_root))
+                      offline_root=settings.log_root())
     steps = [f"delete consumer group {group} (its committed offsets)",
              *(f"delete internal topic {t}" for t in plan.internal_topics),
              f"remove window state {plan.state_dir}" + ("" if plan.state_dir.exists() else " (not there)"),
-             *(f"move log {a} -> {b}" for a, b in plan.logs)]
+             *(f"move log {plan.root.display(a)} -> {plan.root.display(b)}" for a, b in plan.logs if plan.root)]
     if not args.yes:
         print("\n".join(["freshet reset would:", *(f"  {s}" for s in steps),
                          "nothing was done: run again with --yes"]), file=sys.stderr)

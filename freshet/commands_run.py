@@ -118,16 +118,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     group = args.group or f"freshet.{source.topic}"
     config = PipelineConfig(
         kafka_config=kafka, consumer_group=group, state_dir=Path(settings.state_dir) / group,
-        offline_root=None if args.no_offline else Path(settings.offline_root),
+        offline_root=None if args.no_offline else settings.log_root(),
         redis_url=None if args.no_online else settings.redis_url,
         commit_interval_s=args.commit_interval, rekey=not args.trust_message_key, exactly_once=args.exactly_once,
         max_event_ahead_ms=settings.max_event_ahead_ms,
     )
     if args.from_replay:
-        plan = latest_finished_replay(Path(settings.offline_root), views)
+        plan = latest_finished_replay(settings.log_root(), views)
         group = plan.group
         config.consumer_group, config.state_dir = plan.group, Path(plan.state_dir) / "live"
-        config.offline_root, config.rekey = Path(plan.offline_root), plan.rekey
+        config.offline_root, config.rekey = plan.log_root(), plan.rekey
         from freshet.replay.runner import seed_states
 
         config.seed_states = seed_states(plan)
@@ -219,7 +219,7 @@ def _never_written(kafka: dict[str, Any], topic: str, partitions: int) -> bool:
     return all(end == 0 for end in ends.values())
 
 
-def latest_finished_replay(offline_root: Path, views: list[FeatureView]) -> Any:
+def latest_finished_replay(offline_root: Any, views: list[FeatureView]) -> Any:
     from freshet.replay.plan import find_plans
 
     wanted = sorted([v.name, v.version] for v in views)

@@ -31,7 +31,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
 from annotated_types import Interval
@@ -59,6 +58,7 @@ from starlette.routing import Route
 
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import DefinitionError, OnlineStoreError
+from freshet.features.log_store import LogRoot
 from freshet.features.online import AsyncOnlineClient
 
 log = logging.getLogger("freshet.serve")
@@ -210,7 +210,7 @@ class ConsistencyChecks:
     """``serve --consistency-every``: sample each view every ``every_s`` and export the mismatch ratio."""
 
     redis_url: str
-    offline_root: Path
+    offline_root: LogRoot
     every_s: float
     sample: int = 200
 

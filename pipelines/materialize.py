@@ -17,13 +17,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from freshet.features.definitions import FeatureView
+from freshet.features.log_store import RootLike
 from freshet.features.online_layout import online_key
 from freshet.features.training import read_view_log
 from freshet.pipelines.online_sink import RedisOnlineWriter
@@ -46,7 +46,7 @@ class MaterializeSummary:
         return asdict(self)
 
 
-def latest_rows(root: Path, view: FeatureView, *, since_ms: int | None = None,
+def latest_rows(root: RootLike, view: FeatureView, *, since_ms: int | None = None,
                 entities: Iterable[Any] | None = None) -> tuple[pa.Table, int]:
     """The latest log row per entity (and how many rows were read), optionally only rows with
     ``feature_ts >= since_ms`` and only the given entities."""
@@ -75,7 +75,7 @@ def _ms(column: pa.ChunkedArray) -> list[int]:
     return pc.cast(column, pa.int64()).to_pylist()  # type: ignore[no-any-return]
 
 
-def materialize_view(root: Path, view: FeatureView, writer: RedisOnlineWriter, *,
+def materialize_view(root: RootLike, view: FeatureView, writer: RedisOnlineWriter, *,
                      since_ms: int | None = None, entities: Iterable[Any] | None = None,
                      now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
                      progress: Callable[[int, int], None] | None = None) -> MaterializeSummary:

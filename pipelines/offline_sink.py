@@ -3,7 +3,8 @@
 Rows are kept per (source partition, date) in an *open part* named by its first
 source offset. At each checkpoint, before offsets are committed, every open part
 that changed is written whole to a temporary name and renamed over
-``part-<partition>-<first offset>.parquet``; a part is closed (dropped from
+``part-<partition>-<first offset>.parquet`` (on S3: a copy to the final key, where an object
+appears whole or not at all; see :mod:`freshet.features.log_store`); a part is closed (dropped from
 memory) once it holds ``roll_rows`` rows or is ``roll_seconds`` old, so a long
 run makes few, large files.
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import OfflineStoreError
+from freshet.features.log_store import LogRoot, open_log_root
 from freshet.features.offline_layout import date_of, part_path, view_dir, view_schema
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class OpenPart:
-    path: Path
+    path: str
     first_offset: int
     opened_at: float
     pending: list[tuple[Any, ...]]  # rows added since the last checkpoint
@@ -57,10 +57,10 @@ class OpenPart:
 class ParquetLogWriter:
     """Appends one view's emitted values to its offline log."""
 
-    def __init__(self, root: Path, view: FeatureView, *, roll_rows: int = 100_000,
+    def __init__(self, root: LogRoot | str | Path, view: FeatureView, *, roll_rows: int = 100_000,
                  roll_seconds: float = 120.0, clock: Callable[[], float] = time.monotonic,
                  compression: str = "zstd") -> None:
-        self.root = Path(root)
+        self.root = open_log_root(root)
         self.view = view
         self.schema = view_schema(view)
         self._roll_rows = roll_rows
@@ -93,7 +93,7 @@ class ParquetLogWriter:
         """Make every changed open part durable; close parts that are full or old. Returns rows written."""
         written = 0
         now = self._clock()
-        touched: dict[int, list[Path]] = {}
+        touched: dict[int, list[str]] = {}
         for key, part in list(self._open.items()):
             new_rows = len(part.pending)
             if new_rows:
@@ -122,40 +122,33 @@ class ParquetLogWriter:
             else:
                 part.pending = []
 
-    def _write(self, path: Path, table: pa.Table) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            pq.write_table(table, tmp, compression=self._compression)
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise OfflineStoreError(f"cannot write {path}: {exc}") from exc
+    def _write(self, path: str, table: pa.Table) -> None:
+        self.root.write_parquet(path, table, compression=self._compression)
 
-    def _manifest(self, input_partition: int) -> Path:
-        return self._dir / f"_last_flush-{input_partition}.json"
+    def _manifest(self, input_partition: int) -> str:
+        return f"{self._dir}/_last_flush-{input_partition}.json"
 
-    def _record_last_flush(self, input_partition: int, paths: list[Path]) -> None:
-        manifest = self._manifest(input_partition)
-        doc = {"files": [str(p.relative_to(self._dir)) for p in paths]}
-        tmp = manifest.with_name(f".{manifest.name}.tmp")
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, manifest)
+    def _record_last_flush(self, input_partition: int, paths: list[str]) -> None:
+        prefix = self._dir + "/"
+        self.root.write_text(self._manifest(input_partition),
+                             json.dumps({"files": [p.removeprefix(prefix) for p in paths]}))
 
     def _load_last_flush(self, input_partition: int) -> set[tuple[Any, ...]]:
         """Identities of the rows an earlier run flushed last from this input partition."""
         manifest = self._manifest(input_partition)
-        if not manifest.exists():
+        if not self.root.is_file(manifest):
             return set()
         try:
-            files = json.loads(manifest.read_text())["files"]
+            files = json.loads(self.root.read_text(manifest))["files"]
         except (ValueError, KeyError) as exc:
-            raise OfflineStoreError(f"{manifest} is damaged ({exc}); delete it to continue") from exc
+            raise OfflineStoreError(f"{self.root.display(manifest)} is damaged ({exc}); delete it to "
+                                    "continue") from exc
         seen: set[tuple[Any, ...]] = set()
         for name in files:
-            path = self._dir / name
-            if not path.exists():
+            path = f"{self._dir}/{name}"
+            if not self.root.is_file(path):
                 continue
-            table = pq.read_table(path, schema=self.schema)
+            table = self.root.read_parquet(path, schema=self.schema)
             columns = [table.column(i).to_pylist() for i in IDENTITY_COLUMNS]
             for ident in zip(*columns, strict=True):
                 seen.add(tuple(_epoch_ms(v) for v in ident))

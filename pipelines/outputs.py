@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from freshet.features.definitions import FeatureView
+from freshet.features.log_store import RootLike, open_log_root
 from freshet.features.online_layout import online_key
 from freshet.pipelines.offline_sink import ParquetLogWriter
 from freshet.pipelines.online_sink import RedisOnlineWriter
@@ -106,16 +107,17 @@ class OperatorOutputs:
 
 
 def make_outputs(views: list[FeatureView], kafka_config: dict[str, Any], stats: PipelineStats, *,
-                 redis_url: str | None, offline_root: Any, roll_rows: int = 100_000,
+                 redis_url: str | None, offline_root: RootLike | None, roll_rows: int = 100_000,
                  roll_seconds: float = 120.0) -> OperatorOutputs:
     side = SideOutputs(views[0].source, kafka_config, stats)
+    root = open_log_root(offline_root) if offline_root is not None else None
     online = None
     if redis_url:
-        guard = StoreGuard(views, offline_root, redis_url, stats)
+        guard = StoreGuard(views, root, redis_url, stats)
         online = RedisOnlineWriter(redis_url, on_written=lambda n: _count_online(stats, n), guard=guard,
                                    on_delay=stats.write_delay["redis"].observe)
-    offline = [ParquetLogWriter(offline_root, v, roll_rows=roll_rows, roll_seconds=roll_seconds)
-               for v in views] if offline_root is not None else None
+    offline = [ParquetLogWriter(root, v, roll_rows=roll_rows, roll_seconds=roll_seconds)
+               for v in views] if root is not None else None
     return OperatorOutputs(views, side, stats, online, offline)
 
 

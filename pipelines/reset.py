@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import PipelineError
+from freshet.features.log_store import LogRoot, RootLike, open_log_root
 from freshet.features.offline_layout import view_dir
 from freshet.infra.topics import cluster_metadata
 
@@ -31,7 +32,8 @@ class ResetPlan:
     group: str
     state_dir: Path
     internal_topics: list[str]
-    logs: list[tuple[Path, Path]]  # (current log directory, where it moves)
+    logs: list[tuple[str, str]]  # (current log directory, where it moves), in ``root``
+    root: LogRoot | None = None
     done: list[str] = field(default_factory=list)
 
 
@@ -41,16 +43,17 @@ def internal_topics(topics: list[str], group: str) -> list[str]:
 
 
 def plan_reset(kafka_config: dict[str, Any], views: list[FeatureView], *, group: str, state_root: Path,
-               offline_root: Path | None, now: datetime | None = None) -> ResetPlan:
+               offline_root: RootLike | None, now: datetime | None = None) -> ResetPlan:
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     topics = list(cluster_metadata(kafka_config, timeout_s=15).topics)
     logs = []
-    if offline_root is not None:
+    root = open_log_root(offline_root) if offline_root is not None else None
+    if root is not None:
         for view in views:
-            current = view_dir(offline_root, view)
-            if current.is_dir():
-                logs.append((current, current.with_name(f"{current.name}.before-reset-{stamp}")))
-    return ResetPlan(group, state_root / group, internal_topics(topics, group), logs)
+            current = view_dir(root, view)
+            if root.is_dir(current):
+                logs.append((current, f"{current}.before-reset-{stamp}"))
+    return ResetPlan(group, state_root / group, internal_topics(topics, group), logs, root)
 
 
 def apply_reset(kafka_config: dict[str, Any], plan: ResetPlan) -> ResetPlan:
@@ -81,6 +84,8 @@ def apply_reset(kafka_config: dict[str, Any], plan: ResetPlan) -> ResetPlan:
         shutil.rmtree(plan.state_dir)
         plan.done.append(f"removed window state {plan.state_dir}")
     for current, aside in plan.logs:
-        current.rename(aside)
-        plan.done.append(f"moved log {current} -> {aside}")
+        if plan.root is None:
+            break
+        plan.root.move_dir(current, aside)
+        plan.done.append(f"moved log {plan.root.display(current)} -> {plan.root.display(aside)}")
     return plan

@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pyarrow as pa
 import redis
 
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import OfflineStoreError, OnlineStoreError
+from freshet.features.log_store import RootLike, open_log_root
 from freshet.features.online_layout import marker_key
 from freshet.pipelines.materialize import materialize_view
 from freshet.pipelines.stats import PipelineStats
@@ -31,11 +31,11 @@ log = logging.getLogger("freshet.online")
 
 
 class StoreGuard:
-    def __init__(self, views: list[FeatureView], offline_root: Path | None, redis_url: str,
+    def __init__(self, views: list[FeatureView], offline_root: RootLike | None, redis_url: str,
                  stats: PipelineStats, *, recheck_s: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._views = views
-        self._root = Path(offline_root) if offline_root is not None else None
+        self._root = open_log_root(offline_root) if offline_root is not None else None
         self._url = redis_url
         self._stats = stats
         self._recheck_s = recheck_s

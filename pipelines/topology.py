@@ -31,6 +31,7 @@ from quixstreams.state import State
 
 from freshet.features.definitions import FeatureView, Source
 from freshet.features.errors import PipelineError
+from freshet.features.log_store import RootLike
 from freshet.pipelines.broker_quirks import correct_watermarks_on_tansu
 from freshet.pipelines.decode import (
     DEFAULT_MAX_EVENT_AHEAD_MS,
@@ -57,7 +58,7 @@ class PipelineConfig:
     kafka_config: dict[str, Any]
     consumer_group: str
     state_dir: Path
-    offline_root: Path | None
+    offline_root: RootLike | None
     redis_url: str | None
     auto_offset_reset: str = "earliest"
     commit_interval_s: float = 1.0

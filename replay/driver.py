@@ -32,6 +32,7 @@ from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import ReplayError
+from freshet.features.log_store import RootLike
 from freshet.pipelines.decode import (
     DEFAULT_MAX_EVENT_AHEAD_MS,
     SOURCE_OFFSET_FIELD,
@@ -83,7 +84,7 @@ class StateStore:
 
 class BatchDriver:
     def __init__(self, views: list[FeatureView], kafka_config: dict[str, Any], *, topic: str,
-                 start: dict[int, int], end: dict[int, int], state_dir: Path, offline_root: Path,
+                 start: dict[int, int], end: dict[int, int], state_dir: Path, offline_root: RootLike,
                  redis_url: str | None, check_keys: bool, checkpoint_s: float = 2.0, batch_size: int = 5000,
                  stats: PipelineStats | None = None, progress: Callable[[dict[int, int]], None] | None = None,
                  max_rate: float | None = None, max_cached_states: int = 50_000,

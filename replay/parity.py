@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from freshet.features.errors import ConfigError
+from freshet.features.log_store import LogRoot, RootLike, open_log_root
 from freshet.features.offline_layout import parts_under
 
 IGNORED = {"produced_at"}
@@ -39,23 +38,27 @@ class ParityReport:
         return not (self.missing or self.extra or self.different or self.duplicates_a or self.duplicates_b)
 
 
-def log_files(root: Path, view: str, version: int | None) -> list[Path] | None:
+def log_files(root: LogRoot, view: str, version: int | None) -> list[str] | None:
     """The view's part files under ``root`` (an offline root, the view's directory, or one version's);
     None when ``root`` holds no log of the view at all."""
-    base = root / view if (root / view).is_dir() else root
-    versions = [base / f"v{version}"] if version else sorted(
-        v for v in base.glob("v*") if v.name[1:].isdigit())  # not the v<N>.before-reset-* kept by `freshet reset`
-    if any(v.is_dir() for v in versions):
-        return [path for v in versions for path in parts_under(v)]
-    if any(base.glob("date=*")):
-        return parts_under(base)
+    names = root.children(root.base)
+    base = root.join(view) if view in names else root.base
+    if base != root.base:
+        names = root.children(base)
+    versions = [f"v{version}"] if version else [  # not the v<N>.before-reset-* kept by `freshet reset`
+        name for name in names if name.startswith("v") and name[1:].isdigit()]
+    found = [name for name in versions if name in names]
+    if found:
+        return [path for name in found for path in parts_under(root, f"{base}/{name}")]
+    if any(name.startswith("date=") for name in names):
+        return parts_under(root, base)
     return None
 
 
-def read_rows(files: list[Path]) -> tuple[list[dict[str, Any]], str]:
+def read_rows(root: LogRoot, files: list[str]) -> tuple[list[dict[str, Any]], str]:
     if not files:
         return [], ""
-    tables = [pq.read_table(f) for f in files]
+    tables = [root.read_parquet(f) for f in files]
     table = pa.concat_tables(tables, promote_options="default")
     entity = table.schema.names[0]
     return table.to_pylist(), entity
@@ -69,16 +72,17 @@ def _same(a: Any, b: Any, rel: float, abs_tol: float) -> bool:
     return bool(a == b)
 
 
-def compare(view: str, a: Path, b: Path, *, version: int | None = None, rel_tol: float = 1e-9,
+def compare(view: str, a: RootLike, b: RootLike, *, version: int | None = None, rel_tol: float = 1e-9,
             abs_tol: float = 1e-9) -> ParityReport:
-    files_a, files_b = log_files(a, view, version), log_files(b, view, version)
+    root_a, root_b = open_log_root(a), open_log_root(b)
+    files_a, files_b = log_files(root_a, view, version), log_files(root_b, view, version)
     where = f" v{version}" if version else ""
-    missing = [str(root) for root, files in ((a, files_a), (b, files_b)) if files is None]
+    missing = [root.uri for root, files in ((root_a, files_a), (root_b, files_b)) if files is None]
     if missing:
         raise ConfigError(f"no log of view {view!r}{where} under {' nor '.join(missing)}: point --a/--b at an offline "
                           "root (or the view's directory) that holds it")
-    rows_a, entity_a = read_rows(files_a or [])
-    rows_b, entity_b = read_rows(files_b or [])
+    rows_a, entity_a = read_rows(root_a, files_a or [])
+    rows_b, entity_b = read_rows(root_b, files_b or [])
     entity = entity_a or entity_b
     report = ParityReport(view, len(rows_a), len(rows_b))
 

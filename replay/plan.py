@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from pydantic import BaseModel
 from freshet.features.definitions import FeatureView
 from freshet.features.durations import parse_event_time_ms
 from freshet.features.errors import ReplayError, ReplayUsageError
+from freshet.features.log_store import LogRoot, RootLike, open_log_root
 from freshet.pipelines.decode import DEFAULT_MAX_EVENT_AHEAD_MS
 from freshet.pipelines.history import topic_id
 from freshet.pipelines.offsets import EndOffsetProbe, consumer_config
@@ -40,7 +40,7 @@ class ReplayPlan(BaseModel):
     end: dict[int, int]
     group: str
     state_dir: str
-    offline_root: str
+    offline_root: str  # a directory or s3://bucket/prefix
     online: bool
     rekey: bool
     created_at: str
@@ -49,20 +49,22 @@ class ReplayPlan(BaseModel):
     topic_id: str | None = None  # the topic's id when planned: a resume refuses a recreated topic
     status: str = "running"  # running | done
     finished_at: str | None = None
+    s3_endpoint: str | None = None  # where an s3:// offline_root is served (not a secret)
 
     @property
     def total(self) -> int:
         return sum(max(0, self.end[p] - self.start[p]) for p in self.end)
 
-    def path(self) -> Path:
-        return plan_dir(Path(self.offline_root)) / f"{self.plan_id}.json"
+    def log_root(self) -> LogRoot:
+        return open_log_root(self.offline_root, s3_endpoint=self.s3_endpoint)
+
+    def path(self) -> str:
+        root = self.log_root()
+        return root.display(f"{plan_dir(root)}/{self.plan_id}.json")
 
     def save(self) -> None:
-        path = self.path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.model_dump_json(indent=2))
-        os.replace(tmp, path)
+        root = self.log_root()
+        root.write_text(f"{plan_dir(root)}/{self.plan_id}.json", self.model_dump_json(indent=2))
 
     def mark_done(self) -> None:
         self.status = "done"
@@ -70,8 +72,8 @@ class ReplayPlan(BaseModel):
         self.save()
 
 
-def plan_dir(offline_root: Path) -> Path:
-    return offline_root / "_replays"
+def plan_dir(offline_root: LogRoot) -> str:
+    return offline_root.join("_replays")
 
 
 def plan_key(views: list[FeatureView], from_spec: str, to_spec: str) -> str:
@@ -79,17 +81,29 @@ def plan_key(views: list[FeatureView], from_spec: str, to_spec: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def find_plans(offline_root: Path) -> list[ReplayPlan]:
-    folder = plan_dir(offline_root)
-    if not folder.exists():
-        return []
+def find_plans(offline_root: RootLike) -> list[ReplayPlan]:
+    root = open_log_root(offline_root)
     plans = []
-    for path in sorted(folder.glob("*.json")):
+    for path in root.files(plan_dir(root)):
+        name = root.name(path)
+        if not name.endswith(".json") or name.startswith("."):
+            continue
         try:
-            plans.append(ReplayPlan.model_validate_json(path.read_text()))
+            plans.append(ReplayPlan.model_validate_json(root.read_text(path)))
         except ValueError as exc:
-            raise ReplayError(f"{path} is not a valid replay plan ({exc}); delete it to continue") from exc
+            raise ReplayError(f"{root.display(path)} is not a valid replay plan ({exc}); delete it to "
+                              "continue") from exc
     return plans
+
+
+def load_plan(offline_root: RootLike, plan_id: str) -> ReplayPlan:
+    """The plan ``plan_id`` saved under the root (how a replay's worker processes find it)."""
+    root = open_log_root(offline_root)
+    path = f"{plan_dir(root)}/{plan_id}.json"
+    try:
+        return ReplayPlan.model_validate_json(root.read_text(path))
+    except ValueError as exc:
+        raise ReplayError(f"{root.display(path)} is not a valid replay plan ({exc})") from exc
 
 
 def check_resumable(kafka_config: dict[str, Any], plan: ReplayPlan) -> None:
@@ -114,7 +128,7 @@ def check_resumable(kafka_config: dict[str, Any], plan: ReplayPlan) -> None:
             "(which rebuilds the views' logs from the new history).")
 
 
-def find_unfinished(offline_root: Path, key: str) -> ReplayPlan | None:
+def find_unfinished(offline_root: RootLike, key: str) -> ReplayPlan | None:
     for plan in find_plans(offline_root):
         if plan.status != "done" and plan.plan_id.startswith(key):
             return plan
@@ -144,7 +158,7 @@ def offsets_for_time(kafka_config: dict[str, Any], topic: str, partitions: int, 
 
 
 def make_plan(kafka_config: dict[str, Any], views: list[FeatureView], *, from_spec: str, to_spec: str,
-              offline_root: Path, state_root: Path, online: bool, rekey: bool,
+              offline_root: LogRoot, state_root: Path, online: bool, rekey: bool,
               workers: int = 1, max_event_ahead_ms: int = DEFAULT_MAX_EVENT_AHEAD_MS) -> ReplayPlan:
     source = views[0].source
     from_ms = parse_time_spec(from_spec, "--from")
@@ -168,7 +182,7 @@ def make_plan(kafka_config: dict[str, Any], views: list[FeatureView], *, from_sp
         plan_id=plan_id, topic=source.topic, partitions=source.partitions,
         views=[(v.name, v.version) for v in views], from_spec=from_spec, to_spec=to_spec,
         start=start, end=end, group=group, state_dir=str(state_root / group),
-        offline_root=str(offline_root), online=online, rekey=rekey, workers=workers,
+        offline_root=offline_root.uri, s3_endpoint=offline_root.endpoint, online=online, rekey=rekey, workers=workers,
         max_event_ahead_ms=max_event_ahead_ms, topic_id=topic_id(kafka_config, source.topic),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )

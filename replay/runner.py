@@ -103,7 +103,7 @@ def run_worker(plan: ReplayPlan, views: list[FeatureView], kafka_config: dict[st
 
     driver = BatchDriver(
         views, kafka_config, topic=plan.topic, start={p: plan.start[p] for p in parts},
-        end={p: plan.end[p] for p in parts}, state_dir=state_dir, offline_root=Path(plan.offline_root),
+        end={p: plan.end[p] for p in parts}, state_dir=state_dir, offline_root=plan.log_root(),
         redis_url=redis_url if plan.online else None, check_keys=plan.rekey and plan.workers > 1,
         progress=report, max_rate=max_rate / plan.workers if max_rate else None, checkpoint_s=checkpoint_s,
         stats=stats,

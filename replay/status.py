@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 from confluent_kafka import KafkaException
 
+from freshet.features.log_store import RootLike, open_log_root
 from freshet.features.offline_layout import list_parts
 from freshet.features.registry import Registry
 from freshet.pipelines.offsets import GroupLag
 from freshet.replay.plan import find_plans
 
 
-def log_range(root: Path, view: Any) -> dict[str, Any]:
-    files = list_parts(root, view)
+def log_range(root: RootLike, view: Any) -> dict[str, Any]:
+    log_root = open_log_root(root)
+    files = list_parts(log_root, view)
     rows, low, high = 0, None, None
     for path in files:
-        meta = pq.ParquetFile(path).metadata
+        meta = log_root.parquet_metadata(path)
         rows += meta.num_rows
         index = meta.schema.to_arrow_schema().get_field_index("feature_ts")
         for g in range(meta.num_row_groups):
@@ -56,7 +56,7 @@ def group_lag(kafka: dict[str, Any], group: str, topic: str, partitions: int) ->
     return {"group": group, "lag": sum(per.values()) if started else None, "by_partition": per, "started": started}
 
 
-def view_status(registry: Registry, kafka: dict[str, Any] | None, root: Path, group: str | None) -> list[dict[str, Any]]:
+def view_status(registry: Registry, kafka: dict[str, Any] | None, root: RootLike, group: str | None) -> list[dict[str, Any]]:
     plans = find_plans(root)
     out = []
     for view in registry.views.values():

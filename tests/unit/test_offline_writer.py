@@ -50,13 +50,13 @@ def test_files_follow_the_layout_and_roll(tmp_path: Path) -> None:
         add(writer, row("a", DAY + i, 1, 0, 10 + i))
     assert writer.checkpoint() == 4
     paths = list_parts(tmp_path, VIEW)
-    assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["spend/v1/date=2023-11-14/part-0-10.parquet"]
+    assert [Path(p).relative_to(tmp_path).as_posix() for p in paths] == ["spend/v1/date=2023-11-14/part-0-10.parquet"]
     add(writer, row("a", DAY + 9, 1, 0, 20))  # the first part was full: a new one
     clock.now = 61.0
     writer.checkpoint()
     add(writer, row("a", DAY + 10, 1, 0, 21))  # the second part was too old: another one
     writer.checkpoint()
-    names = sorted(p.name for p in list_parts(tmp_path, VIEW))
+    names = sorted(Path(p).name for p in list_parts(tmp_path, VIEW))
     assert names == ["part-0-10.parquet", "part-0-20.parquet", "part-0-21.parquet"]
     assert len(all_rows(tmp_path)) == 6
 
@@ -66,7 +66,7 @@ def test_rows_split_by_date_and_partition(tmp_path: Path) -> None:
     add(writer, row("a", DAY, 1, 0, 5))
     add(writer, row("b", DAY + 86_400_000, 1, 1, 7))
     writer.checkpoint()
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in list_parts(tmp_path, VIEW)) == [
+    assert sorted(Path(p).relative_to(tmp_path).as_posix() for p in list_parts(tmp_path, VIEW)) == [
         "spend/v1/date=2023-11-14/part-0-5.parquet", "spend/v1/date=2023-11-15/part-1-7.parquet"]
 
 

@@ -28,6 +28,6 @@ def test_a_root_without_the_view_is_named(tmp_path: Path) -> None:
 def test_an_empty_log_of_the_view_is_compared(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     write_log(a, VIEW, [("c1", 1_000, 0, 1)])
-    view_dir(b, VIEW).mkdir(parents=True)
+    Path(view_dir(b, VIEW)).mkdir(parents=True)
     report = compare("spend", a, b)
     assert len(report.missing) == 1 and not report.extra and not report.equal

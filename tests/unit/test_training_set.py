@@ -50,7 +50,7 @@ def write_log(root: Path, view: FeatureView, rows: list[tuple[str, int, int, int
     schema = view_schema(view)
     by_file: dict[Path, list[dict[str, Any]]] = {}
     for r in records:  # deliberately unsorted files: the join must sort
-        path = part_path(root, view, date_of(r["feature_ts"]), r["source_partition"], len(by_file) % 3)
+        path = Path(part_path(root, view, date_of(r["feature_ts"]), r["source_partition"], len(by_file) % 3))
         by_file.setdefault(path, []).append(r)
     for path, rs in by_file.items():
         path.parent.mkdir(parents=True, exist_ok=True)

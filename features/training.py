@@ -175,11 +175,18 @@ def duckdb_as_of(label_entities: pa.Array, label_ts: pa.Array, view: FeatureView
     feats = ", ".join(f'"{f}"' for f in features)
     picked = ", ".join(f'arg_max("{f}", rank) as "{f}"' for f in features)
     outs = ", ".join(f'case when l.t - b.ft <= {view.ttl} then b."{f}" end as "{f}"' for f in features)
-    if files:
-        # DuckDB scans the pyarrow dataset (local or S3 alike), reading only the columns it needs
-        con.register("log_files", root.dataset(files, schema))
+    if files and root.is_local:
+        # DuckDB's own Parquet reader: it decodes row groups in parallel (measured faster than scanning Arrow)
+        paths = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in files) + "]"
         log_sql = (f'select "{view.entity_key}" as e, epoch_ms(feature_ts) as ft, {feats}, '
-                   "source_offset::HUGEINT * 2147483648 + source_partition as rank from log_files")
+                   f"source_offset::HUGEINT * 2147483648 + source_partition as rank from read_parquet({paths})")
+    elif files:
+        # object storage: pyarrow reads the needed columns (DuckDB's httpfs is not used), copied once into a
+        # DuckDB table so the join runs on all cores (a join over the Arrow scan ran ~1.6x slower)
+        con.register("log_files", root.dataset(files, schema))
+        con.execute(f'create temp table log_rows as select "{view.entity_key}" as e, epoch_ms(feature_ts) as ft, '
+                    f"{feats}, source_offset::HUGEINT * 2147483648 + source_partition as rank from log_files")
+        log_sql = "select * from log_rows"
     else:
         empty = pa.table({"e": pa.array([], entity_type), "ft": pa.array([], pa.int64()),
                           **{f: pa.array([], schema.field(f).type) for f in features},

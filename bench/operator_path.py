@@ -8,6 +8,7 @@ in-memory records (key, value, Kafka timestamp, partition by a CRC of the key, o
 partition) and run through the example views (tumbling 5m, hopping 1h/5m, sliding 10m
 current), stage by stage:
 
+- ``views``: the operator alone, one view at a time, over events decoded beforehand;
 - ``decode``: :class:`freshet.pipelines.decode.EventDecoder` over every record;
 - ``operator``: decode + :class:`freshet.pipelines.tiles.SourceOperator` over per-key states;
 - ``apply``: the replay driver's per-record work (:class:`freshet.replay.driver.BatchDriver`:
@@ -146,6 +147,35 @@ def stage_operator(views: list[FeatureView], recs: list[Record], _tmp: Path) -> 
     return digest
 
 
+def per_view(views: list[FeatureView], recs: list[Record], repeats: int) -> None:
+    """The operator alone, one view at a time, over events decoded beforehand."""
+    decoder = EventDecoder(views[0].source)
+    events = []
+    for r in recs:
+        try:
+            events.append((decoder.decode(r.value(), r.timestamp()[1]), r.partition(), r.offset()))
+        except InvalidEvent:
+            continue
+    for view in views:
+        best = float("inf")
+        for _ in range(repeats):
+            operator = SourceOperator([view])
+            states: dict[str, Any] = {}
+            emitted: list[EmittedValue] = []
+            late: list[LateReport] = []
+            key_field = operator.entity_key
+            with throughput_gc():
+                started = time.process_time()
+                for event, p, offset in events:
+                    key = event[key_field]
+                    state = states.get(key)
+                    if state is None:
+                        state = states[key] = operator.initial()
+                    operator.process(state, event, p, offset, emitted, late)
+                best = min(best, time.process_time() - started)
+        print(f"{view.name:>18}: {best / len(recs) * 1e6:6.2f} us/event (operator alone, per record read)", flush=True)
+
+
 def _driver(views: list[FeatureView], tmp: Path) -> tuple[BatchDriver, CountingProducer]:
     driver = BatchDriver(views, {"bootstrap.servers": "127.0.0.1:9", "log_level": 0}, topic=TOPIC,
                          start=dict.fromkeys(range(PARTITIONS), 0), end=dict.fromkeys(range(PARTITIONS), 1 << 40),
@@ -228,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--checkpoint-every", type=int, default=50_000)
-    parser.add_argument("--stages", default="decode,operator,apply,replay,online")
+    parser.add_argument("--stages", default="decode,views,operator,apply,replay,online")
     args = parser.parse_args(argv)
     views = example_views()
     recs = records(args.events)
@@ -237,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         "replay": lambda v, r, t: stage_replay(v, r, t, args.checkpoint_every), "online": stage_online}
     print(f"{len(recs):,} records, example views, min of {args.repeats} repeats")
     for name in args.stages.split(","):
+        if name == "views":
+            per_view(views, recs, args.repeats)
+            continue
         best = float("inf")
         note: Any = ""
         CHECKPOINT_SECONDS.clear()

@@ -47,10 +47,7 @@ class OperatorOutputs:
             if self._first_emit is None:
                 self._first_emit = time.monotonic()
         if self.offline is not None:
-            row = (value.entity, value.feature_ts, value.window_start, value.window_end, *value.values,
-                   value.source_partition, value.source_offset, int(time.time() * 1000))
-            self.offline[view].add(row, input_partition, value.source_partition, value.source_offset,
-                                   value.feature_ts)
+            self.offline[view].add_value(value, input_partition)
         if self.online is not None:
             name, version, ttl = self._keys[view]
             self.online.add(online_key(name, version, value.entity), value.feature_ts, value.source_offset, ttl,

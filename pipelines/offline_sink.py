@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from freshet.pipelines.tiles import EmittedValue
 
 log = logging.getLogger(__name__)
+_DAY_MS = 86_400_000  # a log date's length (offline_layout.date_of)
 
 
 @dataclass
@@ -82,6 +83,9 @@ class ParquetLogWriter:
         # non-null 64-bit columns (times, offsets) are kept as machine integers: no Python object per
         # value, and Arrow takes the buffer as it is at the checkpoint
         self._machine = [not f.nullable and f.type in (pa.int64(), TS_TYPE) for f in self.schema]
+        # (input partition, partition, first and last ms of the date, part) of the last row added, while
+        # that part is open and no earlier run's rows are checked on that input partition
+        self._recent: tuple[int, int, int, int, OpenPart] | None = None
 
     def _columns(self) -> list[Any]:
         return [array("q") if machine else [] for machine in self._machine]
@@ -97,11 +101,20 @@ class ParquetLogWriter:
 
     def add_value(self, value: EmittedValue, input_partition: int) -> None:
         """One emitted value as a row (``add`` without building the row first), produced now."""
-        partition, offset = value.source_partition, value.source_offset
-        part = self._part((value.entity, value.window_start, value.window_end, partition, offset),
-                          input_partition, partition, offset, value.feature_ts)
-        if part is None:
-            return
+        partition, offset, ts = value.source_partition, value.source_offset, value.feature_ts
+        recent = self._recent
+        if (recent is not None and recent[0] == input_partition and recent[1] == partition
+                and recent[2] <= ts < recent[3]):
+            part = recent[4]  # the part of the previous row: same partitions, same date
+        else:
+            found = self._part((value.entity, value.window_start, value.window_end, partition, offset),
+                               input_partition, partition, offset, ts)
+            if found is None:
+                return
+            part = found
+            if not self._already_written[input_partition]:  # no earlier run's rows to check here
+                day = ts - ts % _DAY_MS
+                self._recent = (input_partition, partition, day, day + _DAY_MS, part)
         columns = part.pending
         columns[0].append(value.entity)
         columns[1].append(value.feature_ts)
@@ -141,6 +154,7 @@ class ParquetLogWriter:
         """Make every changed open part durable; close parts that are full or old. Returns rows written."""
         written = 0
         now = self._clock()
+        self._recent = None  # parts may close
         touched: dict[int, list[str]] = {}
         for key, part in list(self._open.items()):
             new_rows = part.pending_rows
@@ -160,6 +174,7 @@ class ParquetLogWriter:
 
     def discard_uncommitted(self) -> None:
         """Forget rows added since the last checkpoint (the input is being rewound)."""
+        self._recent = None
         for key, part in list(self._open.items()):
             if part.written_rows == 0:
                 del self._open[key]

@@ -32,6 +32,7 @@ class OperatorOutputs:
         self.online = online
         self.offline = offline
         self._names = [v.feature_names() for v in views]
+        self._view_names = [v.name for v in views]
         self._keys = [(v.name, v.version, v.ttl) for v in views]
         self._skipped_seen = [0] * len(views)
         self._newest: list[int | None] = [None] * len(views)  # newest feature_ts added since the last flush
@@ -40,7 +41,7 @@ class OperatorOutputs:
     def emit(self, value: EmittedValue, input_partition: int) -> None:
         """``input_partition``: the partition the operator read (the source, or the repartition topic)."""
         view = value.view
-        self.stats.emitted[self.views[view].name] += 1
+        self.stats.emitted[self._view_names[view]] += 1
         newest = self._newest[view]
         if newest is None or value.feature_ts > newest:
             self._newest[view] = value.feature_ts

@@ -125,7 +125,7 @@ class ParquetLogWriter:
             columns[i].append(feature)
         columns[i + 1].append(partition)
         columns[i + 2].append(offset)
-        columns[i + 3].append(int(time.time() * 1000))
+        columns[i + 3].append(time.time_ns() // 1_000_000)
 
     def _part(self, identity: tuple[Any, ...], input_partition: int, partition: int, offset: int,
               feature_ts: int) -> OpenPart | None:

@@ -256,6 +256,7 @@ class SourceOperator:
         self.views = views
         self.entity_key = views[0].entity_key
         self._windows = compile_views(views)
+        self._steps = [(i, w.process) for i, w in enumerate(self._windows, 1)]
 
     def initial(self) -> KeyState:
         return [{}, *[w.initial() for w in self._windows]]
@@ -265,13 +266,16 @@ class SourceOperator:
         """Apply one valid event to its key's ``state`` (changed in place); append what it emits
         and the windows it is late for. Returns False for a record already applied (a redelivery)."""
         seen = state[0]
-        slot = str(partition)
+        slot = _SLOTS[partition] if 0 <= partition < len(_SLOTS) else str(partition)
         last = seen.get(slot)
         if last is not None and offset <= last:
             return False
         seen[slot] = offset
         ts = event[EVENT_TIME_FIELD]
         entity = event[self.entity_key]
-        for i, window in enumerate(self._windows, 1):
-            window.process(state[i], entity, event, ts, partition, offset, emitted, late)
+        for i, process in self._steps:
+            process(state[i], entity, event, ts, partition, offset, emitted, late)
         return True
+
+
+_SLOTS = [str(p) for p in range(1024)]  # a partition's key in a state's offsets (made once)

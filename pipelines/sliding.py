@@ -278,41 +278,30 @@ class SlidingWindows:
                     lo += 1
         if lo < queue[0] or hi < queue[2]:
             return self._fold(events, lo, hi)  # out of order: fold its rows
-        if not self._stacked:
-            return self._counted_value(queue, events, lo, hi)
-        for j in range(queue[2], hi):
-            row = events[j]
-            queue[3] = self._add_row(queue[3], row)
-            self._count(queue, row, 1)
-        if hi > queue[2]:
-            queue[2] = hi
-        while queue[0] < lo:
-            self._pop_front(queue, events)
-        if queue[0] < queue[1]:
-            out = self.plan.results(self._merge(events[queue[0]][self._front], queue[3]))
-        else:
-            out = self.plan.results(queue[3])
-        for k, i, _s in self._multi:
-            out[i] = len(queue[4][k])
-        for i in self._row_counts:
-            out[i] = hi - lo
-        return out
-
-    def _counted_value(self, queue: list[Any], events: list[list[Any]], lo: int, hi: int) -> list[Any]:
-        """``_value`` of a view whose aggregations are all counts and count_distincts: the queue is
-        the multisets alone (no front aggregates), moved to cover [lo, hi) (``lo >= queue[0]``,
-        ``hi >= queue[2]``)."""
-        multi = self._multi
         multisets = queue[4]
-        if multi:
-            if hi > queue[2]:  # rows entering at the back
-                self._tally(multisets, events, queue[2], hi, 1)
-            if lo > queue[0]:  # rows leaving at the front
-                self._tally(multisets, events, queue[0], lo, -1)
-        queue[2] = hi
-        queue[0] = queue[1] = lo
-        out = list(self._no_results)
-        for k, i, _s in multi:
+        if not self._stacked:  # counts and count_distincts only: the queue is the multisets alone
+            if self._multi:
+                if hi > queue[2]:  # rows entering at the back
+                    self._tally(multisets, events, queue[2], hi, 1)
+                if lo > queue[0]:  # rows leaving at the front
+                    self._tally(multisets, events, queue[0], lo, -1)
+            queue[2] = hi
+            queue[0] = queue[1] = lo
+            out = list(self._no_results)
+        else:
+            for j in range(queue[2], hi):
+                row = events[j]
+                queue[3] = self._add_row(queue[3], row)
+                self._count(queue, row, 1)
+            if hi > queue[2]:
+                queue[2] = hi
+            while queue[0] < lo:
+                self._pop_front(queue, events)
+            if queue[0] < queue[1]:
+                out = self.plan.results(self._merge(events[queue[0]][self._front], queue[3]))
+            else:
+                out = self.plan.results(queue[3])
+        for k, i, _s in self._multi:
             out[i] = len(multisets[k])
         for i in self._row_counts:
             out[i] = hi - lo

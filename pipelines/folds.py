@@ -52,3 +52,25 @@ def compile_add(columns: list[str | None], fns: list[AggregationFunction], *, of
     add = env["add"]
     add.__source__ = text
     return add  # type: ignore[no-any-return]
+
+
+def compile_window(fns: list[AggregationFunction], *, offset: int) -> Callable[[list[Any], int, int], list[Any]]:
+    """``window(tiles, lo, hi)``: the results of ``tiles[lo:hi]`` (``hi > lo``) merged in order.
+
+    Each tile holds aggregation i at ``offset + i``; the first tile's states are merged with each
+    later tile's, left to right, with each function's ``merge``, then each ``result`` is taken (the
+    same calls, in the same order, as merging the tiles one by one)."""
+    env: dict[str, Any] = {}
+    n = len(fns)
+    lines = ["def window(tiles, lo, hi):", "    t = tiles[lo]"]
+    lines += [f"    a{i} = t[{offset + i}]" for i in range(n)]
+    lines += ["    for j in range(lo + 1, hi):", "        t = tiles[j]"]
+    lines += [f"        a{i} = m{i}(a{i}, t[{offset + i}])" for i in range(n)]
+    lines.append("    return [" + ", ".join(f"r{i}(a{i})" for i in range(n)) + "]")
+    for i, fn in enumerate(fns):
+        env[f"m{i}"], env[f"r{i}"] = fn.merge, fn.result
+    text = "\n".join(lines) + "\n"
+    exec(compile(text, "<freshet window>", "exec"), env)  # noqa: S102 - text built above from fixed templates
+    window = env["window"]
+    window.__source__ = text
+    return window  # type: ignore[no-any-return]

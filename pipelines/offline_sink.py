@@ -25,19 +25,24 @@ from __future__ import annotations
 import json
 import logging
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import OfflineStoreError
 from freshet.features.log_store import LogRoot, open_log_root
-from freshet.features.offline_layout import date_of, part_path, view_dir, view_schema
+from freshet.features.offline_layout import TS_TYPE, date_of, part_path, view_dir, view_schema
+
+if TYPE_CHECKING:
+    from freshet.pipelines.tiles import EmittedValue
 
 log = logging.getLogger(__name__)
+_DAY_MS = 86_400_000  # a log date's length (offline_layout.date_of)
 
 
 @dataclass
@@ -45,13 +50,17 @@ class OpenPart:
     path: str
     first_offset: int
     opened_at: float
-    pending: list[tuple[Any, ...]]  # rows added since the last checkpoint
+    pending: list[Any]  # rows added since the last checkpoint, column by column (ParquetLogWriter._columns)
     batches: list[pa.RecordBatch] = field(default_factory=list)  # rows already durable on disk
     written_rows: int = 0
 
     @property
+    def pending_rows(self) -> int:
+        return len(self.pending[0])
+
+    @property
     def rows(self) -> int:
-        return self.written_rows + len(self.pending)
+        return self.written_rows + self.pending_rows
 
 
 class ParquetLogWriter:
@@ -71,43 +80,92 @@ class ParquetLogWriter:
         self._dir = view_dir(self.root, view)
         self._already_written: dict[int, set[tuple[Any, ...]]] = {}
         self._skipped = 0
+        # non-null 64-bit columns (times, offsets) are kept as machine integers: no Python object per
+        # value, and Arrow takes the buffer as it is at the checkpoint
+        self._machine = [not f.nullable and f.type in (pa.int64(), TS_TYPE) for f in self.schema]
+        # (input partition, partition, first and last ms of the date, part) of the last row added, while
+        # that part is open and no earlier run's rows are checked on that input partition
+        self._recent: tuple[int, int, int, int, OpenPart] | None = None
+
+    def _columns(self) -> list[Any]:
+        return [array("q") if machine else [] for machine in self._machine]
 
     def add(self, row: tuple[Any, ...], input_partition: int, partition: int, offset: int,
             feature_ts: int) -> None:
         """``row`` holds the schema's columns in order (times as epoch ms); ``partition`` and
         ``offset`` are the source's, ``input_partition`` the one the windows read."""
+        part = self._part(_identity(row), input_partition, partition, offset, feature_ts)
+        if part is not None:
+            for column, value in zip(part.pending, row, strict=True):
+                column.append(value)
+
+    def add_value(self, value: EmittedValue, input_partition: int) -> None:
+        """One emitted value as a row (``add`` without building the row first), produced now."""
+        partition, offset, ts = value.source_partition, value.source_offset, value.feature_ts
+        recent = self._recent
+        if (recent is not None and recent[0] == input_partition and recent[1] == partition
+                and recent[2] <= ts < recent[3]):
+            part = recent[4]  # the part of the previous row: same partitions, same date
+        else:
+            found = self._part((value.entity, value.window_start, value.window_end, partition, offset),
+                               input_partition, partition, offset, ts)
+            if found is None:
+                return
+            part = found
+            if not self._already_written[input_partition]:  # no earlier run's rows to check here
+                day = ts - ts % _DAY_MS
+                self._recent = (input_partition, partition, day, day + _DAY_MS, part)
+        columns = part.pending
+        columns[0].append(value.entity)
+        columns[1].append(value.feature_ts)
+        columns[2].append(value.window_start)
+        columns[3].append(value.window_end)
+        i = 3
+        for i, feature in enumerate(value.values, 4):
+            columns[i].append(feature)
+        columns[i + 1].append(partition)
+        columns[i + 2].append(offset)
+        columns[i + 3].append(time.time_ns() // 1_000_000)
+
+    def _part(self, identity: tuple[Any, ...], input_partition: int, partition: int, offset: int,
+              feature_ts: int) -> OpenPart | None:
+        """The open part a row goes to, or None for a row the run before a crash wrote already."""
         seen = self._already_written.get(input_partition)
         if seen is None:
             seen = self._already_written[input_partition] = self._load_last_flush(input_partition)
-        if seen and _identity(row) in seen:
+        if seen and identity in seen:
             self._skipped += 1  # written by the run before a crash, emitted again now
-            return
+            return None
         date = date_of(feature_ts)
         part = self._open.get((input_partition, partition, date))
         if part is None:
-            part = OpenPart(part_path(self.root, self.view, date, partition, offset), offset, self._clock(), [])
+            part = OpenPart(part_path(self.root, self.view, date, partition, offset), offset, self._clock(),
+                            self._columns())
             self._open[(input_partition, partition, date)] = part
-        part.pending.append(row)
+        return part
+
+    def _batch(self, columns: list[Any]) -> pa.RecordBatch:
+        return pa.RecordBatch.from_arrays(
+            [pa.Array.from_buffers(f.type, len(c), [None, pa.py_buffer(c)]) if machine else pa.array(c, type=f.type)
+             for c, f, machine in zip(columns, self.schema, self._machine, strict=True)],
+            schema=self.schema)
 
     def checkpoint(self) -> int:
         """Make every changed open part durable; close parts that are full or old. Returns rows written."""
         written = 0
         now = self._clock()
+        self._recent = None  # parts may close
         touched: dict[int, list[str]] = {}
         for key, part in list(self._open.items()):
-            new_rows = len(part.pending)
+            new_rows = part.pending_rows
             if new_rows:
                 touched.setdefault(key[0], []).append(part.path)
                 written += new_rows
                 # only the new rows are converted; earlier ones stay as Arrow batches
-                columns = zip(*part.pending, strict=True)
-                part.batches.append(pa.RecordBatch.from_arrays(
-                    [pa.array(c, type=f.type) for c, f in zip(columns, self.schema, strict=True)],
-                    schema=self.schema,
-                ))
+                part.batches.append(self._batch(part.pending))
                 self._write(part.path, pa.Table.from_batches(part.batches, schema=self.schema))
                 part.written_rows += new_rows
-                part.pending = []
+                part.pending = self._columns()
             if part.rows >= self._roll_rows or now - part.opened_at >= self._roll_seconds:
                 del self._open[key]
         for input_partition, paths in touched.items():
@@ -116,11 +174,12 @@ class ParquetLogWriter:
 
     def discard_uncommitted(self) -> None:
         """Forget rows added since the last checkpoint (the input is being rewound)."""
+        self._recent = None
         for key, part in list(self._open.items()):
             if part.written_rows == 0:
                 del self._open[key]
             else:
-                part.pending = []
+                part.pending = self._columns()
 
     def _write(self, path: str, table: pa.Table) -> None:
         self.root.write_parquet(path, table, compression=self._compression)

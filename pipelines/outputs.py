@@ -32,6 +32,7 @@ class OperatorOutputs:
         self.online = online
         self.offline = offline
         self._names = [v.feature_names() for v in views]
+        self._view_names = [v.name for v in views]
         self._keys = [(v.name, v.version, v.ttl) for v in views]
         self._skipped_seen = [0] * len(views)
         self._newest: list[int | None] = [None] * len(views)  # newest feature_ts added since the last flush
@@ -40,17 +41,14 @@ class OperatorOutputs:
     def emit(self, value: EmittedValue, input_partition: int) -> None:
         """``input_partition``: the partition the operator read (the source, or the repartition topic)."""
         view = value.view
-        self.stats.emitted[self.views[view].name] += 1
+        self.stats.emitted[self._view_names[view]] += 1
         newest = self._newest[view]
         if newest is None or value.feature_ts > newest:
             self._newest[view] = value.feature_ts
             if self._first_emit is None:
                 self._first_emit = time.monotonic()
         if self.offline is not None:
-            row = (value.entity, value.feature_ts, value.window_start, value.window_end, *value.values,
-                   value.source_partition, value.source_offset, int(time.time() * 1000))
-            self.offline[view].add(row, input_partition, value.source_partition, value.source_offset,
-                                   value.feature_ts)
+            self.offline[view].add_value(value, input_partition)
         if self.online is not None:
             name, version, ttl = self._keys[view]
             self.online.add(online_key(name, version, value.entity), value.feature_ts, value.source_offset, ttl,

@@ -27,6 +27,7 @@ the events in its range through a queue (see ``_value``).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from functools import partial
 from operator import itemgetter
 from typing import Any
 
@@ -38,6 +39,7 @@ NEVER = -(2**62)
 
 
 _time = itemgetter(0)  # an event row's time: the key the events list is sorted by
+_new_value = partial(tuple.__new__, EmittedValue)  # EmittedValue from one tuple, without a Python-level call
 
 
 def _row_builder(columns: list[str]) -> Any:
@@ -115,9 +117,9 @@ class SlidingWindows:
             events.insert(at, row)
         if not self.final:
             if not own_late:  # in order, the own window's rows end at the last row
-                emitted.append(EmittedValue(self.index, entity, ts, own_start, ts,
-                                            self._value(vs, own_start, ts, n + 1 if at == n else None),
-                                            partition, offset))
+                emitted.append(_new_value((self.index, entity, ts, own_start, ts,
+                                           self._value(vs, own_start, ts, n + 1 if at == n else None),
+                                           partition, offset)))
         else:
             self._close(vs, entity, closed_start, partition, offset, emitted,
                         born_closed=None if own_exists or own_start > vs[1] - size else ts)
@@ -125,7 +127,9 @@ class SlidingWindows:
             vs[1] = close_end
         horizon = close_end - 2 * size
         if events[0][0] <= horizon:
-            cut = bisect_right(events, horizon, key=_time)
+            cut = 1  # each row is passed over once, when it leaves: O(1) amortised
+            while cut < len(events) and events[cut][0] <= horizon:
+                cut += 1
             self._on_evict(vs, cut)
             del events[:cut]
 
@@ -274,53 +278,47 @@ class SlidingWindows:
                     lo += 1
         if lo < queue[0] or hi < queue[2]:
             return self._fold(events, lo, hi)  # out of order: fold its rows
-        if not self._stacked:
-            return self._counted_value(queue, events, lo, hi)
-        for j in range(queue[2], hi):
-            row = events[j]
-            queue[3] = self._add_row(queue[3], row)
-            self._count(queue, row, 1)
-        if hi > queue[2]:
-            queue[2] = hi
-        while queue[0] < lo:
-            self._pop_front(queue, events)
-        if queue[0] < queue[1]:
-            out = self.plan.results(self._merge(events[queue[0]][self._front], queue[3]))
-        else:
-            out = self.plan.results(queue[3])
-        for k, i, _s in self._multi:
-            out[i] = len(queue[4][k])
-        for i in self._row_counts:
-            out[i] = hi - lo
-        return out
-
-    def _counted_value(self, queue: list[Any], events: list[list[Any]], lo: int, hi: int) -> list[Any]:
-        """``_value`` of a view whose aggregations are all counts and count_distincts: the queue is
-        the multisets alone (no front aggregates), moved to cover [lo, hi)."""
-        multi = self._multi
         multisets = queue[4]
-        self._tally(multisets, events, queue[2], hi, 1)
-        if hi > queue[2]:
+        if not self._stacked:  # counts and count_distincts only: the queue is the multisets alone
+            if self._multi:
+                if hi > queue[2]:  # rows entering at the back
+                    self._tally(multisets, events, queue[2], hi, 1)
+                if lo > queue[0]:  # rows leaving at the front
+                    self._tally(multisets, events, queue[0], lo, -1)
             queue[2] = hi
-        j = max(queue[0], lo)
-        self._tally(multisets, events, queue[0], j, -1)
-        queue[0] = queue[1] = j
-        out = list(self._no_results)
-        for k, i, _s in multi:
+            queue[0] = queue[1] = lo
+            out = list(self._no_results)
+        else:
+            for j in range(queue[2], hi):
+                row = events[j]
+                queue[3] = self._add_row(queue[3], row)
+                self._count(queue, row, 1)
+            if hi > queue[2]:
+                queue[2] = hi
+            while queue[0] < lo:
+                self._pop_front(queue, events)
+            if queue[0] < queue[1]:
+                out = self.plan.results(self._merge(events[queue[0]][self._front], queue[3]))
+            else:
+                out = self.plan.results(queue[3])
+        for k, i, _s in self._multi:
             out[i] = len(multisets[k])
         for i in self._row_counts:
             out[i] = hi - lo
         return out
 
     def _fold(self, events: list[list[Any]], lo: int, hi: int) -> list[Any]:
-        states = self.plan.initial()
+        states = self.plan.initial()  # this fold's own: added to in place
+        add = self._add_row_into if self._stacked else None
         counts: list[set[str]] = [set() for _ in self._multi]
         for j in range(lo, hi):
             row = events[j]
-            states = self._add_row(states, row)
+            if add is not None:
+                add(states, row, row[0])
             for k, _i, s in self._multi:
-                if row[s] is not None:
-                    counts[k].add(str(row[s]))
+                value = row[s]
+                if value is not None:
+                    counts[k].add(value if value.__class__ is str else str(value))
         out = self.plan.results(states)
         for k, i, _s in self._multi:
             out[i] = len(counts[k])

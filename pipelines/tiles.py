@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from freshet.features.aggregations import FUNCTIONS
 from freshet.features.definitions import FeatureView, SlidingWindow
 from freshet.pipelines.decode import EVENT_TIME_FIELD
-from freshet.pipelines.folds import compile_add
+from freshet.pipelines.folds import compile_add, compile_window
 
 KeyState = list[Any]
 
@@ -63,22 +63,17 @@ class LateReport(NamedTuple):
 
 
 class FoldPlan:
-    """A view's aggregations over lists of states (one per aggregation): initial, merge, result.
+    """A view's aggregations over lists of states (one per aggregation): initial and result.
 
-    Adding an event is compiled per view (:func:`freshet.pipelines.folds.compile_add`)."""
+    Adding an event and merging tiles are compiled per view (:mod:`freshet.pipelines.folds`)."""
 
     def __init__(self, view: FeatureView) -> None:
         self.columns = [a.column for a in view.aggregations]
         self.fns = [FUNCTIONS[a.function] for a in view.aggregations]
-        self._merges = [fn.merge for fn in self.fns]
         self._results = [fn.result for fn in self.fns]
 
     def initial(self) -> list[Any]:
         return [fn.initial() for fn in self.fns]
-
-    def merge_into(self, acc: list[Any], states: list[Any], offset: int) -> list[Any]:
-        """A new list: ``acc`` merged with ``states[offset:]`` (neither is changed)."""
-        return [merge(a, states[offset + i]) for i, (merge, a) in enumerate(zip(self._merges, acc, strict=True))]
 
     def results(self, states: list[Any], offset: int = 0) -> list[Any]:
         return [result(states[offset + i]) for i, result in enumerate(self._results)]
@@ -112,6 +107,7 @@ class FixedWindows:
         self.final = view.emit == "final"
         self.plan = FoldPlan(view)
         self._fold = compile_add(self.plan.columns, self.plan.fns, offset=2)  # a tile: [start, floor, *states]
+        self._merged = compile_window(self.plan.fns, offset=2)
 
     def initial(self) -> list[Any]:
         return [0, -1, []]
@@ -127,7 +123,9 @@ class FixedWindows:
         watermark = ts if ts > vs[0] else vs[0]
         max_end = watermark - self.grace
         closed_start = max_end - size  # a window starting at or before this is closed
-        first = self.first_window(ts)
+        first = ((ts - size) // step + 1) * step  # the earliest-starting window that contains ts
+        if first < 0:
+            first = 0
         last = ts - ts % step
         if first <= closed_start:
             for start in range(first, min(last, closed_start) + 1, step):
@@ -136,11 +134,17 @@ class FixedWindows:
         tiles = vs[2]
         if last > closed_start:  # counted in at least one window
             vs[0] = watermark
-            self._add(tiles, event, ts, closed_start)
+            start = ts - ts % self.tile
+            if tiles and tiles[-1][0] == start:  # in order: the newest tile
+                tile = tiles[-1]
+                if closed_start < tile[1]:
+                    tile[1] = closed_start
+                self._fold(tile, event, ts)
+            else:
+                self._add(tiles, event, ts, start, closed_start)
             if not self.final and first > closed_start:
-                values = self.plan.results(self._window(tiles, first))
-                emitted.append(EmittedValue(self.index, entity, ts, first, first + size, values,
-                                            partition, offset))
+                emitted.append(EmittedValue(self.index, entity, ts, first, first + size,
+                                            self._window(tiles, first), partition, offset))
         if tiles:
             # the first window that may still be emitted: past `settled`, holding the first tile
             t0 = tiles[0][0]
@@ -151,8 +155,8 @@ class FixedWindows:
             if next_start <= closed_start:
                 self._close(vs, entity, closed_start, partition, offset, emitted)
 
-    def _add(self, tiles: list[list[Any]], event: dict[str, Any], ts: int, closed_start: int) -> None:
-        start = ts - ts % self.tile
+    def _add(self, tiles: list[list[Any]], event: dict[str, Any], ts: int, start: int, closed_start: int) -> None:
+        """Fold the event into the tile starting at ``start`` (made when missing; tiles stay sorted)."""
         i = len(tiles) - 1
         while i >= 0 and tiles[i][0] > start:
             i -= 1
@@ -166,12 +170,16 @@ class FixedWindows:
         self._fold(tile, event, ts)
 
     def _window(self, tiles: list[list[Any]], start: int) -> list[Any]:
+        """The results of the window starting at ``start``: its tiles merged in order."""
         end = start + self.size
-        acc: list[Any] | None = None
-        for tile in tiles:
-            if start <= tile[0] < end:
-                acc = tile[2:] if acc is None else self.plan.merge_into(acc, tile, 2)
-        return acc if acc is not None else self.plan.initial()
+        lo = 0
+        n = len(tiles)
+        while lo < n and tiles[lo][0] < start:
+            lo += 1
+        hi = lo
+        while hi < n and tiles[hi][0] < end:
+            hi += 1
+        return self._merged(tiles, lo, hi) if hi > lo else self.plan.results(self.plan.initial())
 
     def _close(self, vs: list[Any], entity: Any, closed_start: int, partition: int, offset: int,
                emitted: list[EmittedValue]) -> None:
@@ -179,22 +187,17 @@ class FixedWindows:
         settled = vs[1]
         tiles = vs[2]
         if self.final:
-            starts: set[int] = set()
-            for tile in tiles:
-                t = tile[0]
-                lo = max(self.first_window(t), settled + 1)
-                hi = min(t - t % step, closed_start)
-                lo = -(-lo // step) * step
-                starts.update(range(lo, hi + 1, step))
-            for start in sorted(starts):
-                members = [tile for tile in tiles if start <= tile[0] < start + size]
-                if not any(tile[1] < start for tile in members):
-                    continue  # every event here was late for this window: it never existed
-                acc = members[0][2:]
-                for tile in members[1:]:
-                    acc = self.plan.merge_into(acc, tile, 2)
-                emitted.append(EmittedValue(self.index, entity, start + size, start, start + size,
-                                            self.plan.results(acc), partition, offset))
+            merged = self._merged
+            if self.tile == size:  # tumbling: a window is one tile
+                for k, tile in enumerate(tiles):
+                    t = tile[0]
+                    if t > closed_start:
+                        break
+                    if t > settled and tile[1] < t:  # else every event here was late for it: it never existed
+                        emitted.append(EmittedValue(self.index, entity, t + size, t, t + size,
+                                                    merged(tiles, k, k + 1), partition, offset))
+            else:
+                self._close_hopping(tiles, settled, entity, closed_start, partition, offset, emitted)
         vs[1] = closed_start
         # a tile is needed while a window containing it may still be emitted
         keep = 0
@@ -202,6 +205,39 @@ class FixedWindows:
             keep += 1
         if keep:
             del tiles[:keep]
+
+    def _close_hopping(self, tiles: list[list[Any]], settled: int, entity: Any, closed_start: int,
+                       partition: int, offset: int, emitted: list[EmittedValue]) -> None:
+        """Emit, in order of their start, the windows past ``settled`` that close by ``closed_start``."""
+        size, step = self.size, self.step
+        starts: list[int] = []
+        for tile in tiles:  # the windows of each tile; tiles are sorted, so these come in order
+            t = tile[0]
+            lo = self.first_window(t)
+            if lo <= settled:
+                lo = -(-(settled + 1) // step) * step
+            if starts and lo <= starts[-1]:
+                lo = starts[-1] + step
+            hi = t - t % step
+            if hi > closed_start:
+                hi = closed_start
+            if lo <= hi:
+                starts.extend(range(lo, hi + 1, step))
+        n = len(tiles)
+        lo = hi = 0
+        for start in starts:
+            while lo < n and tiles[lo][0] < start:
+                lo += 1
+            hi = max(hi, lo)
+            while hi < n and tiles[hi][0] < start + size:
+                hi += 1
+            for k in range(lo, hi):
+                if tiles[k][1] < start:
+                    break
+            else:
+                continue  # every event here was late for this window: it never existed
+            emitted.append(EmittedValue(self.index, entity, start + size, start, start + size,
+                                        self._merged(tiles, lo, hi), partition, offset))
 
 
 def compile_views(views: list[FeatureView]) -> list[Any]:
@@ -220,6 +256,7 @@ class SourceOperator:
         self.views = views
         self.entity_key = views[0].entity_key
         self._windows = compile_views(views)
+        self._steps = [(i, w.process) for i, w in enumerate(self._windows, 1)]
 
     def initial(self) -> KeyState:
         return [{}, *[w.initial() for w in self._windows]]
@@ -229,13 +266,16 @@ class SourceOperator:
         """Apply one valid event to its key's ``state`` (changed in place); append what it emits
         and the windows it is late for. Returns False for a record already applied (a redelivery)."""
         seen = state[0]
-        slot = str(partition)
+        slot = _SLOTS[partition] if 0 <= partition < len(_SLOTS) else str(partition)
         last = seen.get(slot)
         if last is not None and offset <= last:
             return False
         seen[slot] = offset
         ts = event[EVENT_TIME_FIELD]
         entity = event[self.entity_key]
-        for i, window in enumerate(self._windows, 1):
-            window.process(state[i], entity, event, ts, partition, offset, emitted, late)
+        for i, process in self._steps:
+            process(state[i], entity, event, ts, partition, offset, emitted, late)
         return True
+
+
+_SLOTS = [str(p) for p in range(1024)]  # a partition's key in a state's offsets (made once)

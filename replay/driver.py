@@ -35,8 +35,6 @@ from freshet.features.errors import ReplayError
 from freshet.features.log_store import RootLike
 from freshet.pipelines.decode import (
     DEFAULT_MAX_EVENT_AHEAD_MS,
-    SOURCE_OFFSET_FIELD,
-    SOURCE_PARTITION_FIELD,
     EventDecoder,
     InvalidEvent,
 )
@@ -176,8 +174,6 @@ class BatchDriver:
                 raise ReplayError(
                     f"{self.topic}[{partition}]@{offset} is keyed {message_key!r} but its entity is {key!r}: "
                     "replays with several workers need messages keyed by the entity; run it with --workers 1")
-        event[SOURCE_PARTITION_FIELD] = partition
-        event[SOURCE_OFFSET_FIELD] = offset
         state = self._states.get(key)
         if state is None:
             state = self._store.get(key) or self._operator.initial()

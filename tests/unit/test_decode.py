@@ -90,3 +90,24 @@ def test_event_time_far_ahead_of_the_kafka_timestamp_is_dead_lettered() -> None:
     assert EventDecoder(SOURCE).decode(json.dumps({**GOOD, "ts": record_ts + 60 * 86_400_000}).encode(), record_ts)
     with pytest.raises(ValueError, match="max_ahead_ms -1 is out of range"):
         EventDecoder(SOURCE, max_ahead_ms=-1)
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"amount": 12}, {"amount": -0.0}, {"amount": 1e308}, {"n": 0}, {"ok": False}, {"ts": 0},
+    {"ts": 253_402_300_799_999}, {"ts": 253_402_300_800_000}, {"ts": "1700000000000"}, {"ts": 1.7e12},
+    {"ts": True}, {"ts": "2023-11-14T22:13:20Z"}, {"card_id": ""}, {"card_id": 7}, {"card_id": None},
+    {"amount": True}, {"amount": "1"}, {"n": 2.0}, {"n": None}, {"ok": 1}, {"extra": [1, 2]},
+])
+def test_the_fast_path_decides_as_the_checks_do(changes: dict[str, object]) -> None:
+    """The one-expression fast path accepts only what the checks accept, with the same event time."""
+    decoder = EventDecoder(SOURCE)
+    raw = json.dumps({**GOOD, **changes}).encode()
+    try:
+        expected: object = decoder._validate(json.loads(raw), None)
+    except InvalidEvent as exc:
+        expected = (exc.reason, exc.detail)
+    try:
+        got: object = decoder.decode(raw)
+    except InvalidEvent as exc:
+        got = (exc.reason, exc.detail)
+    assert got == expected

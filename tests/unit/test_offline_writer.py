@@ -93,3 +93,38 @@ def test_restart_skips_rows_the_last_flush_wrote(tmp_path: Path) -> None:
     offsets = sorted(int(r["source_offset"]) for r in all_rows(tmp_path))  # type: ignore[call-overload]
     assert offsets == [0, 1, 2, 3, 4, 5, 6]
     assert second.skipped == 2
+
+
+def test_emitted_values_make_the_same_rows_as_rows(tmp_path: Path) -> None:
+    """add_value (the drivers' path: columns appended from an EmittedValue, the last part remembered)
+    writes what add writes, across dates, partitions, rolled parts and a restart's skipped rows."""
+    from freshet.pipelines.tiles import EmittedValue
+
+    def values(n: int) -> list[EmittedValue]:
+        return [EmittedValue(0, f"e{i % 3}", DAY + (i // 4) * 43_200_000 + i, DAY + i - 60_000, DAY + i, [i, i / 2],
+                             i % 2, 100 + i) for i in range(n)]
+
+    def as_row(v: EmittedValue) -> tuple[object, ...]:
+        return (v.entity, v.feature_ts, v.window_start, v.window_end, *v.values, v.source_partition,
+                v.source_offset, DAY)
+
+    def rows(root: Path) -> list[tuple[str, list[object]]]:
+        return sorted((Path(p).name, [{**r, "produced_at": None} for r in pq.read_table(p).to_pylist()])
+                      for p in list_parts(root, VIEW))
+
+    skipped: list[int] = []
+    for root, by_value in ((tmp_path / "rows", False), (tmp_path / "values", True)):
+        clock = FakeClock()
+        for batch in (values(20)[:12], values(20)[8:]):  # the second run re-emits 8..11
+            writer = ParquetLogWriter(root, VIEW, roll_rows=3, clock=clock)
+            for i, v in enumerate(batch):
+                if by_value:
+                    writer.add_value(v, input_partition=0)
+                else:
+                    add(writer, as_row(v))
+                if i % 5 == 4:
+                    writer.checkpoint()
+            writer.checkpoint()
+        skipped.append(writer.skipped)
+    assert rows(tmp_path / "values") == rows(tmp_path / "rows")
+    assert len(rows(tmp_path / "values")) > 4 and skipped[0] == skipped[1] > 0

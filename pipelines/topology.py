@@ -198,7 +198,8 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
                            roll_rows=config.parquet_roll_rows, roll_seconds=config.parquet_roll_seconds)
     topic = app.topic(source.topic, value_deserializer="bytes", key_deserializer="bytes")
     sdf = app.dataframe(topic)
-    sdf = sdf.apply(_decoder(source, outputs, stats, config.max_event_ahead_ms), metadata=True, expand=True)
+    sdf = sdf.apply(_decoder(source, outputs, stats, config.max_event_ahead_ms,
+                             check_key=None if config.rekey else views[0].entity_key), metadata=True, expand=True)
     if config.rekey:
         key_field = views[0].entity_key
         sdf = sdf.group_by(lambda v: str(v[key_field]), name=f"rekey_{key_field}")
@@ -235,7 +236,11 @@ def _make_app(kafka: dict[str, Any], config: PipelineConfig) -> Application:
     )
 
 
-def _decoder(source: Source, outputs: OperatorOutputs, stats: PipelineStats, max_ahead_ms: int) -> Any:
+def _decoder(source: Source, outputs: OperatorOutputs, stats: PipelineStats, max_ahead_ms: int, *,
+             check_key: str | None = None) -> Any:
+    """``check_key``: with --trust-message-key, the entity field every message key must equal (window state is
+    kept per message key, so a record keyed otherwise would split its entity's windows: it is dead-lettered
+    as ``key_mismatch`` instead)."""
     decoder = EventDecoder(source, max_ahead_ms)
     side = outputs.side
 
@@ -244,6 +249,10 @@ def _decoder(source: Source, outputs: OperatorOutputs, stats: PipelineStats, max
         stats.read += 1
         try:
             event = decoder.decode(raw, record_ts)
+            if check_key is not None and (key is None or key.decode(errors="replace") != str(event[check_key])):
+                raise InvalidEvent("key_mismatch", f"message key {key!r} is not the entity {check_key}="
+                                   f"{event[check_key]!r}: --trust-message-key needs messages keyed by the entity "
+                                   "(run without it to re-key)")
         except InvalidEvent as exc:
             side.dead_letter(raw, key, exc.reason, exc.detail, ctx.partition, ctx.offset)
             return []

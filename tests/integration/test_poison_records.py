@@ -79,3 +79,28 @@ def test_a_far_future_event_is_dead_lettered_and_does_not_poison_its_entity(serv
     assert sum(r["n"] for r in tumbling) == 30  # 40 events 1 s apart: the last 10 s window stays open
     sliding = read_log(tmp_path / "offline", views[1])
     assert len(sliding) == 40 and max(r["n"] for r in sliding) == 11  # [t - 10 s, t], both ends inclusive
+
+
+def test_trusted_keys_are_checked(servers: Servers, unique: str, tmp_path: Path) -> None:
+    """--trust-message-key (rekey=False): window state is kept per message key, so a record whose key is not its
+    entity would split the entity's windows; it is dead-lettered as key_mismatch and the rest counted."""
+    topic = f"keys-{unique}"
+    source = Source(name="tx", topic=topic, partitions=1, key="card_id", timestamp="ts",
+                    schema={"card_id": "str", "amount": "float", "ts": "int"})
+    view = FeatureView(name="spend", source=source, window=TumblingWindow(size="10s"), grace=0, emit="final",
+                       ttl="1d", aggregations=[Aggregation(function="count", name="n")])
+    provision(servers, topic, 1)
+    producer = Producer(servers.kafka_config())
+    for i in range(30):
+        key = {7: b"c2", 8: None}.get(i, b"c1")
+        producer.produce(topic, value=json.dumps({"card_id": "c1", "amount": 1.0, "ts": BASE + i * 1000}).encode(),
+                         key=key, partition=0)
+    assert producer.flush(30) == 0
+
+    stats = run_until_caught_up([view], pipeline_config(servers, tmp_path, f"keys-{unique}", rekey=False))
+    assert stats["read"] == 30 and stats["invalid_by_reason"] == {"key_mismatch": 2}
+    dead = read_topic(servers, f"{topic}.dlq")
+    assert [dict(m.headers())["freshet.reason"] for m in dead] == [b"key_mismatch"] * 2
+    assert b"--trust-message-key" in dict(dead[0].headers())["freshet.detail"]
+    rows = read_log(tmp_path / "offline", view)
+    assert [(r["card_id"], r["n"]) for r in rows] == [("c1", 8), ("c1", 10)]  # 0-9 less 7 and 8; 10-19

@@ -12,6 +12,7 @@ rule and folds them with tests/window_reference.py's ``fold``.
 from __future__ import annotations
 
 import json
+import random
 from collections import defaultdict
 from typing import Any
 
@@ -25,6 +26,7 @@ from freshet.features.as_of import (
     AsOfHorizonError,
     AsOfState,
     AsOfValue,
+    SlidingAsOf,
     as_of_state,
     load_as_of_state,
     read_as_of,
@@ -43,7 +45,7 @@ BY_NAME = {v.name: v for v in VIEWS}
 # times: mostly close together (out of order, late), some after a long silence
 event = st.tuples(st.integers(0, 2), st.integers(0, 60) | st.integers(200, 260),
                   st.floats(-100, 100, allow_nan=False), st.integers(-5, 5), st.sampled_from("abc"))
-streams = st.lists(event, min_size=1, max_size=35)
+streams = st.lists(event, min_size=1, max_size=40)
 
 Accepted = dict[str, dict[Any, list[tuple[int, AcceptedEvent]]]]  # view -> entity -> [(offset, event)]
 
@@ -121,11 +123,12 @@ def check_reads(view: FeatureView, state: AsOfState, accepted: list[AcceptedEven
 
 @settings(max_examples=150, deadline=None)
 @given(drawn=streams, extra=st.lists(st.integers(0, 400), max_size=10), horizon=st.integers(0, 4) | st.integers(0, 60),
-       cut=st.floats(0, 1))
-def test_state_reads_equal_brute_force(drawn: list[Any], extra: list[int], horizon: int, cut: float) -> None:
+       cut=st.floats(0, 1), block_rows=st.sampled_from([1, 2, 3, 64]))
+def test_state_reads_equal_brute_force(drawn: list[Any], extra: list[int], horizon: int, cut: float,
+                                       block_rows: int) -> None:
     """At a cut of the stream: reads equal brute force over the events accepted so far, the state
     survives JSON, and it is pruned; at the end, reads at or after the floor equal brute force over
-    every accepted event, reads before it are refused."""
+    every accepted event, reads before it are refused. Sliding states use small blocks too."""
     events = to_events(drawn)
     accepted = accepted_events(VIEWS, events)
     cut_at = int(cut * len(events))
@@ -134,12 +137,12 @@ def test_state_reads_equal_brute_force(drawn: list[Any], extra: list[int], horiz
         for pairs in entities.values():
             times = [e.ts for _o, e in pairs]
             ts = instants(view, times, extra)
-            state = as_of_state(view)
+            state = as_of_state(view, block_rows=block_rows)
             before = [e for o, e in pairs if o < cut_at]
             for e in before:
                 state.add(e)
             check_reads(view, state, before, ts)
-            state = load_as_of_state(view, json.loads(json.dumps(state.to_json())))
+            state = load_as_of_state(view, json.loads(json.dumps(state.to_json())), block_rows=block_rows)
             state.prune(horizon)
             assert state.floor == max(0, (max(e.ts for e in before) - horizon) if before else 0)
             for o, e in pairs:
@@ -149,12 +152,14 @@ def test_state_reads_equal_brute_force(drawn: list[Any], extra: list[int], horiz
 
 
 @settings(max_examples=100, deadline=None)
-@given(drawn=streams, extra=st.lists(st.integers(0, 400), max_size=10), cap=st.integers(1, 6))
-def test_hot_entity_cap_refuses_rather_than_answers_wrong(drawn: list[Any], extra: list[int], cap: int) -> None:
+@given(drawn=streams, extra=st.lists(st.integers(0, 400), max_size=10), cap=st.integers(1, 6),
+       block_rows=st.integers(1, 3))
+def test_hot_entity_cap_refuses_rather_than_answers_wrong(drawn: list[Any], extra: list[int], cap: int,
+                                                          block_rows: int) -> None:
     view = BY_NAME["sli_g3"]
     accepted = accepted_events([view], to_events(drawn))[view.name]
     for pairs in accepted.values():
-        state = as_of_state(view, max_events=cap)
+        state = as_of_state(view, max_events=cap, block_rows=block_rows)
         for _o, e in pairs:
             state.add(e)
         assert isinstance(state.to_json()["items"], list) and len(state.to_json()["items"]) <= cap
@@ -280,6 +285,26 @@ def test_hot_entity_beyond_the_cap_is_refused_with_the_reason() -> None:
         state.read_at(1_000_159)
     later = 1_000_159 + 600_001
     assert state.read_at(later).values["n"] == 0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_long_out_of_order_streams_with_small_blocks(seed: int) -> None:
+    """Long streams (hypothesis draws short ones): block aggregates follow inserts, prunes and the cap."""
+    rng = random.Random(seed)
+    view = view_of(SlidingWindow(size=rng.choice([5, 10, 30])), AGGS)
+    block_rows, cap = rng.randint(1, 4), rng.choice([12, 40, 10_000])
+    state, accepted = as_of_state(view, max_events=cap, block_rows=block_rows), []
+    for i in range(120):
+        ts = max(0, i * 2 - rng.choice([0, 0, 0, 1, 7, 25]))
+        ev = AcceptedEvent(ts, {"x": rng.uniform(-9, 9), "q": rng.randint(0, 3), "m": rng.choice("abcd")})
+        state.add(ev)
+        accepted.append(ev)
+        if i % 17 == 16:
+            state = load_as_of_state(view, json.loads(json.dumps(state.to_json())), cap, block_rows)
+            state.prune(rng.randint(0, 80))
+        assert isinstance(state, SlidingAsOf) and all(b * block_rows >= state.base for b in state.blocks)
+        if i % 5 == 4:
+            check_reads(view, state, accepted, list(range(max(0, ts - 60), ts + 40)))
 
 
 def test_state_json_round_trip_and_kind_check() -> None:

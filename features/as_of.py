@@ -16,12 +16,12 @@ late for every window they fall in). The rule, for a view of size ``S`` (and ste
 
 Decided here:
 
-- **No window** (fixed windows, ``t < S``: none has ended): the read is ``None``, no value, as for an
-  entity the store has never seen.
+- **No window** (fixed windows, ``t < S``: none has ended): the read is ``None``, no value.
 - **An empty window** (a window that exists, holding no accepted event, e.g. a card gone quiet): the
   folds of the empty set, ``result(initial())``: count and count_distinct 0, sum 0, and mean, min,
   max, last, stddev and stddev_pop null; ``feature_ts`` as above. "0 transactions in the last 10
-  minutes" is an answer, not a missing value.
+  minutes" is an answer, not a missing value; an entity with no accepted event at all reads the same
+  (``read_as_of(view, [], t)``), so a store without state for an entity should answer it too.
 - **Reads settle with grace**: an event with time ``<= t`` accepted after a read (out of order, within
   grace) changes later answers for ``t``; the answer for ``t`` is final once the entity's watermark has
   passed ``t + grace`` (+ ``S`` for sliding), as for the streaming windows.

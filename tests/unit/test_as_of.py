@@ -121,7 +121,7 @@ def check_reads(view: FeatureView, state: AsOfState, accepted: list[AcceptedEven
             assert same(state.read_at(t), expected), (view.name, t, state.read_at(t), expected)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(drawn=streams, extra=st.lists(st.integers(0, 400), max_size=10), horizon=st.integers(0, 4) | st.integers(0, 60),
        cut=st.floats(0, 1), block_rows=st.sampled_from([1, 2, 3, 64]))
 def test_state_reads_equal_brute_force(drawn: list[Any], extra: list[int], horizon: int, cut: float,

@@ -3,7 +3,7 @@
 `freshet run` writes its log to ``s3://<bucket>/<prefix>``, is SIGKILLed mid-stream and restarted: the
 S3 log must equal an uninterrupted run's local log (`freshet parity` between them), a training set read
 from S3 must equal the one read from the local log, a replay with two workers into S3 must equal it
-too, `freshet status` must read the S3 log's rows and `freshet reset` must move it aside.
+too, status must read the S3 log's rows and `freshet reset` must move it aside.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from freshet.features.log_store import LogRoot
 from freshet.features.offline_layout import list_parts
+from freshet.features.registry import Registry
+from freshet.features.training import get_historical_features
 from freshet.infra.processes import pid_alive
+from freshet.replay.status import view_status
 from tests.integration.conftest import ObjectStore, Servers
 from tests.integration.harness import redis_db
 from tests.integration.test_crash_recovery import REPO_YAML, card_topic
@@ -78,18 +80,14 @@ def test_log_on_s3_survives_sigkill_and_matches_local(servers: Servers, object_s
         assert parity.returncode == 0 and "parity: OK" in parity.stdout, parity.stdout + parity.stderr
         assert "0 rows in A" not in parity.stdout
 
-    # a training set read from S3 equals the one read from the local log
+    # a training set read from S3 equals the one read from the local log (in process: the CLI's own call)
     labels = pa.table({"card_id": [f"card-{i % 300:05d}" for i in range(3_000)],
                        "ts": pa.array([1_700_000_000_000 - 25 * 60_000 + 577 * i for i in range(3_000)],
                                       pa.timestamp("ms", tz="UTC"))})
-    pq.write_table(labels, tmp_path / "labels.parquet")
+    registry = Registry.load(repo)
     features = ["spend_5m", "spend_now:biggest"]
-    out_s3, out_local = tmp_path / "train-s3.parquet", tmp_path / "train-local.parquet"
-    for env, out in ((s3_env, out_s3), (local_env, out_local)):
-        made = freshet(["training-set", "--repo", str(repo), "--labels", str(tmp_path / "labels.parquet"),
-                        "--features", *features, "--out", str(out)], env)
-        assert made.returncode == 0, made.stderr[-3000:]
-    from_s3, from_local = pq.read_table(out_s3), pq.read_table(out_local)
+    from_s3 = get_historical_features(labels, features, registry.views, root)
+    from_local = get_historical_features(labels, features, registry.views, local)
     assert from_s3.num_rows == 3_000 and from_s3.column("n").null_count < 3_000
     assert from_s3.equals(from_local)
 
@@ -101,18 +99,14 @@ def test_log_on_s3_survives_sigkill_and_matches_local(servers: Servers, object_s
     parity = freshet(["parity", "--view", "spend_5m", "--a", replay_uri, "--b", str(local)], s3_env)
     assert parity.returncode == 0 and "parity: OK" in parity.stdout, parity.stdout + parity.stderr
 
-    status = freshet(["status", "--repo", str(repo), "--json"], s3_env)
-    assert status.returncode == 0, status.stderr
-    local_status = freshet(["status", "--repo", str(repo), "--json"], local_env)
-    rows = {r["view"]: r["log"]["rows"] for r in json.loads(status.stdout)}
-    assert rows == {r["view"]: r["log"]["rows"] for r in json.loads(local_status.stdout)}
+    rows = {r["view"]: r["log"]["rows"] for r in view_status(registry, None, root, None)}
+    assert rows == {r["view"]: r["log"]["rows"] for r in view_status(registry, None, local, None)}
     assert all(n > 0 for n in rows.values())
 
     reset = freshet(["reset", "--repo", str(repo), "--group", f"s3-{unique}", "--yes"], s3_env)
     assert reset.returncode == 0, reset.stdout + reset.stderr
     assert f"moved log {s3_uri}/spend_5m/v1 -> {s3_uri}/spend_5m/v1.before-reset-" in reset.stdout
-    after = {r["view"]: r["log"]["rows"] for r in json.loads(freshet(["status", "--repo", str(repo), "--json"],
-                                                                      s3_env).stdout)}
+    after = {r["view"]: r["log"]["rows"] for r in view_status(registry, None, root, None)}
     assert after == {name: 0 for name in rows}
     kept = [name for name in root.children(root.join("spend_5m")) if name.startswith("v1.before-reset-")]
     assert len(kept) == 1 and root.files(root.join("spend_5m", kept[0]))

@@ -10,16 +10,12 @@ batch of HMGETs per node. Results are appended to bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import EXAMPLE_REPO, say, stack
 from bench.read_paths import fill_redis, sdk_latency
-from bench.report import publish
+from bench.report import publish, section_header
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from freshet.infra.redis_cluster import start_cluster, stop_cluster
 
     views = Registry.load(EXAMPLE_REPO).views
-    lines = [f"## Cluster reads: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}", "",
-             f"Command: `python -m bench.cluster_reads {' '.join(argv or sys.argv[1:])}`; machine: {os.cpu_count()} "
-             f"cores, Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} at start; "
-             f"{args.entities:,} cards x 3 views in each store.", "",
+    lines = [*section_header("Cluster reads", "cluster_reads", argv, f"{args.entities:,} cards x 3 views in each store."),
              "| store | read | p50 | p99 | samples |", "| --- | --- | --- | --- | --- |"]
     with tempfile.TemporaryDirectory(prefix="freshet-cluster-bench-") as tmp, stack(Path(tmp)) as s:
         cluster = start_cluster(Path(tmp) / "cluster", masters=3)

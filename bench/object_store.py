@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import say
 from bench.read_paths import DUCKDB_JOIN, EXAMPLE_REPO, FRESHET_JOIN, make_labels, make_log, run_join
-from bench.report import publish
+from bench.report import publish, section_header
 
 READ_LOG = """
 import sys, time
@@ -55,10 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from freshet.infra.object_store import s3_filesystem, start_object_store, stop_object_store
 
-    lines = [f"## Log on S3 vs local disk: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}", "",
-             f"Command: `python -m bench.object_store {' '.join(argv if argv is not None else sys.argv[1:])}`; "
-             f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, load average "
-             f"{os.getloadavg()[0]:.2f} at start. S3: SeaweedFS `weed mini` on loopback (same machine).", ""]
+    lines = section_header("Log on S3 vs local disk", "object_store", argv,
+                           "S3: SeaweedFS `weed mini` on loopback (same machine).")
     with tempfile.TemporaryDirectory(prefix="freshet-s3-bench-") as tmp:
         work = Path(tmp)
         root, labels = work / "offline", work / "labels.parquet"
@@ -82,13 +78,15 @@ def main(argv: list[str] | None = None) -> int:
                 ("baseline: DuckDB ASOF JOIN, local files", DUCKDB_JOIN, str(root)),
             ]
             results: dict[str, dict[str, float]] = {}
+            every_run: dict[str, list[float]] = {}
             for label, script, where in runs:
                 samples = []
                 for i in range(args.repeat):
                     say(f"{label} ({i + 1}/{args.repeat})")
                     samples.append(run_join(script, str(EXAMPLE_REPO), str(labels), where, env=env))
                 samples.sort(key=lambda r: r["seconds"])
-                results[label] = {**samples[len(samples) // 2], "all": [r["seconds"] for r in samples]}  # type: ignore[dict-item]
+                results[label] = samples[len(samples) // 2]
+                every_run[label] = [r["seconds"] for r in samples]
         finally:
             stop_object_store(work / "s3")
     local, s3 = results[runs[0][0]], results[runs[1][0]]
@@ -97,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
               "| run | seconds | peak RSS | rows | null values |", "| --- | ---: | ---: | ---: | ---: |"]
     for label, _script, _where in runs:
         r = results[label]
-        shown = f"{r['seconds']:.2f}" + (f" (runs: {', '.join(f'{x:.2f}' for x in r['all'])})"  # type: ignore[union-attr]
+        shown = f"{r['seconds']:.2f}" + (f" (runs: {', '.join(f'{x:.2f}' for x in every_run[label])})"
                                          if args.repeat > 1 else "")
         lines.append(f"| {label} | {shown} | {r['peak_rss_mb']:.0f} MB | {int(r['rows']):,} | {int(r['nulls']):,} |")
     lines += ["", f"S3 / local: {s3['seconds'] / local['seconds']:.2f}x; both training sets have "

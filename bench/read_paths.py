@@ -17,17 +17,15 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.common import EXAMPLE_REPO, REPO_ROOT, say, stack
-from bench.report import publish
+from bench.report import publish, section_header
 
 DAY = 86_400_000
 BASE = 1_790_000_000_000
@@ -254,10 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     from freshet.features.registry import Registry
 
     views = Registry.load(EXAMPLE_REPO).views
-    lines = [f"## Read paths: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}", "",
-             f"Command: `python -m bench.read_paths {' '.join(argv or sys.argv[1:])}`; machine: "
-             f"{os.cpu_count()} cores, Python {platform.python_version()}, load average "
-             f"{os.getloadavg()[0]:.2f} at start.", ""]
+    lines = section_header("Read paths", "read_paths", argv)
     with tempfile.TemporaryDirectory(prefix="freshet-read-bench-") as tmp, stack(Path(tmp)) as s:
         say("filling Redis with 100k entities x 3 views")
         fill_redis(s.redis_url, list(views.values()), 100_000)

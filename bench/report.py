@@ -242,3 +242,17 @@ def publish(lines: list[str], *, no_record: bool) -> int:
     if not no_record:
         record(text)
     return 0
+
+
+def section_header(title: str, module: str, argv: list[str] | None, about: str = "") -> list[str]:
+    """A section's heading and its line naming the command, the machine and the load at start."""
+    import os
+    import platform
+    import sys
+    from datetime import UTC, datetime
+
+    given = " ".join(argv if argv is not None else sys.argv[1:])
+    return [f"## {title}: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}", "",
+            f"Command: `{f'python -m bench.{module} {given}'.rstrip()}`; machine: {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f} at start.{' ' + about if about else ''}",
+            ""]

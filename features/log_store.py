@@ -93,16 +93,15 @@ class LogRoot:
         stores keep emptied "directories": they do not count)."""
         if self.is_local:
             return bool(self._info(path).type == pafs.FileType.Directory)
-        return bool(self.files(path, limit_one=True))
+        return bool(self.files(path))
 
-    def files(self, under: str, *, limit_one: bool = False) -> list[str]:
+    def files(self, under: str) -> list[str]:
         """Every file below ``under`` (recursively), sorted; [] when there is none."""
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(under, recursive=True, allow_not_found=True))
         except OSError as exc:
             raise self._error("list", under, exc) from exc
-        found = sorted(i.path for i in infos if i.type == pafs.FileType.File)
-        return found[:1] if limit_one else found
+        return sorted(i.path for i in infos if i.type == pafs.FileType.File)
 
     def children(self, under: str) -> list[str]:
         """Names directly below ``under`` (files and directories), sorted."""
@@ -220,15 +219,19 @@ def open_log_root(root: LogRoot | str | Path, *, s3_endpoint: str | None = None)
         raise ConfigError(f"offline root {text!r} names no bucket: use s3://bucket/prefix")
     base = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
     endpoint = s3_endpoint or s3_endpoint_from_env()
-    return LogRoot(_s3_filesystem(endpoint), base, "s3", endpoint)
+    return LogRoot(s3_filesystem(endpoint), base, "s3", endpoint)
 
 
-def _s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
+def s3_filesystem(endpoint: str | None, *, access_key: str | None = None, secret_key: str | None = None,
+                  connect_timeout: float = 5, request_timeout: float = 30) -> pafs.S3FileSystem:
+    """pyarrow's S3 filesystem for ``endpoint`` (None: AWS); credentials given here, else the AWS SDK's chain."""
     options: dict[str, Any] = {
         "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         "allow_bucket_creation": False, "allow_bucket_deletion": False,
-        "connect_timeout": 5, "request_timeout": 30,
+        "connect_timeout": connect_timeout, "request_timeout": request_timeout,
     }
+    if access_key is not None and secret_key is not None:
+        options.update(access_key=access_key, secret_key=secret_key)
     if endpoint:
         parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
         if parsed.scheme not in ("http", "https") or not parsed.netloc:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from freshet.features import log_store
 from freshet.features.errors import StackError
 from freshet.infra.binaries import find_weed_binary
 from freshet.infra.localstack import LOOPBACK, free_port
@@ -88,9 +89,8 @@ def start_object_store(directory: Path, timeout_s: float = 60.0, bucket: str = B
 
 
 def s3_filesystem(info: ObjectStoreInfo) -> pafs.S3FileSystem:
-    return pafs.S3FileSystem(access_key=info.access_key, secret_key=info.secret_key, region="us-east-1",
-                             endpoint_override=info.endpoint.removeprefix("http://"), scheme="http",
-                             connect_timeout=2, request_timeout=5)
+    return log_store.s3_filesystem(info.endpoint, access_key=info.access_key, secret_key=info.secret_key,
+                                   connect_timeout=2, request_timeout=5)
 
 
 def _wait_ready(info: ObjectStoreInfo, proc: subprocess.Popen[bytes], timeout_s: float) -> None:

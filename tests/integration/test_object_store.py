@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 
-from freshet.features.log_store import LogRoot
+from freshet.features.log_store import LogRoot, s3_filesystem
 from freshet.features.offline_layout import list_parts
 from freshet.features.registry import Registry
 from freshet.features.training import get_historical_features
@@ -31,9 +30,7 @@ from tests.integration.test_crash_recovery import REPO_YAML, card_topic
 
 
 def s3_root(store: ObjectStore, prefix: str) -> LogRoot:
-    endpoint = store.endpoint.split("://", 1)
-    fs = pafs.S3FileSystem(access_key=store.access_key, secret_key=store.secret_key, region="us-east-1",
-                           endpoint_override=endpoint[1], scheme=endpoint[0])
+    fs = s3_filesystem(store.endpoint, access_key=store.access_key, secret_key=store.secret_key)
     return LogRoot(fs, f"{store.bucket}/{prefix}", "s3", store.endpoint)
 
 
@@ -132,6 +129,7 @@ def test_secrets_stay_out_of_errors(object_store: ObjectStore, unique: str, tmp_
 def test_dev_up_object_store_is_the_log_until_down(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FRESHET_", "AWS_"))}
     env["FRESHET_STACK_DIR"] = str(tmp_path / ".freshet")
+    store = None
     try:
         up = freshet(["dev", "up", "--object-store"], env, timeout=120)
         assert up.returncode == 0, up.stdout + up.stderr
@@ -153,5 +151,5 @@ def test_dev_up_object_store_is_the_log_until_down(tmp_path: Path) -> None:
         assert oct((tmp_path / ".freshet" / "object-store" / "object-store.json").stat().st_mode & 0o777) == "0o600"
     finally:
         down = freshet(["dev", "down"], env)
-    assert down.returncode == 0 and str(store["pid"]) in down.stdout
+    assert store is not None and down.returncode == 0 and str(store["pid"]) in down.stdout
     assert not pid_alive(store["pid"])

@@ -272,6 +272,10 @@ class FeatureView(Definition):
     aggregations: tuple[Aggregation, ...]
     ttl: int = 86_400_000
     online_staleness: Literal["null", "flag"] = "null"
+    # what a read answers: "last_event", the value emitted with the entity's last event (the values log's
+    # point-in-time row); "request", the window as of the read's instant (features.as_of): online at the
+    # request time or an explicit `at`, offline at each label's time. Part of the fingerprint when "request".
+    as_of: Literal["last_event", "request"] = "last_event"
     # how often a new value is expected (operational, not part of the fingerprint): metrics export it
     # so one alert covers every view ("freshness beyond 1.5x the expected interval")
     expected_interval: int | None = None
@@ -325,6 +329,14 @@ class FeatureView(Definition):
     def _emit(cls, v: Any) -> Any:
         if v not in ("final", "current"):
             raise ValueError(f"emit {v!r} is not allowed; use 'final' (once at window close) or 'current' (every update)")
+        return v
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _as_of(cls, v: Any) -> Any:
+        if v not in ("last_event", "request"):
+            raise ValueError(f"as_of {v!r} is not allowed; use 'request' (the window as of the read's instant) or "
+                             "'last_event' (the value emitted with the entity's last event)")
         return v
 
     @field_validator("window", mode="before")

@@ -37,6 +37,9 @@ def view_semantics(view: FeatureView) -> dict[str, Any]:
         "grace": view.grace,
         "emit": view.emit,
         "aggregations": [a.model_dump() for a in view.aggregations],
+        # request-time reads answer from other data (the accepted events): a switch needs a new version.
+        # Absent for last_event, so the fingerprints of views from before the option stay what they were.
+        **({"as_of": view.as_of} if view.as_of != "last_event" else {}),
     }
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from freshet.features.definitions import FeatureView
 from freshet.pipelines.folds import compile_add
-from freshet.pipelines.tiles import EmittedValue, FoldPlan, LateReport
+from freshet.pipelines.tiles import AcceptedRecord, EmittedValue, FoldPlan, LateReport
 
 NEVER = -(2**62)
 
@@ -73,6 +73,7 @@ class SlidingWindows:
         self._folded_merges = [(i, fn.merge) for i, fn in enumerate(self.plan.fns) if i not in multi]
         self._no_results: list[Any] = [None] * len(self.plan.fns)  # every result is filled in by _value
         self._row = _row_builder(self._columns)
+        self.accepted: list[AcceptedRecord] | None = None  # set for request-time views: counted events go here
 
     def initial(self) -> list[Any]:
         return [0, NEVER, [], None]
@@ -88,6 +89,8 @@ class SlidingWindows:
             late.append(LateReport(self.index, entity, event, late_by, max(0, ts - size), ts, partition, offset))
             return
         vs[0] = watermark
+        if self.accepted is not None:  # counted in at least one window
+            self.accepted.append(AcceptedRecord(self.index, entity, ts, ts, event, partition, offset))
         events: list[list[Any]] = vs[2]
         n = len(events)
         # in order (the common case): nothing ends after ts, the row goes at the end

@@ -62,6 +62,18 @@ class LateReport(NamedTuple):
     source_offset: int
 
 
+class AcceptedRecord(NamedTuple):
+    """An event a request-time view (``as_of: request``) counted: what its as-of reads are answered from."""
+
+    view: int
+    entity: Any
+    ts: int
+    first_start: int  # the earliest window start it counts in (sliding views: its own time)
+    event: dict[str, Any]
+    source_partition: int
+    source_offset: int
+
+
 class FoldPlan:
     """A view's aggregations over lists of states (one per aggregation): initial and result.
 
@@ -108,6 +120,7 @@ class FixedWindows:
         self.plan = FoldPlan(view)
         self._fold = compile_add(self.plan.columns, self.plan.fns, offset=2)  # a tile: [start, floor, *states]
         self._merged = compile_window(self.plan.fns, offset=2)
+        self.accepted: list[AcceptedRecord] | None = None  # set for request-time views: counted events go here
 
     def initial(self) -> list[Any]:
         return [0, -1, []]
@@ -145,6 +158,9 @@ class FixedWindows:
             if not self.final and first > closed_start:
                 emitted.append(EmittedValue(self.index, entity, ts, first, first + size,
                                             self._window(tiles, first), partition, offset))
+            if self.accepted is not None:  # counted from the first window not closed
+                self.accepted.append(AcceptedRecord(self.index, entity, ts, first if first > closed_start else
+                                                    (closed_start // step + 1) * step, event, partition, offset))
         if tiles:
             # the first window that may still be emitted: past `settled`, holding the first tile
             t0 = tiles[0][0]
@@ -256,6 +272,12 @@ class SourceOperator:
         self.views = views
         self.entity_key = views[0].entity_key
         self._windows = compile_views(views)
+        # the events request-time views counted, in arrival order; the driver takes them (take_accepted)
+        self.accepted: list[AcceptedRecord] = []
+        for window, view in zip(self._windows, views, strict=True):
+            if view.as_of == "request":
+                window.accepted = self.accepted
+        self.any_request_time = any(v.as_of == "request" for v in views)
         self._steps = [(i, w.process) for i, w in enumerate(self._windows, 1)]
 
     def initial(self) -> KeyState:
@@ -276,6 +298,13 @@ class SourceOperator:
         for i, process in self._steps:
             process(state[i], entity, event, ts, partition, offset, emitted, late)
         return True
+
+
+    def take_accepted(self) -> list[AcceptedRecord]:
+        """The accepted events of request-time views since the last call (empties the list)."""
+        out = self.accepted[:]
+        self.accepted.clear()
+        return out
 
 
 _SLOTS = [str(p) for p in range(1024)]  # a partition's key in a state's offsets (made once)

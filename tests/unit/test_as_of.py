@@ -322,3 +322,30 @@ def test_state_json_round_trip_and_kind_check() -> None:
             load_as_of_state(other, data)
     with pytest.raises(ValueError, match=">= 0"):
         as_of_state(view_of(SlidingWindow(size=10))).read_at(-1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(streams)
+def test_operator_hands_over_exactly_the_accepted_events(drawn: list[Any]) -> None:
+    """With ``as_of: request`` the operator itself hands over each counted event with its first window
+    (pipelines.tiles.AcceptedRecord): the same events, in the same order, as derived from its late reports."""
+    from freshet.pipelines.tiles import SourceOperator
+
+    events = to_events(drawn)
+    views = [v.model_copy(update={"as_of": "request"}) for v in VIEWS]
+    expected = accepted_events(views, events)
+    operator = SourceOperator(views)
+    states: dict[str, Any] = {}
+    got: dict[str, dict[Any, list[tuple[int, AcceptedEvent]]]] = {v.name: defaultdict(list) for v in views}
+    for ts, body, partition, offset in events:
+        event = {**body, "__event_ts": ts}
+        state = states.setdefault(str(body["k"]), operator.initial())
+        operator.process(state, event, partition, offset, [], [])
+        for rec in operator.take_accepted():
+            view = views[rec.view]
+            first = 0 if isinstance(view.window, SlidingWindow) else rec.first_start
+            assert rec.source_offset == offset and rec.event is event and rec.ts == ts
+            got[view.name][rec.entity].append((offset, AcceptedEvent(rec.ts, body, first)))
+    assert operator.accepted == []
+    for view in views:
+        assert dict(got[view.name]) == dict(expected[view.name]), view.name

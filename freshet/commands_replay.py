@@ -188,7 +188,7 @@ def _summary(stats: dict[str, Any], elapsed: float) -> dict[str, Any]:
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
-    from freshet.replay.parity import compare
+    from freshet.replay.parity import compare, compare_accepted
 
     endpoint = args.s3_endpoint or s3_endpoint_from_env()
     if endpoint is None and any(str(r).startswith("s3://") for r in (args.a, args.b)):
@@ -196,20 +196,27 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
         store = local_object_store()  # `freshet dev up --object-store`
         endpoint = store.endpoint if store is not None else None
-    report = compare(args.view, open_log_root(args.a, s3_endpoint=endpoint),
-                     open_log_root(args.b, s3_endpoint=endpoint), version=args.version,
-                     rel_tol=args.rel_tol, abs_tol=args.abs_tol)
-    print(f"view {report.view}: {report.rows_a:,} rows in A, {report.rows_b:,} rows in B")
-    print(f"missing from B: {len(report.missing)}; extra in B: {len(report.extra)}; "
-          f"value differences: {len(report.different)}; duplicates A/B: {report.duplicates_a}/{report.duplicates_b}")
-    for label, rows in (("missing", report.missing), ("extra", report.extra)):
-        for row in rows[: args.show]:
-            print(f"  {label}: {_short(row)}")
-    for a, b in report.different[: args.show]:
-        cols = sorted(c for c in set(a) | set(b) if c != "produced_at" and a.get(c) != b.get(c))
-        print(f"  differs: {_short(a)}: " + ", ".join(f"{c} {a.get(c)!r} != {b.get(c)!r}" for c in cols))
-    print("parity: OK" if report.equal else "parity: DIFFERENT")
-    return 0 if report.equal else 1
+    root_a = open_log_root(args.a, s3_endpoint=endpoint)
+    root_b = open_log_root(args.b, s3_endpoint=endpoint)
+    report = compare(args.view, root_a, root_b, version=args.version, rel_tol=args.rel_tol, abs_tol=args.abs_tol)
+    accepted = compare_accepted(args.view, root_a, root_b, version=args.version, rel_tol=args.rel_tol,
+                                abs_tol=args.abs_tol)
+    equal = True
+    for part in (report, accepted):
+        if part is None:
+            continue
+        equal = equal and part.equal
+        print(f"view {part.view}: {part.rows_a:,} rows in A, {part.rows_b:,} rows in B")
+        print(f"missing from B: {len(part.missing)}; extra in B: {len(part.extra)}; value differences: "
+              f"{len(part.different)}; duplicates A/B: {part.duplicates_a}/{part.duplicates_b}")
+        for label, rows in (("missing", part.missing), ("extra", part.extra)):
+            for row in rows[: args.show]:
+                print(f"  {label}: {_short(row)}")
+        for a, b in part.different[: args.show]:
+            cols = sorted(c for c in set(a) | set(b) if c != "produced_at" and a.get(c) != b.get(c))
+            print(f"  differs: {_short(a)}: " + ", ".join(f"{c} {a.get(c)!r} != {b.get(c)!r}" for c in cols))
+    print("parity: OK" if equal else "parity: DIFFERENT")
+    return 0 if equal else 1
 
 
 def _minute(iso: str | None) -> str:

@@ -64,20 +64,26 @@ class OpenPart:
 
 
 class ParquetLogWriter:
-    """Appends one view's emitted values to its offline log."""
+    """Appends one view's emitted values to its offline log.
+
+    Subclasses write another log of the view with the same guarantees (pipelines.accepted_sink):
+    they set ``schema``, ``_dir``, ``identity_columns`` and ``_part_path``."""
+
+    # a row's identity (unique in the log): entity, window_start, window_end, source_partition, source_offset
+    identity_columns: tuple[int, ...] = (0, 2, 3, -3, -2)
 
     def __init__(self, root: LogRoot | str | Path, view: FeatureView, *, roll_rows: int = 100_000,
                  roll_seconds: float = 120.0, clock: Callable[[], float] = time.monotonic,
                  compression: str = "zstd") -> None:
         self.root = open_log_root(root)
         self.view = view
-        self.schema = view_schema(view)
+        self.schema = self._schema()
         self._roll_rows = roll_rows
         self._roll_seconds = roll_seconds
         self._clock = clock
         self._compression = compression
         self._open: dict[tuple[int, int, str], OpenPart] = {}
-        self._dir = view_dir(self.root, view)
+        self._dir = self._directory()
         self._already_written: dict[int, set[tuple[Any, ...]]] = {}
         self._skipped = 0
         # non-null 64-bit columns (times, offsets) are kept as machine integers: no Python object per
@@ -87,6 +93,15 @@ class ParquetLogWriter:
         # that part is open and no earlier run's rows are checked on that input partition
         self._recent: tuple[int, int, int, int, OpenPart] | None = None
 
+    def _schema(self) -> pa.Schema:
+        return view_schema(self.view)
+
+    def _directory(self) -> str:
+        return view_dir(self.root, self.view)
+
+    def _part_path(self, date: str, partition: int, first_offset: int) -> str:
+        return part_path(self.root, self.view, date, partition, first_offset)
+
     def _columns(self) -> list[Any]:
         return [array("q") if machine else [] for machine in self._machine]
 
@@ -94,7 +109,7 @@ class ParquetLogWriter:
             feature_ts: int) -> None:
         """``row`` holds the schema's columns in order (times as epoch ms); ``partition`` and
         ``offset`` are the source's, ``input_partition`` the one the windows read."""
-        part = self._part(_identity(row), input_partition, partition, offset, feature_ts)
+        part = self._part(tuple(row[i] for i in self.identity_columns), input_partition, partition, offset, feature_ts)
         if part is not None:
             for column, value in zip(part.pending, row, strict=True):
                 column.append(value)
@@ -139,7 +154,7 @@ class ParquetLogWriter:
         date = date_of(feature_ts)
         part = self._open.get((input_partition, partition, date))
         if part is None:
-            part = OpenPart(part_path(self.root, self.view, date, partition, offset), offset, self._clock(),
+            part = OpenPart(self._part_path(date, partition, offset), offset, self._clock(),
                             self._columns())
             self._open[(input_partition, partition, date)] = part
         return part
@@ -208,7 +223,8 @@ class ParquetLogWriter:
             if not self.root.is_file(path):
                 continue
             table = self.root.read_parquet(path, schema=self.schema)
-            columns = [table.column(i).to_pylist() for i in IDENTITY_COLUMNS]
+            columns = [table.column(i if i >= 0 else table.num_columns + i).to_pylist()
+                       for i in self.identity_columns]
             for ident in zip(*columns, strict=True):
                 seen.add(tuple(_epoch_ms(v) for v in ident))
         log.info("%s: %d row(s) from the last flush of a previous run on input partition %d will "
@@ -219,13 +235,6 @@ class ParquetLogWriter:
     def skipped(self) -> int:
         return self._skipped
 
-
-# entity, window_start, window_end, source_partition, source_offset
-IDENTITY_COLUMNS = (0, 2, 3, -3, -2)
-
-
-def _identity(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(row[i] for i in IDENTITY_COLUMNS)
 
 
 def _epoch_ms(value: Any) -> Any:

@@ -15,22 +15,27 @@ from typing import Any
 from freshet.features.definitions import FeatureView
 from freshet.features.log_store import RootLike, open_log_root
 from freshet.features.online_layout import online_key
+from freshet.pipelines.accepted_sink import AcceptedLogWriter
 from freshet.pipelines.offline_sink import ParquetLogWriter
 from freshet.pipelines.online_sink import RedisOnlineWriter
 from freshet.pipelines.side_outputs import SideOutputs
 from freshet.pipelines.stats import PipelineStats
 from freshet.pipelines.store_guard import StoreGuard
-from freshet.pipelines.tiles import EmittedValue, LateReport
+from freshet.pipelines.tiles import AcceptedRecord, EmittedValue, LateReport
 
 
 class OperatorOutputs:
     def __init__(self, views: list[FeatureView], side: SideOutputs, stats: PipelineStats,
-                 online: RedisOnlineWriter | None, offline: list[ParquetLogWriter] | None) -> None:
+                 online: RedisOnlineWriter | None, offline: list[ParquetLogWriter] | None,
+                 accepted: list[AcceptedLogWriter | None] | None = None) -> None:
+        """``accepted``: per view, the accepted-event log of a request-time view (None for the others)."""
         self.views = views
         self.side = side
         self.stats = stats
         self.online = online
         self.offline = offline
+        self.accepted = accepted
+        self._accepted_writers = [w for w in accepted or [] if w is not None]
         self._names = [v.feature_names() for v in views]
         self._view_names = [v.name for v in views]
         self._keys = [(v.name, v.version, v.ttl) for v in views]
@@ -54,6 +59,13 @@ class OperatorOutputs:
             self.online.add(online_key(name, version, value.entity), value.feature_ts, value.source_offset, ttl,
                             self._names[view], value.values, value.window_start, value.window_end)
 
+    def accept(self, record: AcceptedRecord, input_partition: int) -> None:
+        """An event a request-time view counted: its accepted-event log (and, online, its events)."""
+        if self.accepted is not None:
+            writer = self.accepted[record.view]
+            if writer is not None:
+                writer.add_accepted(record, input_partition)
+
     def late(self, report: LateReport) -> None:
         self.side.late(self.views[report.view], report.event, str(report.entity), report.late_by_ms,
                        report.window_start, report.window_end, report.source_partition, report.source_offset)
@@ -75,6 +87,8 @@ class OperatorOutputs:
                 stats.offline_rows += writer.checkpoint()
                 stats.offline_skipped += writer.skipped - self._skipped_seen[i]
                 self._skipped_seen[i] = writer.skipped
+            for accepted in self._accepted_writers:
+                stats.accepted_rows += accepted.checkpoint()
             stats.sink_seconds["parquet"] += time.perf_counter() - done
             stats.sink_flushes["parquet"] += 1
             if self._first_emit is not None:
@@ -95,6 +109,8 @@ class OperatorOutputs:
         if self.offline is not None:
             for writer in self.offline:
                 writer.discard_uncommitted()
+        for accepted in self._accepted_writers:
+            accepted.discard_uncommitted()
         if self.online is not None:
             self.online.discard()
 
@@ -116,7 +132,9 @@ def make_outputs(views: list[FeatureView], kafka_config: dict[str, Any], stats: 
                                    on_delay=stats.write_delay["redis"].observe)
     offline = [ParquetLogWriter(root, v, roll_rows=roll_rows, roll_seconds=roll_seconds)
                for v in views] if root is not None else None
-    return OperatorOutputs(views, side, stats, online, offline)
+    accepted = [AcceptedLogWriter(root, v, roll_rows=roll_rows, roll_seconds=roll_seconds)
+                if v.as_of == "request" else None for v in views] if root is not None else None
+    return OperatorOutputs(views, side, stats, online, offline, accepted)
 
 
 def _count_online(stats: PipelineStats, n: int) -> None:

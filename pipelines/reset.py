@@ -5,7 +5,8 @@ was deleted and recreated (or a broker came back empty): its committed offsets, 
 (the state directory, and Quix Streams' changelog topics that restore it), its repartition topic, and
 the Parquet log written from it, whose file names (``part-<partition>-<first offset>``) the new
 history would reuse. A reset deletes the first three and moves the log of each of the source's
-views aside to ``v<version>.before-reset-<UTC time>`` next to it (kept, no longer read), so the next
+views (and the accepted-event log of each request-time view) aside to
+``v<version>.before-reset-<UTC time>`` next to it (kept, no longer read), so the next
 run starts from the topic's beginning with nothing of the old history and overwrites no file.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from freshet.features.as_of_layout import accepted_dir
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import PipelineError
 from freshet.features.log_store import LogRoot, RootLike, open_log_root
@@ -49,10 +51,10 @@ def plan_reset(kafka_config: dict[str, Any], views: list[FeatureView], *, group:
     logs = []
     root = open_log_root(offline_root) if offline_root is not None else None
     if root is not None:
-        for view in views:
-            current = view_dir(root, view)
-            if root.is_dir(current):
-                logs.append((current, f"{current}.before-reset-{stamp}"))
+        for view in views:  # the values log, and a request-time view's accepted-event log
+            for current in (view_dir(root, view), accepted_dir(root, view)):
+                if root.is_dir(current):
+                    logs.append((current, f"{current}.before-reset-{stamp}"))
     return ResetPlan(group, state_root / group, internal_topics(topics, group), logs, root)
 
 

@@ -44,6 +44,7 @@ class PipelineStats:
     offline_rows: int = 0
     backpressured: int = 0
     offline_skipped: int = 0
+    accepted_rows: int = 0  # rows made durable in request-time views' accepted-event logs
     duplicates: int = 0  # records the repartition hop delivered twice, skipped
     online_refills: int = 0  # views refilled from the log after Redis lost them (pipelines.store_guard)
     online_refilled: int = 0  # entity values those refills wrote
@@ -92,6 +93,7 @@ class PipelineStats:
                 "offline_rows": self.offline_rows,
                 "backpressured": self.backpressured,
                 "offline_skipped_after_restart": self.offline_skipped,
+                "accepted_rows": self.accepted_rows,
                 "duplicates_skipped": self.duplicates,
                 "online_refills": self.online_refills,
                 "online_refilled": self.online_refilled,

@@ -146,6 +146,10 @@ class OperatorStep:
             partition = message_context().partition  # the partition the operator read
             for value in emitted:
                 outputs.emit(value, partition)
+        if self._operator.accepted:  # request-time views: the events they counted
+            partition = message_context().partition
+            for record in self._operator.take_accepted():
+                outputs.accept(record, partition)
         return NOTHING
 
     def write_back(self) -> None:

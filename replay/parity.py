@@ -4,6 +4,10 @@ Rows are matched by identity: entity, window_start, window_end, source
 partition and source offset. A row only in A is missing from B, only in B is
 extra, and a matched row whose other values differ is a difference (floats
 compared within a relative and absolute tolerance).
+
+A request-time view also has an accepted-event log (:mod:`freshet.features.as_of_layout`):
+:func:`compare_accepted` compares it the same way, rows matched by entity, event time and
+source position.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from typing import Any
 
 import pyarrow as pa
 
+from freshet.features.as_of_layout import ACCEPTED_DIR, EVENT_TS
 from freshet.features.errors import ConfigError
 from freshet.features.log_store import LogRoot, RootLike, open_log_root
 from freshet.features.offline_layout import parts_under
 
 IGNORED = {"produced_at"}
 IDENTITY = ("window_start", "window_end", "source_partition", "source_offset")
+ACCEPTED_IDENTITY = (EVENT_TS, "source_partition", "source_offset")
 
 
 @dataclass
@@ -81,8 +87,34 @@ def compare(view: str, a: RootLike, b: RootLike, *, version: int | None = None, 
     if missing:
         raise ConfigError(f"no log of view {view!r}{where} under {' nor '.join(missing)}: point --a/--b at an offline "
                           "root (or the view's directory) that holds it")
-    rows_a, entity_a = read_rows(root_a, files_a or [])
-    rows_b, entity_b = read_rows(root_b, files_b or [])
+    return _compare_rows(view, root_a, files_a or [], root_b, files_b or [], IDENTITY, rel_tol, abs_tol)
+
+
+def accepted_files(root: LogRoot, view: str, version: int | None) -> list[str] | None:
+    """The part files of a view's accepted-event log under an offline root; None when it has none."""
+    base = root.join(ACCEPTED_DIR, view)
+    if not root.is_dir(base):
+        return None
+    names = root.children(base)
+    versions = [f"v{version}"] if version else [n for n in names if n.startswith("v") and n[1:].isdigit()]
+    return [path for name in versions if name in names for path in parts_under(root, f"{base}/{name}")]
+
+
+def compare_accepted(view: str, a: RootLike, b: RootLike, *, version: int | None = None, rel_tol: float = 1e-9,
+                     abs_tol: float = 1e-9) -> ParityReport | None:
+    """The accepted-event logs of a request-time view under two offline roots; None when neither has one."""
+    root_a, root_b = open_log_root(a), open_log_root(b)
+    files_a, files_b = accepted_files(root_a, view, version), accepted_files(root_b, view, version)
+    if files_a is None and files_b is None:
+        return None
+    return _compare_rows(f"{view} (accepted events)", root_a, files_a or [], root_b, files_b or [],
+                         ACCEPTED_IDENTITY, rel_tol, abs_tol)
+
+
+def _compare_rows(view: str, root_a: LogRoot, files_a: list[str], root_b: LogRoot, files_b: list[str],
+                  identity: tuple[str, ...], rel_tol: float, abs_tol: float) -> ParityReport:
+    rows_a, entity_a = read_rows(root_a, files_a)
+    rows_b, entity_b = read_rows(root_b, files_b)
     entity = entity_a or entity_b
     report = ParityReport(view, len(rows_a), len(rows_b))
 
@@ -90,7 +122,7 @@ def compare(view: str, a: RootLike, b: RootLike, *, version: int | None = None, 
         out: dict[tuple[Any, ...], dict[str, Any]] = {}
         dups = 0
         for row in rows:
-            key = (row[entity], *(row[c] for c in IDENTITY))
+            key = (row[entity], *(row[c] for c in identity))
             dups += key in out
             out[key] = row
         return out, dups

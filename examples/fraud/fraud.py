@@ -19,12 +19,13 @@ transactions = Source(
 
 card_spend_1h = FeatureView(
     name="card_spend_1h",
-    version=1,
+    version=2,  # v2: read as of the request time (as_of="request")
     source=transactions,
     entity=card,
     window=HoppingWindow(size="1h", step="5m"),
     grace="30s",
     emit="final",
+    as_of="request",  # the latest hour ended by the read's instant, whether or not the card paid since
     ttl="2h",
     aggregations=[
         Aggregation(function="count", name="txn_count_1h"),
@@ -37,18 +38,19 @@ card_spend_1h = FeatureView(
 
 card_activity_10m = FeatureView(
     name="card_activity_10m",
-    version=1,
+    version=2,  # v2: read as of the request time (as_of="request")
     source=transactions,
     entity=card,
     window=SlidingWindow(size="10m"),
     grace="30s",
     emit="current",
+    as_of="request",  # the 10 minutes up to the read's instant: a card gone quiet reads 0
     ttl="30m",
     aggregations=[
         Aggregation(function="count", name="txn_count_10m"),
         Aggregation(function="count_distinct", column="merchant", name="distinct_merchants_10m"),
     ],
     owner="fraud-ml@example.com",
-    description="Transactions and distinct merchants per card in the 10 minutes up to each transaction",
+    description="Transactions and distinct merchants per card in the 10 minutes up to the read's instant",
     tags={"team": "fraud"},
 )

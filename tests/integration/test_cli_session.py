@@ -89,7 +89,7 @@ def test_typical_session_shows_values_at_each_step(servers: Servers, project: Pa
         assert consistent.returncode == 0, consistent.stdout[-2000:] + consistent.stderr[-2000:]
         checked = json.loads(consistent.stdout)
         assert checked["mismatch_rate"] == 0 and checked["match"] >= 30 and checked["inconsistent"] == []
-    key = "freshet:{card-00001}:card_spend_5m:v1"
+    key = "freshet:{card-00001}:card_spend_5m:v2"
     client = redis.Redis.from_url(redis_url)
     assert client.exists(key)
     client.hset(key, "txn_count", "999")

@@ -167,11 +167,11 @@ def test_http_service(ran: Ran) -> None:
         assert samples[("freshet_requests_total", (("path", "/features"), ("status", "400")))] == 5
         assert samples[("freshet_features_latency_seconds_count", ())] == 7  # 200, 401 and five 400s
         # the pipeline that filled this Redis left its marker per view: the store has not lost them
-        assert samples[("freshet_online_store_marker_present", (("version", "1"), ("view", "card_spend_5m")))] == 1
+        assert samples[("freshet_online_store_marker_present", (("version", "2"), ("view", "card_spend_5m")))] == 1
         assert request(port, "GET", "/openapi.json")[1]["paths"]["/features"]
         status, body = request(port, "POST", "/features", {"entities": cards, "features": ["card_spend_5m@999"]},
                                "s3cret")
-        assert status == 400 and "has no version 999" in body["error"] and "1 to 1" in body["error"]
+        assert status == 400 and "has no version 999" in body["error"] and "1 to 2" in body["error"]
         status, body = request(port, "GET", "/features")
         assert status == 405 and "GET is not allowed on /features" in body["error"]
         status, body = request(port, "POST", "/features", {"entities": cards, "features": ["card_spend_5m"],

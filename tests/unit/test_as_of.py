@@ -32,9 +32,10 @@ from freshet.features.as_of import (
     read_as_of,
     window_at,
 )
+from tests.as_of_reference import Accepted, accepted_by_reference, brute
 from tests.operator_harness import run_operator, same_value
 from tests.unit.test_operator_rules import AGGS, SOURCE, to_events
-from tests.window_reference import Event, fold
+from tests.window_reference import Event
 
 WINDOWS = {"tum": TumblingWindow(size=10), "hop": HoppingWindow(size=20, step=5),
            "hop3": HoppingWindow(size=9, step=6), "sli": SlidingWindow(size=10)}
@@ -47,50 +48,9 @@ event = st.tuples(st.integers(0, 2), st.integers(0, 60) | st.integers(200, 260),
                   st.floats(-100, 100, allow_nan=False), st.integers(-5, 5), st.sampled_from("abc"))
 streams = st.lists(event, min_size=1, max_size=40)
 
-Accepted = dict[str, dict[Any, list[tuple[int, AcceptedEvent]]]]  # view -> entity -> [(offset, event)]
-
-
 def accepted_events(views: list[FeatureView], events: list[Event]) -> Accepted:
-    """Per view and entity, the events the operator counted, in arrival order, with their offsets."""
-    _rows, late = run_operator(views, events)
-    late_windows: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
-    for name, _entity, _ts, late_by, start, _end, _p, offset in late:
-        late_windows[(name, offset)].append((start, late_by))
-    out: Accepted = {v.name: defaultdict(list) for v in views}
-    for view in views:
-        size = view.window.size
-        for ts, body, _p, offset in events:
-            reports = late_windows[(view.name, offset)]
-            if isinstance(view.window, SlidingWindow):
-                if any(late_by > size for _s, late_by in reports):  # late for its own window
-                    continue
-                first = 0
-            else:
-                step = view.window.step
-                starts = [s for s in range(ts - ts % step, ts - size, -step) if s >= 0][::-1]
-                late_starts = sorted(s for s, _by in reports)
-                assert late_starts == starts[:len(late_starts)], "late only for the earliest windows"
-                if len(late_starts) == len(starts):
-                    continue
-                first = starts[len(late_starts)]
-            out[view.name][body["k"]].append((offset, AcceptedEvent(ts, body, first)))
-    return out
-
-
-def brute(view: FeatureView, accepted: list[AcceptedEvent], t: int) -> AsOfValue | None:
-    """The rule, written again: select the window's accepted events, fold them."""
-    size = view.window.size
-    if isinstance(view.window, SlidingWindow):
-        start, end = max(0, t - size), t
-        members = [e for e in accepted if start <= e.ts <= end]
-        return AsOfValue(t, start, end, fold(view, [(e.ts, dict(e.event), 0, 0) for e in members]))
-    if t < size:
-        return None
-    step = view.window.step
-    start = (t - size) // step * step
-    members = [e for e in accepted if start <= e.ts < start + size and e.first_start <= start]
-    return AsOfValue(start + size, start, start + size,
-                     fold(view, [(e.ts, dict(e.event), 0, 0) for e in members]))
+    """Per view and entity, the events the operator counted (derived from its late reports)."""
+    return accepted_by_reference(views, events, model=run_operator)
 
 
 def same(a: AsOfValue | None, b: AsOfValue | None) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 from freshet.features.errors import ReplayUsageError
 from freshet.features.log_store import open_log_root, s3_endpoint_from_env
+from freshet.features.as_of_layout import accepted_dir, list_accepted_parts
 from freshet.features.offline_layout import list_parts, view_dir
 from freshet.features.registry import Registry
 from freshet.tables import format_table
@@ -125,14 +126,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
               f"{plan.workers} worker(s))", file=sys.stderr)
     else:
         for view in views:
-            existing = list_parts(offline_root, view)
+            existing = list_parts(offline_root, view) + list_accepted_parts(offline_root, view)
             if existing and not args.replace:
                 raise ReplayUsageError(
                     f"view {view.name!r} v{view.version} already has {len(existing)} log file(s) under "
                     f"{offline_root}: replay into a scratch location with --offline-root DIR, or rebuild "
                     "it with --replace")
-            if existing:
-                offline_root.delete_dir(view_dir(offline_root, view))
+            if existing:  # the values log, and a request-time view's accepted-event log
+                for directory in (view_dir(offline_root, view), accepted_dir(offline_root, view)):
+                    if offline_root.is_dir(directory):
+                        offline_root.delete_dir(directory)
         source = views[0].source
         provision_topics(kafka, source_topic_specs(source.topic, source.partitions))
         plan = make_plan(kafka, views, from_spec=args.from_spec, to_spec=args.to_spec,

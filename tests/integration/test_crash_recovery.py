@@ -20,6 +20,7 @@ import redis
 
 from freshet.features.online_layout import decode_value, online_key
 from freshet.features.registry import Registry
+from freshet.replay.parity import compare_accepted
 from freshet.synthetic import StreamSpec
 from freshet.synthetic import produce as produce_stream
 from tests.integration.conftest import Servers
@@ -57,6 +58,7 @@ views:
     window: {{type: tumbling, size: 1m}}
     grace: 10s
     emit: current
+    as_of: request
     ttl: 1d
     aggregations:
       - {{function: count, name: n}}
@@ -114,6 +116,9 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(servers: Servers, uni
             stored = client.hgetall(online_key(view.name, view.version, card))
             assert int(stored[b"__ts"]) == row["feature_ts"] and int(stored[b"__off"]) == row["source_offset"]
             assert decode_value(stored[b"n"]) == row["n"]
+    # the request-time view's accepted-event log: no row twice, none missing
+    accepted = compare_accepted("spend_now", crash_root / "offline", reference_root / "offline")
+    assert accepted is not None and accepted.rows_a > 0 and accepted.equal, accepted
 
 
 def test_sigterm_flushes_and_commits(servers: Servers, unique: str, tmp_path: Path) -> None:

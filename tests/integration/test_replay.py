@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from freshet.features.registry import Registry
-from freshet.replay.parity import compare
+from freshet.replay.parity import compare, compare_accepted
 from freshet.synthetic import StreamSpec
 from freshet.synthetic import produce as produce_stream
 from tests.integration.conftest import Servers
@@ -44,6 +44,7 @@ views:
     window: {{type: hopping, size: 10m, step: 5m}}
     grace: 30s
     emit: final
+    as_of: request
     ttl: 1d
     aggregations:
       - {{function: count, name: n}}
@@ -53,6 +54,7 @@ views:
     window: {{type: sliding, size: 2m}}
     grace: 10s
     emit: current
+    as_of: request
     ttl: 1d
     aggregations:
       - {{function: count, name: n}}
@@ -110,6 +112,8 @@ def test_replay_with_two_workers_equals_the_live_log(stream: Stream, tmp_path: P
                          env=stream.env(tmp_path))
         assert parity.returncode == 0, parity.stdout
         assert "parity: OK" in parity.stdout
+        # request-time views: their accepted-event logs are compared too
+        assert (f"view {view} (accepted events)" in parity.stdout) == (view != "spend_5m"), parity.stdout
         assert read_log(stream.live_root, Registry.load(stream.repo).view(view))  # not two empty logs
 
 
@@ -131,6 +135,8 @@ def test_sigkill_during_replay_then_same_command(stream: Stream, tmp_path: Path)
     for view in ("spend_5m", "activity_2m"):
         report = compare(view, stream.live_root, tmp_path / "offline")
         assert report.equal, (view, len(report.missing), len(report.extra), len(report.different))
+    accepted = compare_accepted("activity_2m", stream.live_root, tmp_path / "offline")
+    assert accepted is not None and accepted.rows_a > 0 and accepted.equal, accepted
 
 
 def test_refuses_to_replay_over_an_existing_log(stream: Stream) -> None:

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from freshet.features.as_of_layout import accepted_dir, list_accepted_parts
 from freshet.features.errors import ReplayUsageError
 from freshet.features.log_store import open_log_root, s3_endpoint_from_env
-from freshet.features.as_of_layout import accepted_dir, list_accepted_parts
 from freshet.features.offline_layout import list_parts, view_dir
 from freshet.features.registry import Registry
 from freshet.tables import format_table

@@ -7,6 +7,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
+from freshet.features.as_of_layout import EVENT_TS, list_accepted_parts
 from freshet.features.log_store import RootLike, open_log_root
 from freshet.features.offline_layout import list_parts
 from freshet.features.registry import Registry
@@ -14,20 +15,24 @@ from freshet.pipelines.offsets import GroupLag
 from freshet.replay.plan import find_plans
 
 
-def log_range(root: RootLike, view: Any) -> dict[str, Any]:
+def log_range(root: RootLike, view: Any, *, accepted: bool = False) -> dict[str, Any]:
+    """Files, rows and the time range of a view's values log (``accepted``: its accepted-event log,
+    the range then being of event times)."""
     log_root = open_log_root(root)
-    files = list_parts(log_root, view)
+    files = list_accepted_parts(log_root, view) if accepted else list_parts(log_root, view)
     rows, low, high = 0, None, None
     for path in files:
         meta = log_root.parquet_metadata(path)
         rows += meta.num_rows
-        index = meta.schema.to_arrow_schema().get_field_index("feature_ts")
+        index = meta.schema.to_arrow_schema().get_field_index(EVENT_TS if accepted else "feature_ts")
         for g in range(meta.num_row_groups):
             stats = meta.row_group(g).column(index).statistics
             if stats is not None and stats.has_min_max:
                 lo, hi = _ms(stats.min), _ms(stats.max)
                 low = lo if low is None else min(low, lo)
                 high = hi if high is None else max(high, hi)
+    if accepted:
+        return {"files": len(files), "rows": rows, "event_ts_from": _iso(low), "event_ts_to": _iso(high)}
     return {"files": len(files), "rows": rows, "feature_ts_from": _iso(low), "feature_ts_to": _iso(high)}
 
 
@@ -61,7 +66,9 @@ def view_status(registry: Registry, kafka: dict[str, Any] | None, root: RootLike
     out = []
     for view in registry.views.values():
         row: dict[str, Any] = {"view": view.name, "version": view.version, "topic": view.source.topic,
-                               "log": log_range(root, view)}
+                               "as_of": view.as_of, "log": log_range(root, view)}
+        if view.as_of == "request":
+            row["accepted_log"] = log_range(root, view, accepted=True)
         if kafka is not None:
             row["live"] = group_lag(kafka, group or f"freshet.{view.source.topic}", view.source.topic,
                                     view.source.partitions)

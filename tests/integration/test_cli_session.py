@@ -77,6 +77,9 @@ def test_typical_session_shows_values_at_each_step(servers: Servers, project: Pa
     assert status.returncode == 0, status.stderr[-2000:]
     rows = {row["view"]: row for row in json.loads(status.stdout)}
     assert rows["card_activity_10m"]["log"]["rows"] > 2900
+    # a request-time view: its accepted-event log holds the events its windows counted
+    assert rows["card_activity_10m"]["as_of"] == "request"
+    assert 2900 < rows["card_activity_10m"]["accepted_log"]["rows"] <= summary["valid"]
     assert all(row["live"]["lag"] is None for row in rows.values())  # the run used its own group
     shown = _freshet(sub, env, "status", "--repo", repo)
     assert shown.returncode == 0 and shown.stdout.splitlines()[0].split()[:4] == ["VIEW", "VERSION", "TOPIC", "LAG"]

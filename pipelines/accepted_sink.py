@@ -17,6 +17,8 @@ import pyarrow as pa
 from freshet.features.as_of_layout import accepted_dir, accepted_schema, read_columns
 from freshet.pipelines.offline_sink import ParquetLogWriter
 
+_DAY_MS = 86_400_000  # a log date's length (offline_layout.date_of)
+
 if TYPE_CHECKING:
     from freshet.pipelines.tiles import AcceptedRecord
 
@@ -37,7 +39,27 @@ class AcceptedLogWriter(ParquetLogWriter):
         return f"{self._dir}/date={date}/part-{partition}-{first_offset}.parquet"
 
     def add_accepted(self, record: AcceptedRecord, input_partition: int) -> None:
-        event = record.event
-        self.add((record.entity, record.ts, record.first_start, *(event.get(c) for c in self._read),
-                  record.source_partition, record.source_offset, time.time_ns() // 1_000_000),
-                 input_partition, record.source_partition, record.source_offset, record.ts)
+        """One accepted event as a row, produced now (the fast path of ``add``, as ``add_value`` is)."""
+        _view, entity, ts, first_start, event, partition, offset = record
+        recent = self._recent
+        if (recent is not None and recent[0] == input_partition and recent[1] == partition
+                and recent[2] <= ts < recent[3]):
+            part = recent[4]  # the part of the previous row: same partitions, same date
+        else:
+            found = self._part((entity, ts, partition, offset), input_partition, partition, offset, ts)
+            if found is None:
+                return
+            part = found
+            if not self._already_written[input_partition]:  # no earlier run's rows to check here
+                day = ts - ts % _DAY_MS
+                self._recent = (input_partition, partition, day, day + _DAY_MS, part)
+        columns = part.pending
+        columns[0].append(entity)
+        columns[1].append(ts)
+        columns[2].append(first_start)
+        i = 2
+        for i, column in enumerate(self._read, 3):
+            columns[i].append(event.get(column))
+        columns[i + 1].append(partition)
+        columns[i + 2].append(offset)
+        columns[i + 3].append(time.time_ns() // 1_000_000)

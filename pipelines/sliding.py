@@ -33,7 +33,7 @@ from typing import Any
 
 from freshet.features.definitions import FeatureView
 from freshet.pipelines.folds import compile_add
-from freshet.pipelines.tiles import AcceptedRecord, EmittedValue, FoldPlan, LateReport
+from freshet.pipelines.tiles import AcceptedRecord, EmittedValue, FoldPlan, LateReport, new_accepted_record
 
 NEVER = -(2**62)
 
@@ -90,7 +90,7 @@ class SlidingWindows:
             return
         vs[0] = watermark
         if self.accepted is not None:  # counted in at least one window
-            self.accepted.append(AcceptedRecord(self.index, entity, ts, ts, event, partition, offset))
+            self.accepted.append(new_accepted_record((self.index, entity, ts, ts, event, partition, offset)))
         events: list[list[Any]] = vs[2]
         n = len(events)
         # in order (the common case): nothing ends after ts, the row goes at the end

@@ -26,6 +26,7 @@ the README writes them down) live with each window kind. Every fold comes from
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, NamedTuple
 
 from freshet.features.aggregations import FUNCTIONS
@@ -72,6 +73,9 @@ class AcceptedRecord(NamedTuple):
     event: dict[str, Any]
     source_partition: int
     source_offset: int
+
+
+new_accepted_record = partial(tuple.__new__, AcceptedRecord)  # an AcceptedRecord from one tuple, without a Python call
 
 
 class FoldPlan:
@@ -159,8 +163,8 @@ class FixedWindows:
                 emitted.append(EmittedValue(self.index, entity, ts, first, first + size,
                                             self._window(tiles, first), partition, offset))
             if self.accepted is not None:  # counted from the first window not closed
-                self.accepted.append(AcceptedRecord(self.index, entity, ts, first if first > closed_start else
-                                                    (closed_start // step + 1) * step, event, partition, offset))
+                self.accepted.append(new_accepted_record((self.index, entity, ts, first if first > closed_start else
+                                                    (closed_start // step + 1) * step, event, partition, offset)))
         if tiles:
             # the first window that may still be emitted: past `settled`, holding the first tile
             t0 = tiles[0][0]
@@ -302,7 +306,7 @@ class SourceOperator:
 
     def take_accepted(self) -> list[AcceptedRecord]:
         """The accepted events of request-time views since the last call (empties the list)."""
-        out = self.accepted[:]
+        out = self.accepted.copy()
         self.accepted.clear()
         return out
 

@@ -17,8 +17,6 @@ import pyarrow as pa
 from freshet.features.as_of_layout import accepted_dir, accepted_schema, read_columns
 from freshet.pipelines.offline_sink import ParquetLogWriter
 
-_DAY_MS = 86_400_000  # a log date's length (offline_layout.date_of)
-
 if TYPE_CHECKING:
     from freshet.pipelines.tiles import AcceptedRecord
 
@@ -26,7 +24,7 @@ if TYPE_CHECKING:
 class AcceptedLogWriter(ParquetLogWriter):
     """Appends the events one request-time view counted to ``<root>/_accepted/<view>/v<version>``."""
 
-    identity_columns = (0, 1, -3, -2)  # entity, event_ts, source_partition, source_offset
+    identity_columns = (0, 1, 1, -3, -2)  # entity, event_ts (twice: the shape of a value's), source position
 
     def _schema(self) -> pa.Schema:
         self._read = read_columns(self.view)
@@ -41,18 +39,9 @@ class AcceptedLogWriter(ParquetLogWriter):
     def add_accepted(self, record: AcceptedRecord, input_partition: int) -> None:
         """One accepted event as a row, produced now (the fast path of ``add``, as ``add_value`` is)."""
         _view, entity, ts, first_start, event, partition, offset = record
-        recent = self._recent
-        if (recent is not None and recent[0] == input_partition and recent[1] == partition
-                and recent[2] <= ts < recent[3]):
-            part = recent[4]  # the part of the previous row: same partitions, same date
-        else:
-            found = self._part((entity, ts, partition, offset), input_partition, partition, offset, ts)
-            if found is None:
-                return
-            part = found
-            if not self._already_written[input_partition]:  # no earlier run's rows to check here
-                day = ts - ts % _DAY_MS
-                self._recent = (input_partition, partition, day, day + _DAY_MS, part)
+        part = self._row_part(input_partition, partition, offset, ts, entity, ts, ts)
+        if part is None:
+            return
         columns = part.pending
         columns[0].append(entity)
         columns[1].append(ts)

@@ -117,19 +117,10 @@ class ParquetLogWriter:
     def add_value(self, value: EmittedValue, input_partition: int) -> None:
         """One emitted value as a row (``add`` without building the row first), produced now."""
         partition, offset, ts = value.source_partition, value.source_offset, value.feature_ts
-        recent = self._recent
-        if (recent is not None and recent[0] == input_partition and recent[1] == partition
-                and recent[2] <= ts < recent[3]):
-            part = recent[4]  # the part of the previous row: same partitions, same date
-        else:
-            found = self._part((value.entity, value.window_start, value.window_end, partition, offset),
-                               input_partition, partition, offset, ts)
-            if found is None:
-                return
-            part = found
-            if not self._already_written[input_partition]:  # no earlier run's rows to check here
-                day = ts - ts % _DAY_MS
-                self._recent = (input_partition, partition, day, day + _DAY_MS, part)
+        part = self._row_part(input_partition, partition, offset, ts, value.entity, value.window_start,
+                              value.window_end)
+        if part is None:
+            return
         columns = part.pending
         columns[0].append(value.entity)
         columns[1].append(value.feature_ts)
@@ -141,6 +132,20 @@ class ParquetLogWriter:
         columns[i + 1].append(partition)
         columns[i + 2].append(offset)
         columns[i + 3].append(time.time_ns() // 1_000_000)
+
+    def _row_part(self, input_partition: int, partition: int, offset: int, ts: int, entity: Any, a: Any,
+                  b: Any) -> OpenPart | None:
+        """``_part`` for a row of identity ``(entity, a, b, partition, offset)`` dated ``ts``, without
+        building the identity while rows keep going to the part of the previous one."""
+        recent = self._recent
+        if (recent is not None and recent[0] == input_partition and recent[1] == partition
+                and recent[2] <= ts < recent[3]):
+            return recent[4]  # the part of the previous row: same partitions, same date
+        part = self._part((entity, a, b, partition, offset), input_partition, partition, offset, ts)
+        if part is not None and not self._already_written[input_partition]:  # no earlier run's rows here
+            day = ts - ts % _DAY_MS
+            self._recent = (input_partition, partition, day, day + _DAY_MS, part)
+        return part
 
     def _part(self, identity: tuple[Any, ...], input_partition: int, partition: int, offset: int,
               feature_ts: int) -> OpenPart | None:

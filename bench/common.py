@@ -73,13 +73,24 @@ def stack(workdir: Path) -> Iterator[Stack]:
         say(f"stopped the local stack (pids {', '.join(map(str, stopped))})")
 
 
+def bench_as_of() -> str | None:
+    """``FRESHET_BENCH_AS_OF=last_event|request``: run the example views read that way (default: as the
+    repository says, request since 0.4), to measure what request-time views cost."""
+    value = os.environ.get("FRESHET_BENCH_AS_OF", "").strip() or None
+    if value not in (None, "last_event", "request"):
+        raise SystemExit(f"FRESHET_BENCH_AS_OF={value!r}: use last_event or request")
+    return value
+
+
 def example_views(topic: str, names: list[str] | None = None) -> list[FeatureView]:
     """The example repository's views, re-pointed at ``topic`` (as the demo does)."""
     registry = Registry.load(EXAMPLE_REPO)
     views = [v for v in registry.views.values() if names is None or v.name in names]
     if names is not None and len(views) != len(names):
         raise SystemExit(f"unknown view(s) in {names}; the example has {sorted(registry.views)}")
-    return [v.model_copy(update={"source": v.source.model_copy(update={"topic": topic})}) for v in views]
+    as_of = bench_as_of()
+    return [v.model_copy(update={"source": v.source.model_copy(update={"topic": topic}),
+                                 **({"as_of": as_of} if as_of else {})}) for v in views]
 
 
 def retargeted_repo(dest: Path, topic: str) -> Path:
@@ -90,6 +101,8 @@ def retargeted_repo(dest: Path, topic: str) -> Path:
         if path.suffix in (".py", ".yaml", ".yml"):
             text = path.read_text()
             changed = re.sub(r"""(\btopic\s*[=:]\s*["']?)transactions(["']?)""", rf"\g<1>{topic}\g<2>", text)
+            if (as_of := bench_as_of()) is not None:
+                changed = re.sub(r"""(\bas_of\s*[=:]\s*["']?)request(["']?)""", rf"\g<1>{as_of}\g<2>", changed)
             if changed != text:
                 path.write_text(changed)
     topics = set(Registry.load(dest).views_by_topic(None))

@@ -20,41 +20,41 @@ A request-time read (:mod:`freshet.features.as_of`) is answered from the events 
 
 Retention (:func:`retention_ms`): events older than ``wm`` minus the view's ``ttl`` (at least the
 longest reach a read at the watermark needs) are trimmed online; ``at`` reads reach back that far.
+
+The online half (keys, members, retention, the write script) is in
+:mod:`freshet.features.as_of_online_layout`, which the online SDK imports without pyarrow.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pyarrow as pa
 
-from freshet.features.definitions import FeatureView, SlidingWindow
+from freshet.features.as_of_online_layout import (
+    ACCEPT_EVENTS_LUA,
+    MAX_ONLINE_EVENTS,
+    decode_member,
+    encode_member,
+    events_key,
+    events_meta_key,
+    expire_ms,
+    reach_ms,
+    read_columns,
+    retention_ms,
+)
+from freshet.features.definitions import FeatureView
 from freshet.features.log_store import LogRoot, open_log_root
 from freshet.features.offline_layout import ARROW_TYPES, TS_TYPE, parts_under
+
+# the online half lives in as_of_online_layout (no pyarrow: the online SDK imports it); named here too
+__all__ = ["ACCEPTED_DIR", "ACCEPT_EVENTS_LUA", "EVENT_TS", "FIRST_WINDOW_START", "MAX_ONLINE_EVENTS",
+           "accepted_dir", "accepted_schema", "decode_member", "encode_member", "events_key", "events_meta_key",
+           "expire_ms", "list_accepted_parts", "reach_ms", "read_columns", "retention_ms"]
 
 ACCEPTED_DIR = "_accepted"
 EVENT_TS = "event_ts"
 FIRST_WINDOW_START = "first_window_start"
-MAX_ONLINE_EVENTS = 10_000  # per (entity, view) online: past it the oldest go and the floor moves up
-
-
-def read_columns(view: FeatureView) -> list[str]:
-    """The event columns the view's aggregations read, sorted (the order members and rows keep them in)."""
-    return sorted({a.column for a in view.aggregations if a.column is not None})
-
-
-def reach_ms(view: FeatureView) -> int:
-    """How far back from the watermark a read at the watermark (within grace) needs events."""
-    window = view.window
-    step = 0 if isinstance(window, SlidingWindow) else window.step
-    return window.size + step + view.grace
-
-
-def retention_ms(view: FeatureView) -> int:
-    """How far behind an entity's newest accepted event the online store keeps its events."""
-    return max(view.ttl, reach_ms(view))
 
 
 def accepted_schema(view: FeatureView) -> pa.Schema:
@@ -79,22 +79,3 @@ def accepted_dir(root: LogRoot | str | Path, view: FeatureView) -> str:
 def list_accepted_parts(root: LogRoot | str | Path, view: FeatureView, partition: int | None = None) -> list[str]:
     log_root = open_log_root(root)
     return parts_under(log_root, accepted_dir(log_root, view), partition)
-
-
-def events_key(view: str, version: int, entity: object) -> str:
-    return f"freshet:{{{entity}}}:{view}:v{version}:ev"
-
-
-def events_meta_key(view: str, version: int, entity: object) -> str:
-    return f"freshet:{{{entity}}}:{view}:v{version}:evm"
-
-
-def encode_member(partition: int, offset: int, first_start: int, values: list[Any]) -> bytes:
-    """An accepted event's sorted-set member (its score is the event time): unique per source record."""
-    return orjson.dumps([partition, offset, first_start, *values])
-
-
-def decode_member(member: bytes) -> tuple[int, int, int, list[Any]]:
-    """``(source partition, source offset, first_window_start, column values)`` of a member."""
-    partition, offset, first_start, *values = orjson.loads(member)
-    return partition, offset, first_start, values

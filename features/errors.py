@@ -76,6 +76,10 @@ class OnlineStoreError(FreshetError):
     """The online store (Redis) cannot be reached or returned bad data."""
 
 
+class RequestError(UsageError, ValueError):
+    """A read asked for something its views cannot answer (e.g. ``at`` of a last-event view)."""
+
+
 class OfflineStoreError(FreshetError):
     """The offline log (Parquet) cannot be read or written."""
 

@@ -8,6 +8,10 @@ not an error. A value older than the view's TTL follows the view's
 it stale; ``flag`` returns the value and reports it stale. TLS (``rediss://``)
 and AUTH (``redis://user:password@host``) come from the URL; connections are
 pooled.
+
+Request-time views (``as_of: request``) are answered as of an instant, ``at`` (epoch ms) or now, from
+the accepted events Redis keeps for them (:mod:`freshet.features.online_as_of`), in the same round
+trip. ``at`` is refused when a last-event view is asked for (see there).
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import redis
 import redis.asyncio as aredis
 from redis.exceptions import RedisClusterException
 
+from freshet.features.as_of_online_layout import events_key, events_meta_key
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import OnlineStoreError
+from freshet.features.online_as_of import EventsReply, RequestViewReader, WindowRead, check_at, window_read
 from freshet.features.online_layout import TS_FIELD, decode_value, marker_key, online_key
 from freshet.features.redact import redact_url
 from freshet.features.redis_connect import async_client, is_cluster, sync_client
@@ -64,48 +70,129 @@ def plan_request(views: dict[str, FeatureView], names: Sequence[str]) -> list[Vi
 
 # One command for a whole request: HMGET on every key inside Redis, so a request for
 # 100 entities x 3 views costs one command to build and one reply to parse, not 300.
-# ARGV: the number of groups, then per group (one view): its key count, its field
-# count and its fields; KEYS: the keys of group 1, then of group 2, ... (Keys of
-# different entities live in different cluster slots: on Redis Cluster call it per entity.)
-BATCH_HMGET_LUA = """
+# ARGV: the number of groups, then per group (one view): 'h', its entity count, its field
+# count and its fields (a last-event view's hashes: one key per entity), or 'z', its entity
+# count and a score range (a request-time view: two keys per entity, the events' sorted set
+# and its meta hash; the reply per entity is {floor, the window's members and scores});
+# KEYS: the keys of group 1, then of group 2, ... (Keys of different entities live in
+# different cluster slots: on Redis Cluster the same commands go in a pipeline, per node.)
+BATCH_READ_LUA = """
 local out = {}
 local k = 1
+local r = 1
 local a = 2
 for g = 1, tonumber(ARGV[1]) do
-  local nkeys = tonumber(ARGV[a])
-  local nfields = tonumber(ARGV[a + 1])
-  local first = a + 2
-  local last = a + 1 + nfields
-  for _ = 1, nkeys do
-    out[k] = redis.call('HMGET', KEYS[k], unpack(ARGV, first, last))
-    k = k + 1
+  local n = tonumber(ARGV[a + 1])
+  if ARGV[a] == 'h' then
+    local first = a + 3
+    local last = a + 2 + tonumber(ARGV[a + 2])
+    for _ = 1, n do
+      out[r] = redis.call('HMGET', KEYS[k], unpack(ARGV, first, last))
+      k = k + 1
+      r = r + 1
+    end
+    a = last + 1
+  else
+    local lo = ARGV[a + 2]
+    local hi = ARGV[a + 3]
+    for _ = 1, n do
+      out[r] = {redis.call('HGET', KEYS[k + 1], 'floor'), redis.call('ZRANGEBYSCORE', KEYS[k], lo, hi, 'WITHSCORES')}
+      k = k + 2
+      r = r + 1
+    end
+    a = a + 4
   end
-  a = last + 1
 end
 return out
 """
 
 
-def _key_fields(requests: list[ViewRequest], entities: Sequence[Any]) -> list[tuple[str, list[str]]]:
-    """Per key, in the order the batch script reads them: the hash and the fields (feature_ts first)."""
-    out: list[tuple[str, list[str]]] = []
-    for req in requests:
-        fields = [TS_FIELD, *req.features]
-        out.extend((online_key(req.view.name, req.version, e), fields) for e in entities)
+@dataclass(frozen=True)
+class ReadPlan:
+    """What one request reads: per view, its hash fields (last-event views) or its window (request-time
+    views; None when no window has ended by ``t``: nothing is read)."""
+
+    requests: list[ViewRequest]
+    windows: list[WindowRead | None]  # one per request; None for last-event views too
+    t: int  # the instant request-time views are read as of
+    now_ms: int
+
+    def reads(self, i: int) -> bool:
+        return self.requests[i].view.as_of != "request" or self.windows[i] is not None
+
+
+def read_plan(requests: list[ViewRequest], at: int | None, now_ms: int) -> ReadPlan:
+    """``at``: epoch ms, or None for ``now_ms``; raises RequestError for an ``at`` the views cannot take."""
+    checked = check_at([r.view for r in requests], at)
+    t = now_ms if checked is None else checked
+    windows = [window_read(r.view, t) if r.view.as_of == "request" else None for r in requests]
+    return ReadPlan(requests, windows, t, now_ms)
+
+
+def _script_args(plan: ReadPlan, entities: Sequence[Any]) -> tuple[list[str], list[Any]]:
+    keys: list[str] = []
+    argv: list[Any] = [0]
+    for i, req in enumerate(plan.requests):
+        if not plan.reads(i):
+            continue
+        argv[0] += 1
+        window = plan.windows[i]
+        if window is None:
+            prefix = online_key(req.view.name, req.version, "\x00").split("\x00")
+            keys.extend(f"{prefix[0]}{e}{prefix[1]}" for e in entities)
+            argv += ["h", len(entities), len(req.features) + 1, TS_FIELD, *req.features]
+        else:
+            for e in entities:
+                keys.append(events_key(req.view.name, req.version, e))
+                keys.append(events_meta_key(req.view.name, req.version, e))
+            argv += ["z", len(entities), *window.score_range]
+    return keys, argv
+
+
+def _script_replies(plan: ReadPlan, raw: list[Any], entities: Sequence[Any]) -> list[Any]:
+    """The script's replies with a request-time view's turned into :class:`EventsReply`."""
+    out: list[Any] = []
+    i = 0
+    for g, _req in enumerate(plan.requests):
+        if not plan.reads(g):
+            continue
+        chunk = raw[i:i + len(entities)]
+        i += len(entities)
+        out.extend(chunk if plan.windows[g] is None else [EventsReply.from_script(r) for r in chunk])
     return out
 
 
-def _script_args(requests: list[ViewRequest], entities: Sequence[Any]) -> tuple[list[str], list[Any]]:
-    keys: list[str] = []
-    argv: list[Any] = [len(requests)]
-    for req in requests:
-        prefix = online_key(req.view.name, req.version, "\x00").split("\x00")
-        keys.extend(f"{prefix[0]}{e}{prefix[1]}" for e in entities)
-        argv.append(len(entities))
-        argv.append(len(req.features) + 1)
-        argv.append(TS_FIELD)
-        argv.extend(req.features)
-    return keys, argv
+def _queue_reads(pipe: Any, plan: ReadPlan, entities: Sequence[Any]) -> None:
+    """The script's reads as pipelined commands (Redis Cluster: redis-py sends them per node)."""
+    for i, req in enumerate(plan.requests):
+        window = plan.windows[i]
+        if not plan.reads(i):
+            continue
+        if window is None:
+            fields = [TS_FIELD, *req.features]
+            for e in entities:
+                pipe.hmget(online_key(req.view.name, req.version, e), fields)
+        else:
+            lo, hi = window.score_range
+            for e in entities:
+                pipe.hget(events_meta_key(req.view.name, req.version, e), "floor")
+                pipe.zrangebyscore(events_key(req.view.name, req.version, e), lo, hi, withscores=True)
+
+
+def _pipeline_replies(plan: ReadPlan, raw: list[Any], entities: Sequence[Any]) -> list[Any]:
+    out: list[Any] = []
+    i = 0
+    for g, _req in enumerate(plan.requests):
+        if not plan.reads(g):
+            continue
+        if plan.windows[g] is None:
+            out.extend(raw[i:i + len(entities)])
+            i += len(entities)
+        else:
+            for _ in entities:
+                out.append(EventsReply.from_pipeline(raw[i], raw[i + 1]))
+                i += 2
+    return out
 
 
 def _caster(kind: str) -> Callable[[bytes], Any]:
@@ -118,14 +205,28 @@ def _caster(kind: str) -> Callable[[bytes], Any]:
     return lambda raw: None if raw == b"null" else cast(decode_value(raw))
 
 
-def _decode(requests: list[ViewRequest], entities: Sequence[Any], replies: list[list[bytes | None]],
-            now_ms: int) -> list[FeatureVector]:
+def _decode(plan: ReadPlan, entities: Sequence[Any], replies: list[Any]) -> list[FeatureVector]:
     vectors = [FeatureVector(e) for e in entities]
+    now_ms = plan.now_ms
     i = 0
-    for req in requests:
+    for req, window in zip(plan.requests, plan.windows, strict=True):
+        label = req.view.name if req.version == req.view.version else f"{req.view.name}@{req.version}"
+        if req.view.as_of == "request":
+            if window is None:  # no window has ended by t: no value
+                for vector in vectors:
+                    vector.freshness[label] = {"found": False, "feature_ts": None, "age_ms": None, "stale": False}
+                    vector.values.update(dict.fromkeys(req.labels))
+                continue
+            reader = RequestViewReader(req.view, req.features, window)
+            fresh = {"found": True, "feature_ts": window.feature_ts, "age_ms": now_ms - window.feature_ts,
+                     "stale": False}
+            for vector in vectors:
+                vector.freshness[label] = dict(fresh)
+                vector.values.update(zip(req.labels, reader.values(vector.entity, replies[i]), strict=True))
+                i += 1
+            continue
         types = req.view.feature_types()
         casts = [_caster(types[f]) for f in req.features]
-        label = req.view.name if req.version == req.view.version else f"{req.view.name}@{req.version}"
         for vector in vectors:
             reply = replies[i]
             i += 1
@@ -169,7 +270,10 @@ class _ClientBase:
                                 socket_connect_timeout=timeout_s, timeout=timeout_s)))
         else:
             self._client = async_client(url, max_connections=max_connections, timeout_s=timeout_s)
-        self._script: Any = None if self._cluster else self._client.register_script(BATCH_HMGET_LUA)
+        self._script: Any = None if self._cluster else self._client.register_script(BATCH_READ_LUA)
+
+    def _plan(self, requests: list[ViewRequest], at: int | None) -> ReadPlan:
+        return read_plan(requests, at, int(self._clock() * 1000))
 
 
 class OnlineClient(_ClientBase):
@@ -178,20 +282,23 @@ class OnlineClient(_ClientBase):
     def __init__(self, url: str, views: dict[str, FeatureView], **options: Any) -> None:
         super().__init__(redis, url, views, **options)
 
-    def get_online_features(self, entities: Sequence[Any], features: Sequence[str]) -> list[FeatureVector]:
-        requests = plan_request(self._views, features)
+    def get_online_features(self, entities: Sequence[Any], features: Sequence[str],
+                            at: int | None = None) -> list[FeatureVector]:
+        """Vectors for ``entities`` in order. ``at`` (UTC epoch ms): the instant request-time views are read
+        as of (default: now); refused (RequestError) when a last-event view is asked for. A window before
+        what Redis keeps raises AsOfHorizonError."""
+        plan = self._plan(plan_request(self._views, features), at)
         try:
             if self._cluster:
                 pipe = self._client.pipeline()
-                for key, fields in _key_fields(requests, entities):
-                    pipe.hmget(key, fields)
-                replies = pipe.execute()
+                _queue_reads(pipe, plan, entities)
+                replies = _pipeline_replies(plan, pipe.execute(), entities)
             else:
-                keys, argv = _script_args(requests, entities)
-                replies = self._script(keys=keys, args=argv)
+                keys, argv = _script_args(plan, entities)
+                replies = _script_replies(plan, self._script(keys=keys, args=argv) if argv[0] else [], entities)
         except (redis.RedisError, RedisClusterException) as exc:
             raise OnlineStoreError(f"Redis at {_safe(self._url)} is unreachable or failed: {exc}") from exc
-        return _decode(requests, entities, replies, int(self._clock() * 1000))
+        return _decode(plan, entities, replies)
 
     def ping(self) -> bool:
         try:
@@ -210,19 +317,22 @@ class AsyncOnlineClient(_ClientBase):
     def plan(self, features: Sequence[str]) -> list[ViewRequest]:
         return plan_request(self._views, features)
 
-    async def get(self, entities: Sequence[Any], requests: list[ViewRequest]) -> list[FeatureVector]:
+    async def get(self, entities: Sequence[Any], requests: list[ViewRequest],
+                  at: int | None = None) -> list[FeatureVector]:
+        """As :meth:`OnlineClient.get_online_features`, for requests planned by :meth:`plan`."""
+        plan = self._plan(requests, at)
         try:
             if self._cluster:
                 pipe = self._client.pipeline()
-                for key, fields in _key_fields(requests, entities):
-                    pipe.hmget(key, fields)
-                replies = await pipe.execute()
+                _queue_reads(pipe, plan, entities)
+                replies = _pipeline_replies(plan, await pipe.execute(), entities)
             else:
-                keys, argv = _script_args(requests, entities)
-                replies = await self._script(keys=keys, args=argv)
+                keys, argv = _script_args(plan, entities)
+                replies = _script_replies(plan, await self._script(keys=keys, args=argv) if argv[0] else [],
+                                          entities)
         except (redis.RedisError, RedisClusterException) as exc:
             raise OnlineStoreError(f"Redis at {_safe(self._url)} is unreachable or failed: {exc}") from exc
-        return _decode(requests, entities, replies, int(self._clock() * 1000))
+        return _decode(plan, entities, replies)
 
     async def ping(self) -> bool:
         try:

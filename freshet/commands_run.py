@@ -12,7 +12,7 @@ from typing import Any
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import EXIT_CHECK_FAILED, ConfigError, PipelineError
 from freshet.features.registry import Registry
-from freshet.tables import FEATURE_HEADER, feature_rows, format_table, per_view
+from freshet.tables import FEATURE_HEADER, feature_rows, format_table, format_time, per_view
 
 log = logging.getLogger("freshet")
 
@@ -54,14 +54,21 @@ def register(sub: Any) -> None:
         "get", help="print entities' feature values from Redis (a table, or --json)",
         description="Read the latest values of one or more views for one or more entities from Redis, with "
         "feature_ts (the event time from which the value holds, UTC), age and staleness (older than the "
-        "view's ttl). Exit 0 when every entity has a value in every view, 1 when any is missing (named on "
-        "stderr), 3 when Redis cannot be reached. Reads FRESHET_REDIS_URL, else the local stack.",
-        epilog="example: freshet get --repo examples/fraud --view card_spend_5m --view card_activity_10m "
-        "card-00001 card-00002",
+        "view's ttl). Request-time views (as_of: request) answer their window as of now, or as of --at: "
+        "sliding, the events in [at - size, at]; tumbling and hopping, the latest window ended by then (an entity "
+        "without events reads count 0). Exit 0 when every entity has a value in every view, 1 when any is "
+        "missing (named on stderr), 2 for a bad --at (not a time, used with a last-event view, or before what "
+        "Redis keeps), 3 when Redis cannot be reached. Reads FRESHET_REDIS_URL, else the local stack.",
+        epilog="examples: freshet get --repo examples/fraud --view card_spend_5m --view card_activity_10m "
+        "card-00001 card-00002; for request-time views, as of an instant: freshet get --repo REPO --view VIEW "
+        "--at 2026-11-22T12:00:00Z card-00001",
     )
     add_repo_option(p)
     p.add_argument("--view", required=True, action="append", metavar="NAME", help="view (repeatable)")
     p.add_argument("entities", nargs="+", metavar="ENTITY")
+    p.add_argument("--at", metavar="EPOCH_MS|ISO-8601",
+                   help="read request-time views (as_of: request) as of this instant instead of now: UTC epoch "
+                   "milliseconds or ISO-8601 (a time without a zone is UTC); refused for last-event views")
     p.add_argument("--json", action="store_true", help="print JSON: {entity: {view: {features, found, "
                    "feature_ts, age_ms, stale}}}")
     add_connection_options(p, kafka=False, offline=False, state=False)
@@ -233,6 +240,9 @@ def latest_finished_replay(offline_root: Any, views: list[FeatureView]) -> Any:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    from freshet.features.as_of import AsOfHorizonError
+    from freshet.features.durations import parse_event_time_ms
+    from freshet.features.errors import RequestError
     from freshet.features.online import OnlineClient
     from freshet.pipelines.config import settings_from_args
 
@@ -242,9 +252,22 @@ def cmd_get(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings.redis_url is None:
         raise ConfigError("no Redis configured: set FRESHET_REDIS_URL, pass --redis-url or run `freshet dev up`")
+    at = None
+    if args.at is not None:
+        try:
+            at = parse_event_time_ms(args.at)
+        except ValueError as exc:
+            raise ConfigError(f"--at: {exc}; give UTC epoch milliseconds or ISO-8601 such as "
+                              "2026-11-22T12:00:00Z") from None
     client = OnlineClient(settings.redis_url, registry.views)
     try:
-        vectors = client.get_online_features(args.entities, args.view)
+        vectors = client.get_online_features(args.entities, args.view, at=at)
+    except RequestError as exc:
+        raise ConfigError(f"--{exc}") from None  # "--at ...: why"
+    except AsOfHorizonError as exc:
+        if at is None:  # as of now, past a hot entity's cap: not a usage error
+            raise
+        raise ConfigError(f"--at {args.at}: {exc}") from None
     finally:
         client.close()
     missing = [(str(v.entity), view) for v in vectors for view, value in per_view(v).items() if not value["found"]]
@@ -253,6 +276,11 @@ def cmd_get(args: argparse.Namespace) -> int:
     else:
         print("\n".join(format_table([FEATURE_HEADER, *feature_rows(vectors)])))
     for entity, view in missing:
+        if registry.views[view.split("@")[0]].as_of == "request":
+            print(f"freshet get: view {view!r} has no window that ended by {format_time(at)} (entity {entity!r})"
+                  if at is not None else f"freshet get: view {view!r} has no window that ended yet (entity "
+                  f"{entity!r})", file=sys.stderr)
+            continue
         print(f"freshet get: no value of view {view!r} for entity {entity!r} in Redis (never written, "
               "expired past the view's TTL, or a key of the wrong type)", file=sys.stderr)
     return EXIT_CHECK_FAILED if missing else 0

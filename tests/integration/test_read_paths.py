@@ -175,8 +175,11 @@ def test_http_service(ran: Ran) -> None:
         status, body = request(port, "GET", "/features")
         assert status == 405 and "GET is not allowed on /features" in body["error"]
         status, body = request(port, "POST", "/features", {"entities": cards, "features": ["card_spend_5m"],
+                                                           "when": 1}, "s3cret")
+        assert status == 400 and "unknown field 'when'" in body["error"]
+        status, body = request(port, "POST", "/features", {"entities": cards, "features": ["card_spend_5m"],
                                                            "at": 1}, "s3cret")
-        assert status == 400 and "unknown field 'at'" in body["error"]
+        assert status == 400 and "view 'card_spend_5m' answers with the value of the entity's newest" in body["error"]
         docs = request(port, "GET", "/docs")
         assert docs[0] == 200 and "swagger-ui-bundle.js" in docs[1] and "cdn" not in docs[1].lower()
         asset = next(part.split('"')[1] for part in docs[1].split("src=")[1:] if "swagger-ui-bundle.js" in part)

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from freshet.features.online_layout import online_key
 from freshet.features.redis_connect import node_url
 from freshet.features.registry import Registry
 from freshet.infra.localstack import free_port
-from freshet.infra.redis_cluster import ClusterInfo, start_cluster, stop_cluster
+from freshet.infra.redis_cluster import ClusterInfo
 from freshet.pipelines.materialize import latest_rows
 from freshet.synthetic import StreamSpec
 from freshet.synthetic import produce as produce_stream
@@ -37,16 +36,6 @@ def without_age(vectors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Vectors read at different instants differ only in age_ms."""
     return [{**v, "freshness": {k: {f: x for f, x in fresh.items() if f != "age_ms"}
                                 for k, fresh in v["freshness"].items()}} for v in vectors]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterInfo]:
-    directory = tmp_path_factory.mktemp("redis-cluster")
-    info = start_cluster(directory, masters=3)
-    try:
-        yield info
-    finally:
-        stop_cluster(directory)
 
 
 def test_pipeline_sdk_get_and_server_on_a_cluster(servers: Servers, cluster: ClusterInfo, unique: str,

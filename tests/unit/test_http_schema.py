@@ -81,7 +81,8 @@ bodies = st.one_of(
 near = st.fixed_dictionaries({
     "entities": st.lists(st.text(max_size=14) | st.integers() | st.floats(allow_nan=False) | st.booleans(),
                          max_size=7),
-    "features": st.lists(references, max_size=6)})
+    "features": st.lists(references, max_size=6)},
+    optional={"at": st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=70)})
 
 
 @settings(max_examples=800, deadline=None)
@@ -92,6 +93,9 @@ def test_documented_if_and_only_if_accepted(body: Any) -> None:
 
 def test_the_generators_reach_both_sides() -> None:
     assert _accepted({"entities": ["card-1", 7], "features": ["card_spend_5m", "card_spend_1h@1:txn_count_1h"]})
+    assert _accepted({"entities": ["card-1"], "features": ["card_spend_5m"], "at": "2026-11-22T12:00:00Z"})
+    assert _documented({"entities": ["card-1"], "features": ["card_spend_5m"], "at": 1_700_000_000_000})
+    assert not _accepted({"entities": ["card-1"], "features": ["card_spend_5m"], "at": True})
     assert not _documented({"entities": [], "features": ["card_spend_5m"]})
 
 
@@ -109,7 +113,9 @@ def test_rejections_name_the_bad_value() -> None:
     assert "not valid text" in reason('{"entities": ["\\ud800"], "features": ["v"]}')
     assert reason('{"entities": [true], "features": ["v"]}') == "entity True must be a string or an integer"
     assert "feature 'a b' is not" in reason('{"entities": ["e"], "features": ["a b"]}')
-    assert reason('{"entities": ["e"], "features": ["v"], "at": 1}').startswith("unknown field 'at'")
+    assert reason('{"entities": ["e"], "features": ["v"], "when": 1}').startswith("unknown field 'when'")
+    assert reason('{"entities": ["e"], "features": ["v"], "at": -1}').startswith("at -1 is not an instant")
+    assert reason('{"entities": ["e"], "features": ["v"], "at": ""}').startswith("at '' is not an instant")
     assert reason('{"features": ["v"]}').startswith("'entities' is missing")
     assert reason("[1]").startswith("body must be an object")
     assert reason("{").startswith("body is not JSON")

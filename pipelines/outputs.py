@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from freshet.features.as_of_layout import read_columns
 from freshet.features.definitions import FeatureView
 from freshet.features.log_store import RootLike, open_log_root
 from freshet.features.online_layout import online_key
@@ -37,6 +38,7 @@ class OperatorOutputs:
         self.accepted = accepted
         self._accepted_writers = [w for w in accepted or [] if w is not None]
         self._names = [v.feature_names() for v in views]
+        self._read_columns = [read_columns(v) for v in views]
         self._view_names = [v.name for v in views]
         self._keys = [(v.name, v.version, v.ttl) for v in views]
         self._skipped_seen = [0] * len(views)
@@ -60,11 +62,16 @@ class OperatorOutputs:
                             self._names[view], value.values, value.window_start, value.window_end)
 
     def accept(self, record: AcceptedRecord, input_partition: int) -> None:
-        """An event a request-time view counted: its accepted-event log (and, online, its events)."""
+        """An event a request-time view counted: its accepted-event log, and the view's events in Redis."""
         if self.accepted is not None:
             writer = self.accepted[record.view]
             if writer is not None:
                 writer.add_accepted(record, input_partition)
+        if self.online is not None:
+            event = record.event
+            self.online.add_accepted(self.views[record.view], record.entity, record.ts, record.first_start,
+                                     record.source_partition, record.source_offset,
+                                     [event.get(c) for c in self._read_columns[record.view]])
 
     def late(self, report: LateReport) -> None:
         self.side.late(self.views[report.view], report.event, str(report.entity), report.late_by_ms,

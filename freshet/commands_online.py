@@ -99,8 +99,11 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([s.json() for s in summaries], indent=2))
         return 0
-    header = ("VIEW", "VERSION", "LOG ROWS", "ENTITIES", "WRITTEN", "SKIPPED (OLDER)", "SKIPPED (EXPIRED)", "SECONDS")
+    header = ("VIEW", "VERSION", "LOG ROWS", "ENTITIES", "WRITTEN", "SKIPPED (OLDER)", "SKIPPED (EXPIRED)",
+              "EVENTS ADDED", "SECONDS")
     rows = [header] + [(s.view, str(s.version), f"{s.log_rows:,}", f"{s.entities:,}", f"{s.written:,}",
-                        f"{s.skipped_older:,}", f"{s.skipped_expired:,}", f"{s.seconds:.1f}") for s in summaries]
+                        f"{s.skipped_older:,}", f"{s.skipped_expired:,}",
+                        f"{s.events_added:,}" if s.events_added or s.events_expired else "-", f"{s.seconds:.1f}")
+                       for s in summaries]
     print("\n".join(format_table(rows, right_from=1)))
     return 0

@@ -41,6 +41,8 @@ class MaterializeSummary:
     skipped_older: int  # Redis already held a value at least as new
     skipped_expired: int  # the value's TTL had passed
     seconds: float
+    events_added: int = 0  # request-time views: accepted events Redis did not hold (pipelines.materialize_as_of)
+    events_expired: int = 0  # request-time views: entities whose events' keys would have expired
 
     def json(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,5 +110,11 @@ def materialize_view(root: RootLike, view: FeatureView, writer: RedisOnlineWrite
             progress(min(first + BATCH, total), total)
     written = writer.applied - applied_before
     older = total - expired - written
+    events_added = events_expired = 0
+    if view.as_of == "request":  # reads come from the accepted events: those are refilled too
+        from freshet.pipelines.materialize_as_of import materialize_accepted
+
+        _seen, events_expired, events_added = materialize_accepted(root, view, writer, entities=entities,
+                                                                   now_ms=now_ms)
     return MaterializeSummary(view.name, view.version, read, total, written, older, expired,
-                              round(time.monotonic() - started, 3))
+                              round(time.monotonic() - started, 3), events_added, events_expired)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
+from freshet.features.as_of_layout import events_key
 from freshet.features.definitions import FeatureView
+from freshet.features.online import OnlineClient
 from freshet.features.online_layout import decode_value, marker_key, online_key
 from freshet.features.registry import Registry
 from freshet.infra.localstack import free_port
@@ -57,6 +60,27 @@ def assert_redis_equals_log(client: redis.Redis, root: Path, view: FeatureView,
     return len(latest)
 
 
+def request_time_reads(url: str, views: dict[str, FeatureView], root: Path) -> list[Any]:
+    """The request-time views' answers for a few entities at instants across the stream."""
+    chosen = [v for v in views.values() if v.as_of == "request"]
+    assert chosen
+    client = OnlineClient(url, views)
+    out: list[Any] = []
+    try:
+        for view in chosen:
+            rows = read_log(root, view)
+            entities = sorted({r["card_id"] for r in rows})[:5]
+            times = sorted(r["feature_ts"] for r in rows)
+            for t in times[:: max(1, len(times) // 8)] + [times[-1] + 60_000]:
+                vectors = client.get_online_features(entities, [view.name], at=t)
+                out.append([(v.entity, v.values, v.freshness[view.name]["found"], v.freshness[view.name]["feature_ts"])
+                            for v in vectors])
+    finally:
+        client.close()
+    assert any(value for vectors in out for _e, values, _f, _t in vectors for value in values.values())
+    return out
+
+
 def test_materialize_refills_a_flushed_store_and_never_moves_values_back(
         servers: Servers, unique: str, tmp_path: Path) -> None:
     topic = f"mat-{unique}"
@@ -73,6 +97,8 @@ def test_materialize_refills_a_flushed_store_and_never_moves_values_back(
         run_until_caught_up(list(views.values()), config)
         root = tmp_path / "live" / "offline"
         client = redis.Redis(port=port)
+        # request-time views read from their accepted events: what they answer before the loss
+        reads = request_time_reads(url, views, root)
         client.flushall()
 
         # a live write newer than the log's latest row for one entity, landing before the refill
@@ -95,6 +121,8 @@ def test_materialize_refills_a_flushed_store_and_never_moves_values_back(
             assert summary["entities"] == entities
             assert summary["written"] == entities - len(skip)
             assert summary["skipped_older"] == len(skip) and summary["skipped_expired"] == 0
+        assert request_time_reads(url, views, root) == reads  # the accepted events are back
+        assert summaries["activity_2m"]["events_added"] > 0 and summaries["spend_5m"]["events_added"] == 0
         kept = client.hgetall(online_key("spend_5m", 1, entity))
         assert decode_value(kept[b"n"]) == 999 and int(kept[b"__ts"]) == row["feature_ts"] + 300_000
 
@@ -114,8 +142,10 @@ def test_materialize_refills_a_flushed_store_and_never_moves_values_back(
                          env=cli_env(servers, tmp_path / "live", url))
         assert narrow.returncode == 0, narrow.stderr[-2000:]
         assert json.loads(narrow.stdout)[0]["entities"] == 3
-        assert sorted(k.decode() for k in client.keys("freshet:{*")) == sorted(
+        assert sorted(k.decode() for k in client.keys("freshet:{*") if not k.endswith((b":ev", b":evm"))) == sorted(
             online_key("spend_hop", 1, card) for card in picked)
+        assert sorted(k.decode() for k in client.keys("freshet:{*:ev")) == sorted(
+            events_key("spend_hop", 1, card) for card in picked)
         writer = RedisOnlineWriter(url, background=False, batch_size=1 << 30)
         late = materialize_view(root, views["spend_5m"], writer, now_ms=lambda: int(time.time() * 1000) + 2 * 86_400_000)
         writer.close()

@@ -65,7 +65,10 @@ def plan_request(views: dict[str, FeatureView], names: Sequence[str]) -> list[Vi
             if label not in labels:  # one answer per name asked for: view:f and view@N:f may both be asked
                 feats.append(f)
                 labels.append(label)
-    return [ViewRequest(v, ver, tuple(f), tuple(lbl)) for (_, ver), (v, f, lbl) in grouped.items()]
+    # a pinned older version (view@N) is read as its values hash: the registry holds only the current
+    # definition, and every version's pipeline wrote that hash (request-time views keep it too)
+    return [ViewRequest(v if ver == v.version else v.model_copy(update={"as_of": "last_event"}), ver, tuple(f),
+                        tuple(lbl)) for (_, ver), (v, f, lbl) in grouped.items()]
 
 
 # One command for a whole request: HMGET on every key inside Redis, so a request for

@@ -41,6 +41,15 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _event_ts(raw: bytes) -> int:
+    """A record's event time, or -1 for a malformed one."""
+    try:
+        ts = json.loads(raw)["ts"]
+    except (ValueError, KeyError, TypeError):
+        return -1
+    return ts if isinstance(ts, int) else -1
+
+
 def test_typical_session_shows_values_at_each_step(servers: Servers, project: Path) -> None:
     redis_url = redis_db(servers.redis_url, 7)
     redis.Redis.from_url(redis_url).flushdb()  # this test's database: only this run's values
@@ -65,11 +74,13 @@ def test_typical_session_shows_values_at_each_step(servers: Servers, project: Pa
     ran = _freshet(sub, env, "run", "--repo", repo, "--until-caught-up", "--group", f"g-{uuid.uuid4().hex[:6]}")
     assert ran.returncode == 0, ran.stderr[-3000:]
 
-    got = _freshet(sub, env, "get", "--repo", repo, "--view", "card_activity_10m", "--json", "card-00001")
+    # a request-time view, read as of one instant (the stream's end) by both calls
+    at = str(max(_event_ts(m.value()) for m in values))
+    got = _freshet(sub, env, "get", "--repo", repo, "--view", "card_activity_10m", "--json", "--at", at, "card-00001")
     assert got.returncode == 0, got.stderr[-2000:]
     value = json.loads(got.stdout)["card-00001"]["card_activity_10m"]
-    assert value["found"] and value["features"]["txn_count_10m"] >= 1
-    table = _freshet(sub, env, "get", "--repo", repo, "--view", "card_activity_10m", "card-00001")
+    assert value["found"] and value["features"]["txn_count_10m"] >= 1 and value["feature_ts"] == int(at)
+    table = _freshet(sub, env, "get", "--repo", repo, "--view", "card_activity_10m", "--at", at, "card-00001")
     assert table.returncode == 0
     assert f"txn_count_10m={value['features']['txn_count_10m']}" in table.stdout
 

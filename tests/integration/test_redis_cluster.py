@@ -60,11 +60,17 @@ def test_pipeline_sdk_get_and_server_on_a_cluster(servers: Servers, cluster: Clu
     entities = sorted(expected["spend_5m"])[:100]
     assert len(entities) == 100
 
+    # last-event views hold the log's latest row; request-time views are read as of one instant, T, by all
+    last_event = [name for name, view in views.items() if view.as_of == "last_event"]
+    request_time = [name for name, view in views.items() if view.as_of == "request"]
+    assert last_event and request_time
+    at = int(time.time() * 1000)
     client = OnlineClient(cluster.url, views)
     try:
         for batch in (entities[:1], entities):
-            for vector in client.get_online_features(batch, list(views)):
-                for name, view in views.items():
+            for vector in client.get_online_features(batch, last_event):
+                for name in last_event:
+                    view = views[name]
                     row = expected[name].get(vector.entity)
                     fresh = vector.freshness[name]
                     assert fresh["found"] == (row is not None), (vector.entity, name)
@@ -73,18 +79,23 @@ def test_pipeline_sdk_get_and_server_on_a_cluster(servers: Servers, cluster: Clu
                     assert fresh["feature_ts"] == int(row["feature_ts"].timestamp() * 1000)
                     for feature in view.feature_names():
                         assert vector.values[f"{name}:{feature}"] == pytest.approx(row[feature])
-        sdk = client.get_online_features(entities, list(views))
+        sdk = client.get_online_features(entities, last_event)
+        sdk_at = client.get_online_features(entities, request_time, at=at)
+        assert any(v.values[f"{name}:n"] for v in sdk_at for name in request_time)
     finally:
         client.close()
 
-    async def read_async() -> list[dict[str, Any]]:
+    async def read_async() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         aclient = AsyncOnlineClient(cluster.url, views)
         try:
-            return [v.as_dict() for v in await aclient.get(entities, aclient.plan(list(views)))]
+            return ([v.as_dict() for v in await aclient.get(entities, aclient.plan(last_event))],
+                    [v.as_dict() for v in await aclient.get(entities, aclient.plan(request_time), at=at)])
         finally:
             await aclient.close()
 
-    assert without_age(asyncio.run(read_async())) == without_age([v.as_dict() for v in sdk])
+    read_last, read_at = asyncio.run(read_async())
+    assert without_age(read_last) == without_age([v.as_dict() for v in sdk])
+    assert without_age(read_at) == without_age([v.as_dict() for v in sdk_at])
 
     env = {**os.environ, "FRESHET_REDIS_URL": cluster.url}
     got = subprocess.run([sys.executable, "-m", "freshet", "get", "--repo", str(repo), "--view", "spend_5m", "--json",
@@ -100,9 +111,12 @@ def test_pipeline_sdk_get_and_server_on_a_cluster(servers: Servers, cluster: Clu
                                "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_until_serving(port)
-        status, body = request(port, "POST", "/features", {"entities": entities, "features": list(views)})
+        status, body = request(port, "POST", "/features", {"entities": entities, "features": last_event})
         assert status == 200
         assert without_age(body["vectors"]) == without_age(json.loads(json.dumps([v.as_dict() for v in sdk])))
+        status, body = request(port, "POST", "/features", {"entities": entities, "features": request_time, "at": at})
+        assert status == 200
+        assert without_age(body["vectors"]) == without_age(json.loads(json.dumps([v.as_dict() for v in sdk_at])))
         assert request(port, "GET", "/readyz") == (200, {"redis": "ok"})
     finally:
         server.terminate()

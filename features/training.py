@@ -18,6 +18,11 @@ carries the latest log row forward with ``fill_null_forward``. Both are checked
 against a brute-force reference by the same property test. Only the
 date partitions that can hold a value for the labels are read: from the
 earliest label time minus the TTL to the latest label time.
+
+Request-time views (``as_of: request``) are not read from the values log: each
+label is answered by the read-as-of rule at its own time over the view's
+accepted-events log (:mod:`freshet.features.training_as_of`, DuckDB whichever
+engine is asked; no TTL, ``exclusive`` reads as of ``t - 1`` ms).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from freshet.features.errors import DefinitionError, OfflineStoreError
 from freshet.features.log_store import LogRoot, open_log_root
 from freshet.features.offline_layout import TS_TYPE, list_parts, view_schema
 from freshet.features.references import parse_references
+from freshet.features.training_as_of import request_time_features
 
 
 @dataclass(frozen=True)
@@ -212,7 +218,10 @@ def get_historical_features(labels: pa.Table | Any, features: Sequence[str], vie
                             full_feature_names: bool = False, engine: str = "duckdb",
                             progress: Callable[[str], None] | None = None) -> pa.Table:
     """The labels with each requested feature as of each row's timestamp. ``engine``: ``duckdb`` (the
-    default; ``pyarrow`` where DuckDB is not installed, as in a client-only install) or ``pyarrow``."""
+    default; ``pyarrow`` where DuckDB is not installed, as in a client-only install) or ``pyarrow``, for
+    the values-log join of ``last_event`` views. Request-time views (``as_of: request``) are read by the
+    as-of rule over their accepted-events log (:func:`~freshet.features.training_as_of.request_time_features`):
+    ``exclusive`` reads them as of ``t - 1`` ms, and their TTL does not null a value."""
     root = open_log_root(offline_root)
     if engine == "duckdb" and not _duckdb_installed():
         engine = "pyarrow"
@@ -238,6 +247,16 @@ def get_historical_features(labels: pa.Table | Any, features: Sequence[str], vie
         if key not in table.column_names:
             raise OfflineStoreError(f"labels have no entity column {key!r} for view {view_name!r}; "
                                     f"columns: {table.column_names}")
+        if view.as_of == "request":
+            if not _duckdb_installed():
+                raise OfflineStoreError(f"view {view_name!r} reads as of the request time (as_of: request): its "
+                                        "training sets need DuckDB (pip install duckdb)")
+            read = request_time_features(table[key].combine_chunks(), label_ts, view, root,
+                                         [r.feature for r in view_refs], exclusive=exclusive, progress=progress)
+            for ref in view_refs:
+                out = out.append_column(names[ref], read[ref.feature])
+            out = out.append_column(f"{view_name}__feature_ts", read["feature_ts"])
+            continue
         if progress and not list_parts(root, view):
             progress(f"warning: no log of {view_name} v{view.version} under {root}: its features are null "
                      "(check FRESHET_OFFLINE_ROOT / --offline-root)")

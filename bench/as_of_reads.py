@@ -142,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     from freshet.features.online import OnlineClient
     from freshet.features.registry import Registry
 
-    last = Registry.load(EXAMPLE_REPO).views
+    # the example's views read both ways (they are request-time since 0.4): the same definitions otherwise
+    last = {name: view.model_copy(update={"as_of": "last_event"})
+            for name, view in Registry.load(EXAMPLE_REPO).views.items()}
     request = request_time(last)
     names = sorted(last)
     rng = random.Random(11)

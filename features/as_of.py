@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -112,20 +112,13 @@ class _Folds:
         self.slots = [None if a.column is None else 1 + self.columns.index(a.column)
                       for a in view.aggregations]
         self.only_counts = all(s is None for s in self.slots)  # every aggregation a bare count
+        self.add = _compile_add(self.fns, self.slots)  # add(states, row): fold row into states, in place
 
     def row(self, ev: AcceptedEvent) -> list[Any]:
         return [ev.ts, *(ev.event.get(c) for c in self.columns)]
 
     def initial(self) -> list[Any]:
         return [fn.initial() for fn in self.fns]
-
-    def add(self, states: list[Any], row: list[Any]) -> None:
-        """Fold ``row`` into ``states`` (in place); null values are skipped."""
-        ts = row[0]
-        for i, (fn, slot) in enumerate(zip(self.fns, self.slots, strict=True)):
-            value = None if slot is None else row[slot]
-            if slot is None or value is not None:
-                states[i] = fn.add(states[i], value, ts)
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return [fn.merge(x, y) for fn, x, y in zip(self.fns, a, b, strict=True)]
@@ -138,6 +131,24 @@ class _Folds:
         for row in rows:
             self.add(states, row)
         return self.results(states)
+
+
+def _compile_add(fns: list[Any], slots: list[int | None]) -> Callable[[list[Any], list[Any]], None]:
+    """``add(states, row)`` folding a row ``[ts, *column values]`` into ``states`` in place (null values
+    skipped), as one compiled function: reads fold a few events per entity and view, so the per-row loop
+    over the aggregations is what a read of many entities costs. Same result as calling each fold's add."""
+    lines = ["def add(states, row):", "    ts = row[0]"]
+    namespace: dict[str, Any] = {}
+    for i, (fn, slot) in enumerate(zip(fns, slots, strict=True)):
+        namespace[f"add{i}"] = fn.add
+        if slot is None:
+            lines.append(f"    states[{i}] = add{i}(states[{i}], None, ts)")
+        else:
+            lines.append(f"    value = row[{int(slot)}]")
+            lines.append(f"    if value is not None: states[{i}] = add{i}(states[{i}], value, ts)")
+    exec("\n".join(lines), namespace)  # noqa: S102 - built from indices only
+    add: Callable[[list[Any], list[Any]], None] = namespace["add"]
+    return add
 
 
 def _counts_in(view: FeatureView, start: int, ev: AcceptedEvent) -> bool:

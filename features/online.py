@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
 import redis.asyncio as aredis
 from redis.exceptions import RedisClusterException
@@ -76,7 +77,9 @@ def plan_request(views: dict[str, FeatureView], names: Sequence[str]) -> list[Vi
 # ARGV: the number of groups, then per group (one view): 'h', its entity count, its field
 # count and its fields (a last-event view's hashes: one key per entity), or 'z', its entity
 # count and a score range (a request-time view: two keys per entity, the events' sorted set
-# and its meta hash; the reply per entity is {floor, the window's members and scores});
+# and its meta hash; one reply for the whole group, JSON text built in Redis so that the client
+# parses it in one call: per entity [floor or null, score, member, score, member, ...], members
+# being JSON arrays themselves);
 # KEYS: the keys of group 1, then of group 2, ... (Keys of different entities live in
 # different cluster slots: on Redis Cluster the same commands go in a pipeline, per node.)
 BATCH_READ_LUA = """
@@ -98,11 +101,19 @@ for g = 1, tonumber(ARGV[1]) do
   else
     local lo = ARGV[a + 2]
     local hi = ARGV[a + 3]
-    for _ = 1, n do
-      out[r] = {redis.call('HGET', KEYS[k + 1], 'floor'), redis.call('ZRANGEBYSCORE', KEYS[k], lo, hi, 'WITHSCORES')}
+    local entities = {}
+    for e = 1, n do
+      local z = redis.call('ZRANGEBYSCORE', KEYS[k], lo, hi, 'WITHSCORES')
+      local buf = {redis.call('HGET', KEYS[k + 1], 'floor') or 'null'}
+      for j = 1, #z, 2 do
+        buf[j + 1] = z[j + 1]
+        buf[j + 2] = z[j]
+      end
+      entities[e] = '[' .. table.concat(buf, ',') .. ']'
       k = k + 2
-      r = r + 1
     end
+    out[r] = '[' .. table.concat(entities, ',') .. ']'
+    r = r + 1
     a = a + 4
   end
 end
@@ -159,9 +170,13 @@ def _script_replies(plan: ReadPlan, raw: list[Any], entities: Sequence[Any]) -> 
     for g, _req in enumerate(plan.requests):
         if not plan.reads(g):
             continue
-        chunk = raw[i:i + len(entities)]
+        if plan.windows[g] is None:
+            out.extend(raw[i:i + len(entities)])
+        else:  # one JSON text for the group
+            out.extend(EventsReply.from_script(r) for r in orjson.loads(raw[i]))
+            i += 1
+            continue
         i += len(entities)
-        out.extend(chunk if plan.windows[g] is None else [EventsReply.from_script(r) for r in chunk])
     return out
 
 

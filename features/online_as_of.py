@@ -95,16 +95,18 @@ class EventsReply:
 
     __slots__ = ("floor", "members", "scores")
 
-    def __init__(self, floor: bytes | None, members: list[bytes], scores: list[Any]) -> None:
+    def __init__(self, floor: bytes | None, members: list[Any], scores: list[Any]) -> None:
+        """``members``: encoded (bytes, from a pipeline) or decoded already (lists, from the read script)."""
         self.floor = floor
         self.members = members
         self.scores = scores
 
     @classmethod
     def from_script(cls, reply: list[Any]) -> EventsReply:
-        """The read script's ``[floor, [member, score, member, score, ...]]``."""
-        flat = reply[1]
-        return cls(reply[0], flat[0::2], flat[1::2])
+        """One entity of the read script's JSON: ``[floor or null, score, member, score, member, ...]``
+        with the members decoded already."""
+        floor = reply[0]
+        return cls(None if floor is None else str(floor).encode(), reply[2::2], reply[1::2])
 
     @classmethod
     def from_pipeline(cls, floor: bytes | None, pairs: list[tuple[bytes, float]]) -> EventsReply:
@@ -138,7 +140,9 @@ class RequestViewReader:
             return [len(reply.members)] * len(self.wanted)
         # members are [partition, offset, first_start, *values]: first_start's place takes the time, so
         # member[2:] is the fold's row [ts, *values]
-        decoded = orjson.loads(b"[" + b",".join(reply.members) + b"]")
+        members = reply.members
+        decoded = (orjson.loads(b"[" + b",".join(members) + b"]") if isinstance(members[0], bytes)
+                   else members)
         rows: list[tuple[int, int, int, list[Any]]] = []
         start, fixed = window.start, window.fixed
         for raw_ts, member in zip(reply.scores, decoded, strict=True):

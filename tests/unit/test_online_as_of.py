@@ -3,6 +3,7 @@ the fold of a reply (order, first_start, horizon) and the writer's pending set o
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from freshet.features import Aggregation, FeatureView, HoppingWindow, SlidingWindow, Source, TumblingWindow
@@ -49,10 +50,10 @@ def test_at_is_checked() -> None:
 def reply(floor: int | None, events: list[tuple[int, int, int, int, float, str]]) -> EventsReply:
     """Members in score order, ties in member-byte order (as Redis returns them)."""
     encoded = sorted((ts, encode_member(p, o, first, [m, x])) for ts, p, o, first, x, m in events)
-    flat: list[object] = []
-    for ts, member in encoded:
-        flat += [member, str(ts).encode()]
-    return EventsReply.from_script([None if floor is None else str(floor).encode(), flat])
+    # the read script's text for one entity: [floor or null, score, member, score, member, ...]
+    text = b"[" + b",".join([b"null" if floor is None else str(floor).encode(),
+                              *(part for ts, member in encoded for part in (str(ts).encode(), member))]) + b"]"
+    return EventsReply.from_script(orjson.loads(text))
 
 
 def test_a_reply_folds_in_time_partition_offset_order() -> None:

@@ -55,7 +55,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -112,7 +113,11 @@ class _Folds:
         self.slots = [None if a.column is None else 1 + self.columns.index(a.column)
                       for a in view.aggregations]
         self.only_counts = all(s is None for s in self.slots)  # every aggregation a bare count
-        self.add = _compile_add(self.fns, self.slots)  # add(states, row): fold row into states, in place
+        functions = tuple(a.function for a in view.aggregations)
+        self.add = _compile_add(functions, tuple(self.slots))  # add(states, row): fold row into states, in place
+        # add_member(states, member, ts): an online event [partition, offset, first_start, *values]
+        self.add_member = _compile_add(functions, tuple(None if s is None else s + 2 for s in self.slots),
+                                       ts_arg=True)
 
     def row(self, ev: AcceptedEvent) -> list[Any]:
         return [ev.ts, *(ev.event.get(c) for c in self.columns)]
@@ -133,22 +138,23 @@ class _Folds:
         return self.results(states)
 
 
-def _compile_add(fns: list[Any], slots: list[int | None]) -> Callable[[list[Any], list[Any]], None]:
+@lru_cache(maxsize=1024)
+def _compile_add(functions: tuple[str, ...], slots: tuple[int | None, ...], *, ts_arg: bool = False) -> Any:
     """``add(states, row)`` folding a row ``[ts, *column values]`` into ``states`` in place (null values
     skipped), as one compiled function: reads fold a few events per entity and view, so the per-row loop
-    over the aggregations is what a read of many entities costs. Same result as calling each fold's add."""
-    lines = ["def add(states, row):", "    ts = row[0]"]
+    over the aggregations is what a read of many entities costs. Same result as calling each fold's add.
+    ``ts_arg``: ``add(states, row, ts)``, the time given apart (``slots`` then index the row as it is)."""
+    lines = ["def add(states, row, ts):"] if ts_arg else ["def add(states, row):", "    ts = row[0]"]
     namespace: dict[str, Any] = {}
-    for i, (fn, slot) in enumerate(zip(fns, slots, strict=True)):
-        namespace[f"add{i}"] = fn.add
+    for i, (function, slot) in enumerate(zip(functions, slots, strict=True)):
+        namespace[f"add{i}"] = FUNCTIONS[function].add
         if slot is None:
             lines.append(f"    states[{i}] = add{i}(states[{i}], None, ts)")
         else:
             lines.append(f"    value = row[{int(slot)}]")
             lines.append(f"    if value is not None: states[{i}] = add{i}(states[{i}], value, ts)")
     exec("\n".join(lines), namespace)  # noqa: S102 - built from indices only
-    add: Callable[[list[Any], list[Any]], None] = namespace["add"]
-    return add
+    return namespace["add"]
 
 
 def _counts_in(view: FeatureView, start: int, ev: AcceptedEvent) -> bool:

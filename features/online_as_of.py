@@ -126,41 +126,40 @@ class RequestViewReader:
         self.folds = _Folds(view)
         types = view.feature_types()
         self.wanted = [(name, _CASTS[types[name]]) for name in features]
-        self._empty = self.folds.results(self.folds.initial())  # the folds of nothing
+        names = self.folds.names
+        # per requested feature: its fold's place, result function and cast
+        self._outputs = [(names.index(name), self.folds.fns[names.index(name)].result, cast)
+                         for name, cast in self.wanted]
+        self._empty = self._typed(self.folds.initial())  # the folds of nothing
 
     def values(self, entity: Any, reply: EventsReply) -> list[Any]:
         """The requested features' values for ``entity`` (in the order asked for)."""
         window = self.window
         if reply.floor is not None and window.start < int(reply.floor):
             raise self._horizon(entity, int(reply.floor))
-        if not reply.members:
-            return self._typed(self._empty)
+        members = reply.members
+        if not members:
+            return list(self._empty)
         folds = self.folds
         if folds.only_counts and not window.fixed:  # every event in the range counts: no need to decode
-            return [len(reply.members)] * len(self.wanted)
-        # members are [partition, offset, first_start, *values]: first_start's place takes the time, so
-        # member[2:] is the fold's row [ts, *values]
-        members = reply.members
-        decoded = (orjson.loads(b"[" + b",".join(members) + b"]") if isinstance(members[0], bytes)
-                   else members)
-        rows: list[tuple[int, int, int, list[Any]]] = []
-        start, fixed = window.start, window.fixed
-        for raw_ts, member in zip(reply.scores, decoded, strict=True):
-            if fixed and member[2] > start:
-                continue  # late for this window: counted only in later ones
-            ts = member[2] = int(raw_ts)
-            rows.append((ts, member[0], member[1], member))
+            return [len(members)] * len(self.wanted)
+        # members are [partition, offset, first_start, *values]
+        decoded = orjson.loads(b"[" + b",".join(members) + b"]") if isinstance(members[0], bytes) else members
+        start = window.start
+        rows = [(int(ts), m[0], m[1], m) for ts, m in zip(reply.scores, decoded, strict=True)
+                if not window.fixed or m[2] <= start]  # a fixed window: late for it, counted only in later ones
         if folds.only_counts:
             return [len(rows)] * len(self.wanted)
-        rows.sort()  # by (time, partition, offset): unique per event, so members are never compared
+        if len(rows) > 1:
+            rows.sort()  # by (time, partition, offset): unique per event, so members are never compared
         states = folds.initial()
-        add = folds.add
-        for row in rows:
-            add(states, row[3][2:])
-        return self._typed(folds.results(states))
+        add = folds.add_member
+        for ts, _p, _o, member in rows:
+            add(states, member, ts)
+        return self._typed(states)
 
-    def _typed(self, results: dict[str, Any]) -> list[Any]:
-        return [None if (value := results[name]) is None else cast(value) for name, cast in self.wanted]
+    def _typed(self, states: list[Any]) -> list[Any]:
+        return [None if (value := result(states[i])) is None else cast(value) for i, result, cast in self._outputs]
 
     def _horizon(self, entity: Any, floor: int) -> AsOfHorizonError:
         view, window = self.view, self.window

@@ -117,19 +117,30 @@ class EventsReply:
 _CASTS: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "str": str, "bool": bool}
 
 
+# (id(view), features) -> (view, folds, wanted, outputs): a reader's parts that depend on the view only
+_READERS: dict[tuple[int, tuple[str, ...]], tuple[FeatureView, _Folds, list[Any], list[Any]]] = {}
+
+
 class RequestViewReader:
     """Folds one request-time view's replies into feature values (the requested ones, typed)."""
 
     def __init__(self, view: FeatureView, features: tuple[str, ...], window: WindowRead) -> None:
         self.view = view
         self.window = window
-        self.folds = _Folds(view)
-        types = view.feature_types()
-        self.wanted = [(name, _CASTS[types[name]]) for name in features]
-        names = self.folds.names
-        # per requested feature: its fold's place, result function and cast
-        self._outputs = [(names.index(name), self.folds.fns[names.index(name)].result, cast)
-                         for name, cast in self.wanted]
+        cached = _READERS.get((id(view), features))
+        if cached is None or cached[0] is not view:  # built once per (view, features): reads are frequent
+            folds = _Folds(view)
+            types = view.feature_types()
+            wanted = [(name, _CASTS[types[name]]) for name in features]
+            # per requested feature: its fold's place, result function and cast
+            outputs = [(folds.names.index(name), folds.fns[folds.names.index(name)].result, cast)
+                       for name, cast in wanted]
+            if len(_READERS) > 1024:
+                _READERS.clear()
+            cached = _READERS[(id(view), features)] = (view, folds, wanted, outputs)
+        self.folds = cached[1]
+        self.wanted: list[Any] = cached[2]
+        self._outputs: list[Any] = cached[3]
         self._empty = self._typed(self.folds.initial())  # the folds of nothing
 
     def values(self, entity: Any, reply: EventsReply) -> list[Any]:

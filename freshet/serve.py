@@ -26,6 +26,7 @@ answer, or a connection pool with no free connection within a second, is a 503 w
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import json
 import logging
@@ -143,6 +144,10 @@ def create_app(client: AsyncOnlineClient, views: dict[str, FeatureView], *, toke
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # start-up objects (modules, definitions, the app) out of the collector's sight: the full collections
+        # that requests' allocations trigger then walk only what requests made (a p99 of reads, measured)
+        gc.collect()
+        gc.freeze()
         task = asyncio.create_task(_check_consistency(consistency, views, metrics)) if consistency else None
         yield
         if task is not None:

@@ -98,9 +98,19 @@ registry = freshet.Registry.load(sys.argv[1])
 client = freshet.OnlineClient("redis://127.0.0.1:9/0", registry.views)
 from freshet.features.training import get_historical_features
 import pyarrow as pa
-table = get_historical_features(pa.table({"card_id": ["c1"], "ts": [1_700_000_000_000]}), ["card_spend_5m"],
-                                registry.views, sys.argv[2])
+labels = pa.table({"card_id": ["c1"], "ts": [1_700_000_000_000]})
+# last-event views: pyarrow's join, no DuckDB
+last_event = {n: v.model_copy(update={"as_of": "last_event"}) for n, v in registry.views.items()}
+table = get_historical_features(labels, ["card_spend_5m"], last_event, sys.argv[2])
 assert table.column_names[:2] == ["card_id", "ts"] and table.num_rows == 1
+# request-time views (the example's) need DuckDB: a clear error says so
+from freshet.features.errors import OfflineStoreError
+try:
+    get_historical_features(labels, ["card_spend_5m"], registry.views, sys.argv[2])
+except OfflineStoreError as exc:
+    assert "need DuckDB (pip install duckdb)" in str(exc), exc
+else:
+    raise SystemExit("a request-time training set was built without DuckDB")
 print("ok", sorted(registry.views))
 """
 

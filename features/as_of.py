@@ -56,13 +56,12 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from freshet.features.aggregations import FUNCTIONS
 from freshet.features.definitions import FeatureView, SlidingWindow
 from freshet.features.errors import FreshetError
+from freshet.features.window_folds import WindowFolds
 
 MAX_SLIDING_EVENTS = 10_000
 BLOCK_ROWS = 64  # a sliding state's rows per block aggregate
@@ -103,60 +102,6 @@ def window_at(view: FeatureView, t: int) -> tuple[int, int] | None:
     return start, start + size
 
 
-class _Folds:
-    """A view's aggregations over rows ``[ts, *values of the columns they read]``."""
-
-    def __init__(self, view: FeatureView) -> None:
-        self.names = view.feature_names()
-        self.fns = [FUNCTIONS[a.function] for a in view.aggregations]
-        self.columns = sorted({a.column for a in view.aggregations if a.column is not None})
-        self.slots = [None if a.column is None else 1 + self.columns.index(a.column)
-                      for a in view.aggregations]
-        self.only_counts = all(s is None for s in self.slots)  # every aggregation a bare count
-        functions = tuple(a.function for a in view.aggregations)
-        self.add = _compile_add(functions, tuple(self.slots))  # add(states, row): fold row into states, in place
-        # add_member(states, member, ts): an online event [partition, offset, first_start, *values]
-        self.add_member = _compile_add(functions, tuple(None if s is None else s + 2 for s in self.slots),
-                                       ts_arg=True)
-
-    def row(self, ev: AcceptedEvent) -> list[Any]:
-        return [ev.ts, *(ev.event.get(c) for c in self.columns)]
-
-    def initial(self) -> list[Any]:
-        return [fn.initial() for fn in self.fns]
-
-    def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
-        return [fn.merge(x, y) for fn, x, y in zip(self.fns, a, b, strict=True)]
-
-    def results(self, states: list[Any]) -> dict[str, Any]:
-        return {name: fn.result(s) for name, fn, s in zip(self.names, self.fns, states, strict=True)}
-
-    def fold(self, rows: Iterable[list[Any]]) -> dict[str, Any]:
-        states = self.initial()
-        for row in rows:
-            self.add(states, row)
-        return self.results(states)
-
-
-@lru_cache(maxsize=1024)
-def _compile_add(functions: tuple[str, ...], slots: tuple[int | None, ...], *, ts_arg: bool = False) -> Any:
-    """``add(states, row)`` folding a row ``[ts, *column values]`` into ``states`` in place (null values
-    skipped), as one compiled function: reads fold a few events per entity and view, so the per-row loop
-    over the aggregations is what a read of many entities costs. Same result as calling each fold's add.
-    ``ts_arg``: ``add(states, row, ts)``, the time given apart (``slots`` then index the row as it is)."""
-    lines = ["def add(states, row, ts):"] if ts_arg else ["def add(states, row):", "    ts = row[0]"]
-    namespace: dict[str, Any] = {}
-    for i, (function, slot) in enumerate(zip(functions, slots, strict=True)):
-        namespace[f"add{i}"] = FUNCTIONS[function].add
-        if slot is None:
-            lines.append(f"    states[{i}] = add{i}(states[{i}], None, ts)")
-        else:
-            lines.append(f"    value = row[{int(slot)}]")
-            lines.append(f"    if value is not None: states[{i}] = add{i}(states[{i}], value, ts)")
-    exec("\n".join(lines), namespace)  # noqa: S102 - built from indices only
-    return namespace["add"]
-
-
 def _counts_in(view: FeatureView, start: int, ev: AcceptedEvent) -> bool:
     """Whether window ``start`` (the one read) holds accepted event ``ev``."""
     if isinstance(view.window, SlidingWindow):
@@ -171,11 +116,11 @@ def read_as_of(view: FeatureView, accepted: Iterable[AcceptedEvent], t: int) -> 
     if window is None:
         return None
     start, end = window
-    folds = _Folds(view)
+    folds = WindowFolds(view)
     members = [ev for ev in accepted if start <= ev.ts <= end and _counts_in(view, start, ev)]
     members.sort(key=_time)  # stable: ties stay in arrival order
     fixed = not isinstance(view.window, SlidingWindow)
-    return AsOfValue(end if fixed else t, start, end, folds.fold(folds.row(ev) for ev in members))
+    return AsOfValue(end if fixed else t, start, end, folds.fold(folds.row(ev.ts, ev.event) for ev in members))
 
 
 class _AsOfState:
@@ -186,7 +131,7 @@ class _AsOfState:
     def __init__(self, view: FeatureView) -> None:
         self.view = view
         self.size = view.window.size
-        self.folds = _Folds(view)
+        self.folds = WindowFolds(view)
         self.watermark = -1  # no event yet
         self.floor = 0  # reads with t < floor are refused
         self.floor_reason = ""  # "horizon" or "cap": why the floor is where it is
@@ -252,10 +197,10 @@ class SlidingAsOf(_AsOfState):
             return  # no read at or after the floor reaches it
         rows = self.rows
         if not rows or rows[-1][0] <= ts:
-            rows.append(self.folds.row(ev))
+            rows.append(self.folds.row(ev.ts, ev.event))
         else:
             at = bisect_right(rows, ts, key=_time)
-            rows.insert(at, self.folds.row(ev))
+            rows.insert(at, self.folds.row(ev.ts, ev.event))
             self._keep_blocks(self.base, self.base + at)  # every later row moved up by one
         if ts > self.watermark:
             self.watermark = ts
@@ -372,7 +317,7 @@ class TiledAsOf(_AsOfState):
         else:
             states = self.folds.initial()
             tiles.insert(i + 1, [start, first, states])
-        self.folds.add(states, self.folds.row(ev))
+        self.folds.add(states, self.folds.row(ev.ts, ev.event))
         if ts > self.watermark:
             self.watermark = ts
 

@@ -30,11 +30,12 @@ from typing import Any
 
 import orjson
 
-from freshet.features.as_of import AsOfHorizonError, _Folds, window_at
+from freshet.features.as_of import AsOfHorizonError, window_at
 from freshet.features.as_of_online_layout import MAX_ONLINE_EVENTS, retention_ms
 from freshet.features.definitions import FeatureView, SlidingWindow
 from freshet.features.durations import format_duration
 from freshet.features.errors import RequestError
+from freshet.features.window_folds import WindowFolds
 
 MAX_AT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: a larger `at` is a unit mistake
 
@@ -118,7 +119,7 @@ _CASTS: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "str": st
 
 
 # (id(view), features) -> (view, folds, wanted, outputs): a reader's parts that depend on the view only
-_READERS: dict[tuple[int, tuple[str, ...]], tuple[FeatureView, _Folds, list[Any], list[Any]]] = {}
+_READERS: dict[tuple[int, tuple[str, ...]], tuple[FeatureView, WindowFolds, list[Any], list[Any]]] = {}
 
 
 class RequestViewReader:
@@ -129,7 +130,7 @@ class RequestViewReader:
         self.window = window
         cached = _READERS.get((id(view), features))
         if cached is None or cached[0] is not view:  # built once per (view, features): reads are frequent
-            folds = _Folds(view)
+            folds = WindowFolds(view)
             types = view.feature_types()
             wanted = [(name, _CASTS[types[name]]) for name in features]
             # per requested feature: its fold's place, result function and cast

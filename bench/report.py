@@ -107,7 +107,10 @@ def _cpu_model() -> str:
 
 
 def command_line() -> str:
-    return "python -m bench.run" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    """The command as run, with the environment that changes what it measures (FRESHET_BENCH_AS_OF)."""
+    as_of = os.environ.get("FRESHET_BENCH_AS_OF", "").strip()
+    prefix = f"FRESHET_BENCH_AS_OF={shlex.quote(as_of)} " if as_of else ""
+    return prefix + "python -m bench.run" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
 
 
 @dataclass

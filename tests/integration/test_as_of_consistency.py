@@ -135,11 +135,10 @@ def test_online_training_and_brute_force_agree_at_every_instant(servers: Servers
             # the training set: a label per (entity, instant)
             labels = pa.table({"k": [e for e, _t in label_rows], "ts": [t for _e, t in label_rows]})
             table = get_historical_features(labels, features, registry, tmp_path / "offline").to_pylist()
+            assert len(table) == len(label_rows)
             for row in table:
                 want = expected[(row["k"], row["ts"])]
                 assert values_equal(want, row, names), (view.name, row, want)
-                if want is not None and isinstance(view.window, SlidingWindow):
-                    assert want.values["n"] >= 0
     finally:
         client.close()
     assert checked > 1000 and checked / 4 < nonempty < checked  # windows with events, and empty ones

@@ -50,22 +50,35 @@ def decode_value(text: str | bytes | None) -> Any:
     return json.loads(text)
 
 
-# Newer-wins compare-and-set. KEYS[1]: the hash. ARGV: feature_ts, source
-# offset, ttl ms, then field/value pairs. A write whose (feature_ts, offset) is
-# not strictly newer than the stored one changes nothing, so retries, replays
-# and out-of-order flushes never move a value backwards.
+# Newer-wins compare-and-set, for many hashes in one call. KEYS: the hashes. ARGV: per key, in order:
+# feature_ts, source offset, ttl ms, the number of field/value items that follow, then those items. A
+# write whose (feature_ts, offset) is not strictly newer than its hash's stored one changes nothing, so
+# retries, replays and out-of-order flushes never move a value backwards. Returns how many hashes
+# changed. (On a Redis Cluster every key of one call must share a slot: the writer groups them by hash
+# tag; on a single node a call carries up to a few hundred keys of any entities.)
 NEWER_WINS_LUA = """
-local cur = redis.call('HMGET', KEYS[1], '__ts', '__off')
-local ts = tonumber(ARGV[1])
-local off = tonumber(ARGV[2])
-if cur[1] then
-  local cts = tonumber(cur[1])
-  local coff = tonumber(cur[2]) or -1
-  if cts > ts or (cts == ts and coff >= off) then
-    return 0
+local applied = 0
+local a = 1
+for k = 1, #KEYS do
+  local ts, off, ttl = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local first = a + 4
+  local last = a + 3 + tonumber(ARGV[a + 3])
+  a = last + 1
+  local cur = redis.call('HMGET', KEYS[k], '__ts', '__off')
+  local newer = true
+  if cur[1] then
+    local cts = tonumber(cur[1])
+    local coff = tonumber(cur[2]) or -1
+    local nts = tonumber(ts)
+    if cts > nts or (cts == nts and coff >= tonumber(off)) then
+      newer = false
+    end
+  end
+  if newer then
+    redis.call('HSET', KEYS[k], '__ts', ts, '__off', off, unpack(ARGV, first, last))
+    redis.call('PEXPIRE', KEYS[k], ttl)
+    applied = applied + 1
   end
 end
-redis.call('HSET', KEYS[1], '__ts', ARGV[1], '__off', ARGV[2], unpack(ARGV, 4))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
+return applied
 """

@@ -2,10 +2,9 @@
 
 :class:`~freshet.pipelines.online_sink.RedisOnlineWriter` queues each accepted event
 (:meth:`~freshet.pipelines.online_sink.RedisOnlineWriter.add_accepted`) here, beside its pending
-values, and sends both in the same batches: per entity one ``EVALSHA`` of
-:data:`~freshet.features.as_of_online_layout.ACCEPT_EVENTS_LUA` with every event of the batch of each of
-its request-time views (an entity's keys share a slot; one call instead of one per view costs the
-server about half as much). Members name
+values, and sends both in the same batches: the batch's event sets in a few calls of
+:data:`~freshet.features.as_of_online_layout.ACCEPT_EVENTS_LUA`, many sets per call (grouped by
+:mod:`freshet.pipelines.online_calls`). Members name
 their source record (:func:`~freshet.features.as_of_online_layout.encode_member`), so a batch is a set: merging
 a failed batch back into the pending one (or adding an event twice) is a union, and sending it again
 changes nothing that was already written.
@@ -29,19 +28,35 @@ from freshet.features.definitions import FeatureView
 
 
 class EventsWrite:
-    """One (entity, view)'s events of a batch: its two keys, the view's retention and expiry, and the
-    events by source position ((partition, offset) -> (time, first_start, values)), encoded to members
-    only when the batch is packed (an encoded member kept for a whole batch costs ten times more to
-    make than one packed at once, measured: 3 us against 0.3)."""
+    """One (entity, view)'s events of a batch: the view's retention and expiry, and the events by
+    source position ((partition, offset) -> (time, first_start, values)), encoded to members only when
+    the batch is packed (an encoded member kept for a whole batch costs ten times more to make than one
+    packed at once, measured: 3 us against 0.3). Its two keys' text is made when first asked for (by
+    then in the writer's thread)."""
 
-    __slots__ = ("key", "meta_key", "retention", "expire", "members")
+    __slots__ = ("view", "entity", "retention", "expire", "members", "_keys")
 
-    def __init__(self, key: str, meta_key: str, retention: int, expire: int) -> None:
-        self.key = key
-        self.meta_key = meta_key
+    def __init__(self, view: FeatureView, entity: Any, retention: int, expire: int) -> None:
+        self.view = view
+        self.entity = entity
         self.retention = retention
         self.expire = expire
         self.members: dict[tuple[int, int], tuple[int, int, list[Any]]] = {}
+        self._keys: tuple[str, str] | None = None
+
+    @property
+    def key(self) -> str:
+        return (self._keys or self._make_keys())[0]
+
+    @property
+    def meta_key(self) -> str:
+        return (self._keys or self._make_keys())[1]
+
+    def _make_keys(self) -> tuple[str, str]:
+        view = self.view
+        self._keys = (events_key(view.name, view.version, self.entity),
+                      events_meta_key(view.name, view.version, self.entity))
+        return self._keys
 
     def arguments(self) -> list[Any]:
         """This key's part of the accept script's ARGV: retention, expiry, pair count, the pairs."""
@@ -57,7 +72,7 @@ class EventsWrite:
 
 
 def packed_accept(sha: str, cap: int, writes: list[EventsWrite]) -> bytes:
-    """One ``EVALSHA`` of the accept script for ``writes`` (keys of one entity: one hash slot)."""
+    """One ``EVALSHA`` of the accept script for ``writes`` (on a cluster: keys of one hash slot)."""
     keys: list[str] = []
     argv: list[Any] = [cap]
     for write in writes:
@@ -68,21 +83,13 @@ def packed_accept(sha: str, cap: int, writes: list[EventsWrite]) -> bytes:
     return packed
 
 
-def by_entity(writes: list[EventsWrite]) -> list[list[EventsWrite]]:
-    """The writes grouped per entity (its hash tag, ``{...}``, in every key): one accept call each."""
-    groups: dict[str, list[EventsWrite]] = {}
-    for write in writes:
-        tag = write.key[write.key.index("{"):write.key.index("}")]
-        groups.setdefault(tag, []).append(write)
-    return list(groups.values())
-
-
 class PendingEvents:
-    """Accepted events waiting for the next batch, per events key; ``len`` counts the events."""
+    """Accepted events waiting for the next batch, per (view, entity); ``len`` counts the events."""
 
     def __init__(self, cap: int = MAX_ONLINE_EVENTS) -> None:
         self.cap = cap
-        self.writes: dict[str, EventsWrite] = {}
+        # by (id of the view: the run's views live as long as it, entity)
+        self.writes: dict[tuple[int, Any], EventsWrite] = {}
         self.count = 0
         self._views: dict[tuple[str, int], tuple[int, int]] = {}  # (view, version) -> retention, expire
 
@@ -91,24 +98,39 @@ class PendingEvents:
 
     def add(self, view: FeatureView, entity: Any, ts: int, first_start: int, partition: int, offset: int,
             values: list[Any]) -> None:
-        key = events_key(view.name, view.version, entity)
-        write = self.writes.get(key)
-        if write is None:
-            limits = self._views.get((view.name, view.version))
-            if limits is None:
-                limits = self._views[(view.name, view.version)] = (retention_ms(view), expire_ms(view))
-            write = self.writes[key] = EventsWrite(key, events_meta_key(view.name, view.version, entity), *limits)
+        write = self.writes.get((id(view), entity)) or self._write(view, entity)
         position = (partition, offset)
         if position not in write.members:
             write.members[position] = (ts, first_start, values)
             self.count += 1
 
+    def add_records(self, accepting: list[tuple[FeatureView, list[str]]], records: list[Any]) -> None:
+        """``records``: :class:`~freshet.pipelines.tiles.AcceptedRecord` tuples (view index, entity, time,
+        first_start, event, source partition, offset); ``accepting``: per view index, the view and the
+        event columns its members keep."""
+        writes = self.writes
+        for view_i, entity, ts, first_start, event, partition, offset in records:
+            view, columns = accepting[view_i]
+            write = writes.get((id(view), entity)) or self._write(view, entity)
+            members = write.members
+            position = (partition, offset)
+            if position not in members:
+                members[position] = (ts, first_start, [event.get(c) for c in columns])
+                self.count += 1
+
+    def _write(self, view: FeatureView, entity: Any) -> EventsWrite:
+        limits = self._views.get((view.name, view.version))
+        if limits is None:
+            limits = self._views[(view.name, view.version)] = (retention_ms(view), expire_ms(view))
+        write = self.writes[(id(view), entity)] = EventsWrite(view, entity, *limits)
+        return write
+
     def merge(self, other: PendingEvents) -> None:
         """Add ``other``'s events (a failed batch put back): a union, each event once."""
-        for key, theirs in other.writes.items():
-            mine = self.writes.get(key)
+        for at, theirs in other.writes.items():
+            mine = self.writes.get(at)
             if mine is None:
-                self.writes[key] = theirs
+                self.writes[at] = theirs
                 self.count += len(theirs.members)
                 continue
             for position, event in theirs.members.items():

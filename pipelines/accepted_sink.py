@@ -10,7 +10,8 @@ before the crash had flushed is recognised by (entity, event time, source partit
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from array import array
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -36,19 +37,29 @@ class AcceptedLogWriter(ParquetLogWriter):
     def _part_path(self, date: str, partition: int, first_offset: int) -> str:
         return f"{self._dir}/date={date}/part-{partition}-{first_offset}.parquet"
 
+    def _columns(self) -> list[Any]:
+        """Pending rows kept as the operator's records and their production times, made into columns
+        once per checkpoint (appending a record is one call; a row of columns took ten)."""
+        return [[], array("q")]
+
+    def _batch(self, columns: list[Any]) -> pa.RecordBatch:
+        records, produced_at = columns
+        lists: list[Any] = [[r[1] for r in records], [r[2] for r in records], [r[3] for r in records],
+                            *([r[4].get(c) for r in records] for c in self._read),
+                            [r[5] for r in records], [r[6] for r in records]]
+        arrays = [array("q", c) if machine else c for c, machine in zip(lists, self._machine, strict=False)]
+        return super()._batch([*arrays, produced_at])
+
+    def add(self, row: tuple[Any, ...], input_partition: int, partition: int, offset: int,
+            feature_ts: int) -> None:
+        raise TypeError("the accepted-event log takes the operator's records: use add_accepted")
+
     def add_accepted(self, record: AcceptedRecord, input_partition: int) -> None:
         """One accepted event as a row, produced now (the fast path of ``add``, as ``add_value`` is)."""
-        _view, entity, ts, first_start, event, partition, offset = record
-        part = self._row_part(input_partition, partition, offset, ts, entity, ts, ts)
+        partition, offset, ts = record[5], record[6], record[2]
+        part = self._row_part(input_partition, partition, offset, ts, record[1], ts, ts)
         if part is None:
             return
-        columns = part.pending
-        columns[0].append(entity)
-        columns[1].append(ts)
-        columns[2].append(first_start)
-        i = 2
-        for i, column in enumerate(self._read, 3):
-            columns[i].append(event.get(column))
-        columns[i + 1].append(partition)
-        columns[i + 2].append(offset)
-        columns[i + 3].append(time.time_ns() // 1_000_000)
+        pending = part.pending
+        pending[0].append(record)
+        pending[1].append(time.time_ns() // 1_000_000)

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis
-from hiredis import pack_command
 from redis.exceptions import RedisClusterException
 
 from freshet.features.as_of_online_layout import ACCEPT_EVENTS_LUA
@@ -32,7 +31,8 @@ from freshet.features.errors import OnlineStoreError
 from freshet.features.online_layout import NEWER_WINS_LUA
 from freshet.features.redact import redact_url
 from freshet.features.redis_connect import is_cluster, sync_client
-from freshet.pipelines.accepted_online import EventsWrite, PendingEvents, by_entity, packed_accept
+from freshet.pipelines.accepted_online import EventsWrite, PendingEvents, packed_accept
+from freshet.pipelines.online_calls import VALUE_KEYS_PER_CALL, call_groups, event_groups, packed_newer_wins
 
 if TYPE_CHECKING:  # the guard refills through a writer of this module
     from freshet.pipelines.store_guard import StoreGuard
@@ -103,6 +103,16 @@ class RedisOnlineWriter:
             # coalesce: within a batch only the newest value per key matters
             if current is None or (feature_ts, offset) > (current[1], current[2]):
                 self._pending[key] = (key, feature_ts, offset, ttl_ms, (names, values, window_start, window_end))
+            if self._oldest is None:
+                self._oldest = self._clock()
+            due = len(self._pending) + len(self._events) >= self._batch_size
+        self._queued(due)
+
+    def add_accepted_records(self, accepting: list[tuple[FeatureView, list[str]]], records: list[Any]) -> None:
+        """:meth:`add_accepted` for a list of :class:`~freshet.pipelines.tiles.AcceptedRecord` (one lock for
+        all; see :meth:`PendingEvents.add_records`)."""
+        with self._lock:
+            self._events.add_records(accepting, records)
             if self._oldest is None:
                 self._oldest = self._clock()
             due = len(self._pending) + len(self._events) >= self._batch_size
@@ -233,11 +243,14 @@ class RedisOnlineWriter:
             log.debug("cluster map not refreshed yet: %s", exc)
 
     def _send_to(self, client: Any, writes: list[PendingWrite], event_writes: list[EventsWrite], cap: int) -> None:
-        """Packed by hiredis on one pooled connection: redis-py's pipeline packs each command in Python
-        (~30 us a write here); this costs a third of that, which matters at one write per event. A script
-        cache emptied by a restart (NOSCRIPT) is refilled and the writes sent again (idempotent: newer wins,
-        and events already in their set are not added twice)."""
+        """Packed by hiredis on one pooled connection, many keys per script call (pipelines.online_calls):
+        redis-py's pipeline packs each command in Python (~30 us a write here), and each call has a fixed
+        cost on both ends. A script cache emptied by a restart (NOSCRIPT) is refilled and the writes sent
+        again (idempotent: newer wins, and events already in their set are not added twice)."""
         pool = client.connection_pool
+        cluster = self._cluster
+        value_calls = call_groups(writes, _write_key, cluster=cluster, max_keys=VALUE_KEYS_PER_CALL)
+        event_calls = event_groups(event_writes, cluster=cluster) if event_writes else []
         for attempt in range(2):
             if attempt or self._sha is None:
                 self._sha = client.script_load(NEWER_WINS_LUA)
@@ -245,25 +258,25 @@ class RedisOnlineWriter:
                 self._events_sha = client.script_load(ACCEPT_EVENTS_LUA)
             sha, events_sha = self._sha, self._events_sha
             packed = b"".join(
-                pack_command(("EVALSHA", sha, 1, key, ts, offset, ttl,  # type: ignore[arg-type]
-                              *encode_fields(dict(zip(raw[0], raw[1], strict=True)), raw[2], raw[3])))
-                for key, ts, offset, ttl, raw in writes)
-            entity_writes = by_entity(event_writes) if event_writes else []
-            if entity_writes and events_sha is not None:
-                packed += b"".join(packed_accept(events_sha, cap, group) for group in entity_writes)
+                packed_newer_wins(sha, [(key, ts, offset, ttl,
+                                         encode_fields(dict(zip(raw[0], raw[1], strict=True)), raw[2], raw[3]))
+                                        for key, ts, offset, ttl, raw in call])
+                for call in value_calls)
+            if event_calls and events_sha is not None:
+                packed += b"".join(packed_accept(events_sha, cap, call) for call in event_calls)
             conn = pool.get_connection()
             failure: redis.RedisError | None = None
             try:
                 conn.send_packed_command([packed], check_health=False)
                 applied = added = 0
-                for i in range(len(writes) + len(entity_writes)):
+                for i in range(len(value_calls) + len(event_calls)):
                     try:
                         reply = conn.read_response()
                     except redis.ResponseError as exc:  # keep reading: the connection stays in step
                         failure = failure or exc
                         continue
-                    if i < len(writes):
-                        applied += reply == 1
+                    if i < len(value_calls):
+                        applied += reply
                     else:
                         added += reply
             except BaseException:
@@ -313,6 +326,10 @@ class RedisOnlineWriter:
         if self._thread is not None:
             self._thread.join(timeout=2)
         self._client.close()
+
+
+def _write_key(write: PendingWrite) -> str:
+    return write[0]
 
 
 def _merge_newer(into: dict[str, PendingWrite], writes: dict[str, PendingWrite]) -> None:

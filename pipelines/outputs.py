@@ -38,7 +38,8 @@ class OperatorOutputs:
         self.accepted = accepted
         self._accepted_writers = [w for w in accepted or [] if w is not None]
         self._names = [v.feature_names() for v in views]
-        self._read_columns = [read_columns(v) for v in views]
+        # per view, for the online writer: the view and the event columns its members keep
+        self._accepting = [(v, read_columns(v)) for v in views]
         self._view_names = [v.name for v in views]
         self._keys = [(v.name, v.version, v.ttl) for v in views]
         self._skipped_seen = [0] * len(views)
@@ -61,17 +62,17 @@ class OperatorOutputs:
             self.online.add(online_key(name, version, value.entity), value.feature_ts, value.source_offset, ttl,
                             self._names[view], value.values, value.window_start, value.window_end)
 
-    def accept(self, record: AcceptedRecord, input_partition: int) -> None:
-        """An event a request-time view counted: its accepted-event log, and the view's events in Redis."""
+    def accept(self, records: list[AcceptedRecord], input_partition: int) -> None:
+        """The events request-time views counted for one input event (or any list of them): their
+        accepted-event logs, and the views' events in Redis (one hand-off for the whole list)."""
         if self.accepted is not None:
-            writer = self.accepted[record.view]
-            if writer is not None:
-                writer.add_accepted(record, input_partition)
+            writers = self.accepted
+            for record in records:
+                writer = writers[record[0]]
+                if writer is not None:
+                    writer.add_accepted(record, input_partition)
         if self.online is not None:
-            event = record.event
-            self.online.add_accepted(self.views[record.view], record.entity, record.ts, record.first_start,
-                                     record.source_partition, record.source_offset,
-                                     [event.get(c) for c in self._read_columns[record.view]])
+            self.online.add_accepted_records(self._accepting, records)
 
     def late(self, report: LateReport) -> None:
         self.side.late(self.views[report.view], report.event, str(report.entity), report.late_by_ms,

@@ -148,8 +148,7 @@ class OperatorStep:
                 outputs.emit(value, partition)
         if self._operator.accepted:  # request-time views: the events they counted
             partition = message_context().partition
-            for record in self._operator.take_accepted():
-                outputs.accept(record, partition)
+            outputs.accept(self._operator.take_accepted(), partition)
         return NOTHING
 
     def write_back(self) -> None:

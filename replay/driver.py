@@ -191,8 +191,7 @@ class BatchDriver:
         for value in emitted:
             outputs.emit(value, partition)
         if self._operator.accepted:  # request-time views: the events they counted
-            for record in self._operator.take_accepted():
-                outputs.accept(record, partition)
+            outputs.accept(self._operator.take_accepted(), partition)
 
     def _checkpoint(self, positions: dict[int, int]) -> None:
         while True:

@@ -157,6 +157,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterInfo]:
         stop_cluster(directory)
 
 
+@pytest.fixture(params=["node", "cluster"])
+def url(request: pytest.FixtureRequest, servers: Servers) -> str:
+    """A Redis URL: the single node's, then the cluster's (a test using it runs against both)."""
+    if request.param == "node":
+        return servers.redis_url
+    cluster: ClusterInfo = request.getfixturevalue("cluster")
+    return cluster.url
+
+
 @pytest.fixture
 def unique() -> str:
     """A short unique suffix for topic, group and key names, so tests never collide."""

@@ -35,7 +35,6 @@ from freshet.features.as_of_layout import (
 from freshet.features.online import AsyncOnlineClient, OnlineClient
 from freshet.features.redis_connect import sync_client
 from freshet.infra.localstack import free_port
-from freshet.infra.redis_cluster import ClusterInfo
 from freshet.pipelines.online_sink import OnlineStoreUnavailable, RedisOnlineWriter
 from tests.integration.conftest import Servers
 from tests.integration.harness import start_redis
@@ -44,14 +43,6 @@ from tests.unit.test_operator_rules import AGGS, SOURCE
 BASE = 1_700_000_000_000  # event times past 14 digits: the script must not round them
 WINDOWS = {"tum": TumblingWindow(size=10_000), "hop": HoppingWindow(size=20_000, step=5_000),
            "hop3": HoppingWindow(size=9_000, step=6_000), "sli": SlidingWindow(size=10_000)}
-
-
-@pytest.fixture(params=["node", "cluster"])
-def url(request: pytest.FixtureRequest, servers: Servers) -> str:
-    if request.param == "node":
-        return servers.redis_url
-    cluster: ClusterInfo = request.getfixturevalue("cluster")
-    return cluster.url
 
 
 def view_of(window: Any, name: str, **options: Any) -> FeatureView:

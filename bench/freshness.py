@@ -118,7 +118,7 @@ def measure_freshness(stack: Stack, rate: int, seconds: float, workdir: Path, ru
     pipeline = build_pipeline([view], PipelineConfig(
         kafka_config=stack.kafka_config, consumer_group=f"bench-{run_dir.name}",
         state_dir=run_dir / "state", offline_root=run_dir / "offline", redis_url=stack.redis_url,
-        auto_offset_reset="earliest", commit_interval_s=1.0, rekey=rekey,
+        auto_offset_reset="earliest", rekey=rekey,
         extra_consumer_config=dict(consumer_overrides or {}),
     ))
     plan = LoadPlan(bootstrap=stack.kafka_bootstrap, redis_url=stack.redis_url, topic=topic,

@@ -28,6 +28,7 @@ from bench.common import (
     say,
 )
 from freshet.features.definitions import FeatureView
+from freshet.pipelines.run_defaults import DEFAULT_COMMIT_INTERVAL_S
 from freshet.synthetic import StreamSpec, StreamSummary, produce
 
 # engine configurations, in the order they run
@@ -114,7 +115,6 @@ def run_freshet(stack: Stack, topic: Topic, workload: str, config: str, workdir:
         state_dir=run_dir / "state",
         offline_root=run_dir / "offline" if sinks else None,
         redis_url=stack.redis_url if sinks else None,
-        commit_interval_s=1.0,
         rekey=config == "rekey",
     )
     pipeline = build_pipeline(views, pipeline_config)
@@ -163,7 +163,9 @@ def run_bare(stack: Stack, topic: Topic, workload: str, workdir: Path, config: s
     rekey = config == "bare-rekey"
     run_dir = workdir / f"{workload}-{config}-{uuid.uuid4().hex[:6]}"
     group = f"bench-{run_dir.name}"
-    app = BareApp(views, stack.kafka_bootstrap, group, run_dir / "state", rekey=rekey)
+    # checkpoints as often as a live run's (the `freshet run` default)
+    app = BareApp(views, stack.kafka_bootstrap, group, run_dir / "state", rekey=rekey,
+                  commit_interval_s=DEFAULT_COMMIT_INTERVAL_S)
     if prefix:
         # timed from the first record read, as the live runs' rate over their first events
         clock = ProgressClock(lambda: app.read, lambda: (app.read, app.windowed), topic.records + 1,

@@ -12,6 +12,7 @@ from typing import Any
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import EXIT_CHECK_FAILED, ConfigError, PipelineError
 from freshet.features.registry import Registry
+from freshet.pipelines.run_defaults import DEFAULT_COMMIT_INTERVAL_S
 from freshet.tables import FEATURE_HEADER, feature_rows, format_table, format_time, per_view
 
 log = logging.getLogger("freshet")
@@ -38,8 +39,10 @@ def register(sub: Any) -> None:
                    help="stop once every assigned partition has been read to its end (for jobs and tests)")
     p.add_argument("--no-online", action="store_true", help="do not write Redis")
     p.add_argument("--no-offline", action="store_true", help="do not write the Parquet log")
-    p.add_argument("--commit-interval", type=float, default=1.0, metavar="SECONDS",
-                   help="checkpoint interval: Parquet durability and offset commits (default 1.0)")
+    p.add_argument("--commit-interval", type=float, default=DEFAULT_COMMIT_INTERVAL_S, metavar="SECONDS",
+                   help="checkpoint interval: how soon the Parquet log and the dead-letter and late topics hold "
+                   "a record, and how much input a crash makes the run read again; Redis is written as values "
+                   f"are made, whatever it is (default {DEFAULT_COMMIT_INTERVAL_S:g})")
     p.add_argument("--trust-message-key", action="store_true",
                    help="skip re-keying: only if producers always key messages by the entity field")
     p.add_argument("--exactly-once", action="store_true",

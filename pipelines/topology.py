@@ -42,6 +42,7 @@ from freshet.pipelines.decode import (
 )
 from freshet.pipelines.online_sink import OnlineStoreUnavailable
 from freshet.pipelines.outputs import OperatorOutputs, make_outputs
+from freshet.pipelines.run_defaults import DEFAULT_COMMIT_INTERVAL_S
 from freshet.pipelines.stats import PipelineStats
 from freshet.pipelines.tiles import EmittedValue, KeyState, LateReport, SourceOperator
 
@@ -61,7 +62,7 @@ class PipelineConfig:
     offline_root: RootLike | None
     redis_url: str | None
     auto_offset_reset: str = "earliest"
-    commit_interval_s: float = 1.0
+    commit_interval_s: float = DEFAULT_COMMIT_INTERVAL_S
     rekey: bool = True
     exactly_once: bool = False
     session_timeout_ms: int = 6000

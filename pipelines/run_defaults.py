@@ -1,0 +1,8 @@
+"""Defaults of a live run that the command line shows without loading the pipeline (Quix Streams)."""
+
+# The checkpoint interval, Quix Streams' own default. Redis is written as values are made
+# (pipelines.online_sink), so this only sets how soon the Parquet log and the dead-letter and late
+# topics hold a record, and how much input a crash makes the run read again. Each checkpoint costs a
+# state write per touched key and a rewrite of each open Parquet part: at 1 s the example views ran
+# about 10% slower (bench: `python -m bench.run --parts throughput`, 2026-11-24).
+DEFAULT_COMMIT_INTERVAL_S = 5.0

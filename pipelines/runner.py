@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from freshet.features.errors import PipelineError
 from freshet.pipelines.gc_tuning import throughput_gc
 from freshet.pipelines.offsets import GroupLag, Lag
 from freshet.pipelines.topology import Pipeline
@@ -123,10 +124,15 @@ def run_pipeline(pipeline: Pipeline, *, until_caught_up: bool = False, interval_
             return pipeline.stats.snapshot()
     monitor = ProgressMonitor(pipeline, until_caught_up=until_caught_up, interval_s=interval_s, report=report)
     monitor.start()
+    stage = pipeline.stage
     try:
+        if stage is not None:
+            stage.start()
         with throughput_gc():
             pipeline.app.run()
     finally:
         monitor.stop()
         pipeline.close()
+    if stage is not None and stage.error is not None:
+        raise PipelineError(f"the re-key stage stopped the run: {stage.error}") from stage.error
     return pipeline.stats.snapshot()

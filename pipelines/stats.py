@@ -58,6 +58,9 @@ class PipelineStats:
     lag_by_partition: dict[tuple[str, int], int] = field(default_factory=dict)  # last measured
     started: float = field(default_factory=time.monotonic)
     processed_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    # False when a re-key stage reads the source (pipelines.rekey_stage): it is not rewound with the
+    # windows' input, so its counts (read, invalid) are not either
+    reads_rewind: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _marked: tuple[Any, ...] | None = field(default=None, repr=False)
 
@@ -70,13 +73,12 @@ class PipelineStats:
     def rewind(self) -> None:
         """The input is rewound to the last commit: what was counted since will be counted again."""
         with self._lock:
-            if self._marked is None:
-                self.read = self.windowed = self.duplicates = 0
-                self.invalid, self.late, self.emitted = Counter(), Counter(), Counter()
-                return
-            read, windowed, duplicates, invalid, late, emitted = self._marked
-            self.read, self.windowed, self.duplicates = read, windowed, duplicates
-            self.invalid, self.late, self.emitted = Counter(invalid), Counter(late), Counter(emitted)
+            marked: tuple[Any, ...] = self._marked or (0, 0, 0, Counter(), Counter(), Counter())
+            read, windowed, duplicates, invalid, late, emitted = marked
+            if self.reads_rewind:
+                self.read, self.invalid = read, Counter(invalid)
+            self.windowed, self.duplicates = windowed, duplicates
+            self.late, self.emitted = Counter(late), Counter(emitted)
 
     def snapshot(self) -> dict[str, object]:
         with self._lock:

@@ -26,12 +26,15 @@ from typing import Any
 from quixstreams import Application
 from quixstreams.context import message_context
 from quixstreams.kafka.configuration import ConnectionConfig
+from quixstreams.models import Topic
+from quixstreams.models.topics import TopicManager
 from quixstreams.sinks import BaseSink, SinkBackpressureError
 from quixstreams.state import State
 
 from freshet.features.definitions import FeatureView, Source
 from freshet.features.errors import PipelineError
 from freshet.features.log_store import RootLike
+from freshet.infra.topics import cluster_metadata
 from freshet.pipelines.broker_quirks import correct_watermarks_on_tansu
 from freshet.pipelines.decode import (
     DEFAULT_MAX_EVENT_AHEAD_MS,
@@ -42,6 +45,7 @@ from freshet.pipelines.decode import (
 )
 from freshet.pipelines.online_sink import OnlineStoreUnavailable
 from freshet.pipelines.outputs import OperatorOutputs, make_outputs
+from freshet.pipelines.rekey_stage import RekeyStage, repartition_topic_name
 from freshet.pipelines.run_defaults import DEFAULT_COMMIT_INTERVAL_S
 from freshet.pipelines.stats import PipelineStats
 from freshet.pipelines.tiles import EmittedValue, KeyState, LateReport, SourceOperator
@@ -88,8 +92,11 @@ class Pipeline:
     consumer_group: str
     topics: list[str]  # every topic the group consumes: the source and, when re-keying, the repartition topic
     closers: list[Any] = field(default_factory=list)
+    stage: RekeyStage | None = None  # reads the source when re-keying outside Quix (pipelines.rekey_stage)
 
     def close(self) -> None:
+        if self.stage is not None:
+            self.stage.stop()
         self.outputs.close()
         for close in self.closers:
             close()
@@ -201,18 +208,47 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
     outputs = make_outputs(views, kafka, stats, redis_url=config.redis_url, offline_root=config.offline_root,
                            roll_rows=config.parquet_roll_rows, roll_seconds=config.parquet_roll_seconds)
     topic = app.topic(source.topic, value_deserializer="bytes", key_deserializer="bytes")
-    sdf = app.dataframe(topic)
-    sdf = sdf.apply(_decoder(source, outputs, stats, config.max_event_ahead_ms,
-                             check_key=None if config.rekey else views[0].entity_key), metadata=True, expand=True)
-    if config.rekey:
-        key_field = views[0].entity_key
-        sdf = sdf.group_by(lambda v: str(v[key_field]), name=f"rekey_{key_field}")
+    key_field = views[0].entity_key
+    stage = None
+    if config.rekey and _stage_rekeys(kafka, config, source.topic, key_field, topic):
+        # the stage reads the source; the application, the repartition topic it writes (group_by's, by name,
+        # partitions, replication and retention)
+        stage = RekeyStage(source, key_field, kafka, config.consumer_group,
+                           repartition_topic_name(config.consumer_group, source.topic, key_field), stats,
+                           max_ahead_ms=config.max_event_ahead_ms, auto_offset_reset=config.auto_offset_reset,
+                           session_timeout_ms=config.session_timeout_ms, fetch_wait_max_ms=config.fetch_wait_max_ms,
+                           extra_consumer_config=config.extra_consumer_config, on_failure=app.stop)
+        stats.reads_rewind = False
+        sdf = app.dataframe(app.topic(stage.topic, value_deserializer="json", key_deserializer="json",
+                                      config=TopicManager.derive_topic_config([topic])))
+    else:
+        sdf = app.dataframe(topic)
+        sdf = sdf.apply(_decoder(source, outputs, stats, config.max_event_ahead_ms,
+                                 check_key=None if config.rekey else key_field), metadata=True, expand=True)
+        if config.rekey:
+            sdf = sdf.group_by(lambda v: str(v[key_field]), name=f"rekey_{key_field}")
     step = OperatorStep(SourceOperator(views), outputs, stats, config.seed_states)
     sdf = sdf.apply(step, stateful=True, expand=True)
     sdf.sink(OperatorSink(outputs, step, stats))
     topics = sorted({t.name for t in sdf.topics} | {source.topic})
     return Pipeline(app, source, views, stats, outputs, dict(config.kafka_config), config.consumer_group, topics,
-                    [remove_quirk] if remove_quirk else [])
+                    [remove_quirk] if remove_quirk else [], stage)
+
+
+def _stage_rekeys(kafka: dict[str, Any], config: PipelineConfig, source_topic: str, key_field: str,
+                  topic: Topic) -> bool:
+    """Whether the re-key stage does the hop (else Quix's group_by, as before 0.5): not with
+    --exactly-once (the stage does not produce in Kafka transactions), not for a one-partition source
+    (group_by re-keys it in place, no hop), and not for a group whose window state group_by built (its
+    changelog exists: that state lives under group_by's stream, which the stage's would not find)."""
+    if config.exactly_once or (topic.broker_config.num_partitions or 1) <= 1:
+        return False
+    old_state = f"changelog__{config.consumer_group}--repartition.{source_topic}.rekey_{key_field}--"
+    if any(name.startswith(old_state) for name in cluster_metadata(kafka, timeout_s=15).topics):
+        log.info("group %s keeps re-keying with Quix Streams' group_by: its window state was built that way "
+                 "(`freshet reset` and a new run switch it to the re-key stage)", config.consumer_group)
+        return False
+    return True
 
 
 def _make_app(kafka: dict[str, Any], config: PipelineConfig) -> Application:

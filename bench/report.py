@@ -223,7 +223,8 @@ NOTES = [
     "checks instead of full schema validation, has no dead-letter or late topics and no sink; Freshet "
     "writes to Redis (newer-wins Lua script per entity, batched) and to Parquet (replay: Parquet only).",
     "- Freshness includes producer batching (linger 5 ms), broker, consume, the re-key hop "
-    "(rekey=True: produce to and consume from the repartition topic, linger 10 ms), processing, the "
+    "(rekey=True: the re-key stage reads the source and writes the repartition topic, linger 5 ms, "
+    "which the application reads), processing, the "
     "Redis writer's batching (at most 20 ms) and the 5 ms polling step, with the producer, the "
     "pipeline, the broker and Redis on the same machine.",
     "- At a rate above what one pipeline process sustains on this machine the freshness figure is "

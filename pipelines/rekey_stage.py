@@ -95,7 +95,12 @@ class RekeyStage:
             consumer.subscribe([self._source.topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
             last_commit = time.monotonic()
             while not self._stop.is_set():
-                messages = consumer.consume(BATCH, timeout=POLL_S)
+                # what is queued, at once; else wait for the next record (consume(n, timeout) would wait
+                # for n records or the whole timeout: up to POLL_S more latency at a steady rate)
+                messages = consumer.consume(BATCH, timeout=0)
+                if not messages:
+                    msg = consumer.poll(POLL_S)
+                    messages = [] if msg is None else [msg]
                 for msg in messages:
                     self._route(msg)
                 self._producer.poll(0)

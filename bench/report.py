@@ -223,7 +223,7 @@ NOTES = [
     "checks instead of full schema validation, has no dead-letter or late topics and no sink; Freshet "
     "writes to Redis (newer-wins Lua script per entity, batched) and to Parquet (replay: Parquet only).",
     "- Freshness includes producer batching (linger 5 ms), broker, consume, the re-key hop "
-    "(rekey=True: the re-key stage reads the source and writes the repartition topic, linger 5 ms, "
+    "(rekey=True: the re-key stage (a child process) reads the source and writes the repartition topic, linger 5 ms, "
     "which the application reads), processing, the "
     "Redis writer's batching (at most 20 ms) and the 5 ms polling step, with the producer, the "
     "pipeline, the broker and Redis on the same machine.",

@@ -1,49 +1,41 @@
-"""The re-key stage: source records to the repartition topic, keyed by entity, beside the Quix application.
+"""The re-key stage: source records to the repartition topic, keyed by entity, in a process of its own.
 
 Quix Streams' ``group_by`` sends every record through the application's per-message path twice (the
 source record, then its repartition record): on the example views that cost 34 us more per event than
-trusting the message key (bench/RESULTS.md, 01:55), more than the window operator itself. This stage
-does the first half with plain confluent-kafka calls on a thread of its own: it reads the source in
-batches, decodes and validates each record (invalid ones to ``<topic>.dlq``, as the live decode step
-does), and produces each valid event to the repartition topic exactly as ``group_by`` would have: the
-key as JSON text of the entity, the event (with its event time and source position) as JSON, the
-record's timestamp and headers, Quix's partitioner (murmur2). The Quix application then reads only
-the repartition topic. Written by hand because neither library has this step: Quix's own sources run
-one record at a time and keep their offsets in a group of their own; this one is plain plumbing.
+trusting the message key (bench/RESULTS.md, 01:55), more than the window operator itself. The stage
+does the first half with plain confluent-kafka calls (:mod:`freshet.pipelines.rekey_router`) in a child
+process, so it runs on another core than the application's one interpreter; the Quix application reads
+only the repartition topic, which the router writes exactly as ``group_by`` would.
 
-Guarantees, as ``group_by``'s: the stage's consumer is a member of the run's consumer group subscribed
-to the source (so the group's committed source offsets, its lag, ``reset`` and the replay handover are
-unchanged); it commits source offsets only after the broker acknowledged every repartition record and
-dead letter before them (at least once: a record routed twice after a crash is skipped by the
-operator, which knows each key's last source offset per partition). A failure it cannot retry stops
-the run with the error.
+Guarantees, as ``group_by``'s: the router's consumer is a member of the run's consumer group (the
+group's committed source offsets, its lag, ``reset`` and the replay handover are unchanged); it commits
+source offsets only after the broker acknowledged what it wrote (at least once: a record routed twice
+after a crash is skipped by the operator, which knows each key's last source offset per partition).
+The router ignores SIGINT/SIGTERM (the run stops it after its own last checkpoint) and stops on its own
+when the run's process is gone. It sends its counts (records read, invalid ones by reason) to the
+run's :class:`~freshet.pipelines.stats.PipelineStats`; an error stops the run with it.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import queue
+import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-
-from freshet.features.definitions import Source
 from freshet.features.errors import PipelineError
-from freshet.pipelines.decode import SOURCE_OFFSET_FIELD, SOURCE_PARTITION_FIELD, EventDecoder, InvalidEvent
-from freshet.pipelines.offsets import consumer_config
-from freshet.pipelines.side_outputs import SideOutputs
+from freshet.pipelines.rekey_router import RekeyRouter, RouterSettings
 from freshet.pipelines.stats import PipelineStats
 
 log = logging.getLogger(__name__)
-BATCH = 2_000
-POLL_S = 0.1
-COMMIT_EVERY_S = 1.0  # at most; and as soon as the source is drained
-FLUSH_TIMEOUT_S = 30.0
-REBALANCING = (KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID,
-               KafkaError._NO_OFFSET)
+REPORT_EVERY_S = 0.2
+STOP_TIMEOUT_S = 45.0  # the router's last flush may wait FLUSH_TIMEOUT_S for the broker
 
 
 def repartition_topic_name(group: str, source_topic: str, entity_key: str) -> str:
@@ -52,141 +44,93 @@ def repartition_topic_name(group: str, source_topic: str, entity_key: str) -> st
 
 
 class RekeyStage:
-    def __init__(self, source: Source, entity_key: str, kafka_config: dict[str, Any], group: str, topic: str,
-                 stats: PipelineStats, *, max_ahead_ms: int, auto_offset_reset: str, session_timeout_ms: int,
-                 fetch_wait_max_ms: int, commit_every_s: float = COMMIT_EVERY_S,
-                 extra_consumer_config: dict[str, Any] | None = None,
+    """The run's handle on the router process."""
+
+    def __init__(self, settings: RouterSettings, stats: PipelineStats,
                  on_failure: Callable[[], None] | None = None) -> None:
-        """``on_failure``: called once the stage stopped on an error (the run then stops: see ``error``)."""
-        self.topic = topic
-        self.error: BaseException | None = None
-        self._source = source
-        self._entity = entity_key
+        """``on_failure``: called once when the router stopped on an error (the run then stops; ``error``
+        says why)."""
+        self.topic = settings.topic
+        self.error: PipelineError | None = None
+        self._settings = settings
         self._stats = stats
-        self._decoder = EventDecoder(source, max_ahead_ms)
-        self._side = SideOutputs(source, kafka_config, stats)
-        self._commit_every = commit_every_s
         self._on_failure = on_failure
-        self._consumer_config = consumer_config(kafka_config, group, extra={
-            "auto.offset.reset": auto_offset_reset, "session.timeout.ms": session_timeout_ms,
-            "fetch.wait.max.ms": fetch_wait_max_ms, "partition.assignment.strategy": "range",  # as Quix's members
-            **(extra_consumer_config or {})})
-        self._producer = Producer({**kafka_config, "linger.ms": 5, "partitioner": "murmur2",
-                                   "enable.idempotence": True})
-        self._delivery_errors: list[str] = []
-        self._positions: dict[int, int] = {}  # source partition -> next offset routed, not yet committed
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="freshet-rekey", daemon=True)
+        context = multiprocessing.get_context("spawn")  # the run's threads and Kafka clients stay behind
+        self._stop = context.Event()
+        self._updates: Any = context.Queue()
+        self._process = context.Process(target=route, name="freshet-rekey", daemon=True,
+                                        args=(settings, self._stop, self._updates, os.getpid()))
+        self._relay = threading.Thread(target=self._receive, name="freshet-rekey-relay", daemon=True)
+        self._stopping = False
 
     def start(self) -> None:
-        self._thread.start()
+        self._process.start()
+        self._relay.start()
 
-    def stop(self, timeout_s: float = FLUSH_TIMEOUT_S + 5) -> None:
-        """Stop reading; what was routed is flushed and committed."""
+    def stop(self) -> None:
+        """Stop the router; what it routed is flushed and committed first, its last counts taken."""
+        if self._stopping:
+            return
+        self._stopping = True
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
-        self._side.close()
+        if self._process.pid is None:
+            return
+        self._process.join(STOP_TIMEOUT_S)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(5)
+            self._fail(f"the re-key router did not stop within {STOP_TIMEOUT_S:.0f}s and was terminated; what it "
+                       "routed since its last commit is routed again by the next run")
+        self._relay.join(5)
 
-    def _run(self) -> None:
-        consumer: Consumer | None = None
-        try:
-            consumer = Consumer(self._consumer_config)
-            consumer.subscribe([self._source.topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
-            last_commit = time.monotonic()
-            while not self._stop.is_set():
-                # what is queued, at once; else wait for the next record (consume(n, timeout) would wait
-                # for n records or the whole timeout: up to POLL_S more latency at a steady rate)
-                messages = consumer.consume(BATCH, timeout=0)
-                if not messages:
-                    msg = consumer.poll(POLL_S)
-                    messages = [] if msg is None else [msg]
-                for msg in messages:
-                    self._route(msg)
-                self._producer.poll(0)
-                now = time.monotonic()
-                if self._positions and (not messages or now - last_commit >= self._commit_every):
-                    self._commit(consumer)
-                    last_commit = now
-            self._commit(consumer)
-        except BaseException as exc:  # the run must not go on without its input: stop it, saying why
-            self.error = exc
-            log.error("the re-key stage stopped: %s", exc)
+    def _receive(self) -> None:
+        while True:
+            try:
+                item = self._updates.get(timeout=0.2)
+            except queue.Empty:
+                if self._process.is_alive():
+                    continue
+                if not self._stopping:
+                    self._fail(f"the re-key router process ended unexpectedly (exit code {self._process.exitcode})")
+                return
+            if item[0] == "counts":
+                with self._stats._lock:
+                    self._stats.read, self._stats.invalid = item[1], Counter(item[2])
+            elif item[0] == "error":
+                self._fail(item[1])
+            elif item[0] == "done":
+                return
+
+    def _fail(self, message: str) -> None:
+        if self.error is None:
+            self.error = PipelineError(message)
+            log.error("%s", message)
             if self._on_failure is not None:
                 self._on_failure()
-        finally:
-            if consumer is not None:
-                consumer.close()
 
-    def _route(self, msg: Message) -> None:
-        error = msg.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                return
-            if not error.retriable():
-                raise PipelineError(f"reading {self._source.topic}: {error}")
-            log.warning("reading %s: %s (retrying)", self._source.topic, error)
-            return
-        partition, offset = msg.partition(), msg.offset()
-        raw = msg.value()
-        kind, record_ts = msg.timestamp()
-        stats = self._stats
-        stats.read += 1
-        try:
-            event = self._decoder.decode(raw, record_ts if kind else None)
-        except InvalidEvent as exc:
-            self._side.dead_letter(raw, msg.key(), exc.reason, exc.detail, partition, offset)
-        else:
-            event[SOURCE_PARTITION_FIELD] = partition
-            event[SOURCE_OFFSET_FIELD] = offset
-            produce_args: dict[str, Any] = {"key": orjson.dumps(str(event[self._entity])),
-                                            "on_delivery": self._delivered}
-            if kind:
-                produce_args["timestamp"] = record_ts
-            headers = msg.headers()
-            if headers:
-                produce_args["headers"] = headers
-            try:
-                self._producer.produce(self.topic, orjson.dumps(event), **produce_args)
-            except BufferError:  # the producer's queue is full: let it drain, then produce
-                self._producer.flush(FLUSH_TIMEOUT_S)
-                self._producer.produce(self.topic, orjson.dumps(event), **produce_args)
-        self._positions[partition] = offset + 1
 
-    def _delivered(self, err: Any, _msg: Any) -> None:
-        if err is not None:
-            self._delivery_errors.append(str(err))
+def route(settings: RouterSettings, stop: Any, updates: Any, parent: int) -> None:
+    """The router process: route until the run says stop (or is gone), reporting counts on the way."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run stops it after its own last checkpoint
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="freshet-rekey: %(message)s")
+    stats = PipelineStats()
+    reported = [0.0]
 
-    def _commit(self, consumer: Consumer, partitions: list[int] | None = None) -> None:
-        """Commit the routed positions (of ``partitions``, or all) once the broker holds what was routed."""
-        positions = dict(self._positions) if partitions is None else {
-            p: o for p, o in self._positions.items() if p in partitions}
-        if not positions:
-            return
-        left = self._producer.flush(FLUSH_TIMEOUT_S)
-        if left or self._delivery_errors:
-            raise PipelineError(f"the repartition topic {self.topic} did not take {left} record(s) within "
-                                f"{FLUSH_TIMEOUT_S:.0f}s: {'; '.join(self._delivery_errors[:3]) or 'timed out'}; "
-                                "nothing was committed: a restart routes them again")
-        self._side.flush()  # raises when a dead letter was not delivered
-        try:
-            consumer.commit(offsets=[TopicPartition(self._source.topic, p, o) for p, o in positions.items()],
-                            asynchronous=False)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and error.code() in REBALANCING:
-                log.debug("commit deferred (the group is rebalancing): %s", error)
-                return  # kept: committed at the next try, or routed again by the partition's next owner
-            raise
-        for p in positions:
-            del self._positions[p]
+    def report(force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - reported[0] >= REPORT_EVERY_S:
+            updates.put(("counts", stats.read, dict(stats.invalid)))
+            reported[0] = now
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Before another member owns them: what was routed from them is committed."""
-        if self.error is None:
-            self._commit(consumer, [tp.partition for tp in partitions])
+    def should_stop() -> bool:
+        return bool(stop.is_set()) or os.getppid() != parent
 
-    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Lost without a chance to commit: the new owner routes them again (skipped as duplicates)."""
-        for tp in partitions:
-            self._positions.pop(tp.partition, None)
+    try:
+        RekeyRouter(settings, stats, should_stop, report).run()
+    except BaseException as exc:  # noqa: BLE001 - whatever stopped it goes to the run, which stops too
+        report(force=True)
+        updates.put(("error", f"the re-key router stopped: {type(exc).__name__}: {exc}"))
+        return
+    report(force=True)
+    updates.put(("done",))

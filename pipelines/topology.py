@@ -45,6 +45,7 @@ from freshet.pipelines.decode import (
 )
 from freshet.pipelines.online_sink import OnlineStoreUnavailable
 from freshet.pipelines.outputs import OperatorOutputs, make_outputs
+from freshet.pipelines.rekey_router import RouterSettings
 from freshet.pipelines.rekey_stage import RekeyStage, repartition_topic_name
 from freshet.pipelines.run_defaults import DEFAULT_COMMIT_INTERVAL_S
 from freshet.pipelines.stats import PipelineStats
@@ -213,11 +214,12 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
     if config.rekey and _stage_rekeys(kafka, config, source.topic, key_field, topic):
         # the stage reads the source; the application, the repartition topic it writes (group_by's, by name,
         # partitions, replication and retention)
-        stage = RekeyStage(source, key_field, kafka, config.consumer_group,
-                           repartition_topic_name(config.consumer_group, source.topic, key_field), stats,
-                           max_ahead_ms=config.max_event_ahead_ms, auto_offset_reset=config.auto_offset_reset,
-                           session_timeout_ms=config.session_timeout_ms, fetch_wait_max_ms=config.fetch_wait_max_ms,
-                           extra_consumer_config=config.extra_consumer_config, on_failure=app.stop)
+        stage = RekeyStage(RouterSettings(
+            source, key_field, kafka, config.consumer_group,
+            repartition_topic_name(config.consumer_group, source.topic, key_field),
+            max_ahead_ms=config.max_event_ahead_ms, auto_offset_reset=config.auto_offset_reset,
+            session_timeout_ms=config.session_timeout_ms, fetch_wait_max_ms=config.fetch_wait_max_ms,
+            extra_consumer_config=dict(config.extra_consumer_config)), stats, on_failure=app.stop)
         stats.reads_rewind = False
         sdf = app.dataframe(app.topic(stage.topic, value_deserializer="json", key_deserializer="json",
                                       config=TopicManager.derive_topic_config([topic])))

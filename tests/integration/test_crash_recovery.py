@@ -78,6 +78,19 @@ def card_topic(servers: Servers, tmp_path: Path, topic: str, *, events: int, see
     return repo, list(Registry.load(repo).views.values())
 
 
+def children_of(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # fields after the name: state, ppid, ...
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_sigkill_then_restart_loses_and_duplicates_nothing(servers: Servers, unique: str, tmp_path: Path) -> None:
     repo, views = card_topic(servers, tmp_path, f"crash-{unique}", events=16_000, seed=11)
 
@@ -91,8 +104,15 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(servers: Servers, uni
         time.sleep(0.05)
     time.sleep(0.7)  # a few more checkpoints, then kill mid-stream
     assert first.poll() is None, "the run ended before it could be killed mid-stream"
+    children = children_of(first.pid)  # the re-key router's process
+    assert children, "the run re-keys in a process of its own"
     first.send_signal(signal.SIGKILL)
     first.wait(10)
+    # the router notices that its run is gone and ends (else it would keep the group's source partitions)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+        time.sleep(0.1)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "the re-key router outlived its run"
     rows_at_kill = sum(len(read_log(crash_root / "offline", v)) for v in views)
     assert rows_at_kill > 0
 

@@ -1,4 +1,4 @@
-"""The re-key stage (pipelines.rekey_stage) on the real broker.
+"""The re-key stage (pipelines.rekey_stage, pipelines.rekey_router) on the real broker.
 
 - Wire compatibility: for the same source records, the stage writes the repartition topic exactly as
   Quix Streams' group_by does (partition, key, value, timestamp per record), so either can read what the

@@ -88,8 +88,8 @@ class PendingEvents:
 
     def __init__(self, cap: int = MAX_ONLINE_EVENTS) -> None:
         self.cap = cap
-        # by (id of the view: the run's views live as long as it, entity)
-        self.writes: dict[tuple[int, Any], EventsWrite] = {}
+        # by (id of the view: each write holds its view, entity's class (1 and 1.0 are two entities), entity)
+        self.writes: dict[tuple[int, type, Any], EventsWrite] = {}
         self.count = 0
         self._views: dict[tuple[str, int], tuple[int, int]] = {}  # (view, version) -> retention, expire
 
@@ -98,7 +98,7 @@ class PendingEvents:
 
     def add(self, view: FeatureView, entity: Any, ts: int, first_start: int, partition: int, offset: int,
             values: list[Any]) -> None:
-        write = self.writes.get((id(view), entity)) or self._write(view, entity)
+        write = self.writes.get((id(view), entity.__class__, entity)) or self._write(view, entity)
         position = (partition, offset)
         if position not in write.members:
             write.members[position] = (ts, first_start, values)
@@ -111,7 +111,7 @@ class PendingEvents:
         writes = self.writes
         for view_i, entity, ts, first_start, event, partition, offset in records:
             view, columns = accepting[view_i]
-            write = writes.get((id(view), entity)) or self._write(view, entity)
+            write = writes.get((id(view), entity.__class__, entity)) or self._write(view, entity)
             members = write.members
             position = (partition, offset)
             if position not in members:
@@ -122,7 +122,7 @@ class PendingEvents:
         limits = self._views.get((view.name, view.version))
         if limits is None:
             limits = self._views[(view.name, view.version)] = (retention_ms(view), expire_ms(view))
-        write = self.writes[(id(view), entity)] = EventsWrite(view, entity, *limits)
+        write = self.writes[(id(view), entity.__class__, entity)] = EventsWrite(view, entity, *limits)
         return write
 
     def merge(self, other: PendingEvents) -> None:

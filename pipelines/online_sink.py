@@ -71,6 +71,7 @@ class RedisOnlineWriter:
             pass  # an outage at start: the first writes back off until Redis answers
         self._sha: str | None = None
         self._events_sha: str | None = None
+        self._by_tag = False  # set when the server refused a call with keys of several slots
         self._batch_size = batch_size
         self._max_delay = max_delay_s
         self._clock = clock
@@ -248,10 +249,11 @@ class RedisOnlineWriter:
         cost on both ends. A script cache emptied by a restart (NOSCRIPT) is refilled and the writes sent
         again (idempotent: newer wins, and events already in their set are not added twice)."""
         pool = client.connection_pool
-        cluster = self._cluster
-        value_calls = call_groups(writes, _write_key, cluster=cluster, max_keys=VALUE_KEYS_PER_CALL)
-        event_calls = event_groups(event_writes, cluster=cluster) if event_writes else []
         for attempt in range(2):
+            # a Redis Cluster (or a proxy in front of shards, learnt from its CROSSSLOT): one hash tag per call
+            by_tag = self._cluster or self._by_tag
+            value_calls = call_groups(writes, _write_key, cluster=by_tag, max_keys=VALUE_KEYS_PER_CALL)
+            event_calls = event_groups(event_writes, cluster=by_tag) if event_writes else []
             if attempt or self._sha is None:
                 self._sha = client.script_load(NEWER_WINS_LUA)
             if event_writes and (attempt or self._events_sha is None):
@@ -288,6 +290,11 @@ class RedisOnlineWriter:
                 self.applied += applied
                 self.events_added += added
                 return
+            if attempt == 0 and not by_tag and "CROSSSLOT" in str(failure):
+                log.info("Redis at %s refuses keys of several slots in one call (a sharding proxy): writing one "
+                         "entity per call from now on", self._url)
+                self._by_tag = True
+                continue
             if isinstance(failure, redis.exceptions.NoScriptError) and attempt == 0:
                 # an empty script cache: this Redis restarted (or was flushed with SCRIPT FLUSH) since the
                 # last batch, maybe empty: have the guard check its markers before the next batch (it

@@ -113,13 +113,10 @@ class RekeyRouter:
 
     def _route(self, msg: Message) -> None:
         error = msg.error()
-        if error is not None:
+        if error is not None:  # as Quix's consumers do: an error on a message stops the run
             if error.code() == KafkaError._PARTITION_EOF:
                 return
-            if not error.retriable():
-                raise PipelineError(f"reading {self._source.topic}: {error}")
-            log.warning("reading %s: %s (retrying)", self._source.topic, error)
-            return
+            raise PipelineError(f"reading {self._source.topic}: {error}")
         partition, offset = msg.partition(), msg.offset()
         raw = msg.value()
         kind, record_ts = msg.timestamp()
@@ -163,14 +160,18 @@ class RekeyRouter:
                                 "nothing was committed: a restart routes them again")
         self._side.flush()  # raises when a dead letter was not delivered
         try:
-            consumer.commit(offsets=[TopicPartition(self._source.topic, p, o) for p, o in positions.items()],
-                            asynchronous=False)
+            committed = consumer.commit(offsets=[TopicPartition(self._source.topic, p, o)
+                                                 for p, o in positions.items()], asynchronous=False)
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             if isinstance(error, KafkaError) and error.code() in REBALANCING:
                 log.debug("commit deferred (the group is rebalancing): %s", error)
                 return  # kept: committed at the next try, or routed again by the partition's next owner
             raise
+        failed = [tp for tp in committed or [] if tp.error is not None]
+        if failed:
+            raise PipelineError(f"committing {self._source.topic} offsets failed: "
+                                + "; ".join(f"partition {tp.partition}: {tp.error}" for tp in failed))
         for p in positions:
             del self._positions[p]
 
@@ -178,6 +179,8 @@ class RekeyRouter:
         """Before another member owns them: what was routed from them is committed."""
         if self.error is None:
             self._commit(consumer, [tp.partition for tp in partitions])
+        for tp in partitions:  # no longer this member's, committed or not (a deferred commit must not land)
+            self._positions.pop(tp.partition, None)
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Lost without a chance to commit: the new owner routes them again (skipped as duplicates)."""

@@ -62,8 +62,11 @@ class RekeyStage:
                                         args=(settings, self._stop, self._updates, os.getpid()))
         self._relay = threading.Thread(target=self._receive, name="freshet-rekey-relay", daemon=True)
         self._stopping = False
+        self._base: tuple[int, Counter[str]] = (0, Counter())  # the run's counts before this stage started
 
     def start(self) -> None:
+        with self._stats._lock:  # a restarted run keeps counting from where the last attempt was
+            self._base = (self._stats.read, Counter(self._stats.invalid))
         self._process.start()
         self._relay.start()
 
@@ -73,40 +76,45 @@ class RekeyStage:
             return
         self._stopping = True
         self._stop.set()
-        if self._process.pid is None:
+        if self._process.pid is None:  # never started
+            self._updates.close()
             return
         self._process.join(STOP_TIMEOUT_S)
-        if self._process.is_alive():
-            self._process.terminate()
+        if self._process.is_alive():  # it ignores SIGTERM (see route): kill it
+            self._process.kill()
             self._process.join(5)
-            self._fail(f"the re-key router did not stop within {STOP_TIMEOUT_S:.0f}s and was terminated; what it "
+            self._fail(f"the re-key router did not stop within {STOP_TIMEOUT_S:.0f}s and was killed; what it "
                        "routed since its last commit is routed again by the next run")
         self._relay.join(5)
 
     def _receive(self) -> None:
-        while True:
+        done = False
+        while not (done or self._stopping and not self._process.is_alive() and self._updates.empty()):
+            if self.error is not None and not self._stopping and self._on_failure is not None:
+                # again until the run stops: a stop asked for while the application starts is forgotten
+                self._on_failure()
             try:
                 item = self._updates.get(timeout=0.2)
             except queue.Empty:
-                if self._process.is_alive():
-                    continue
-                if not self._stopping:
+                if not self._process.is_alive() and not self._stopping and self.error is None:
                     self._fail(f"the re-key router process ended unexpectedly (exit code {self._process.exitcode})")
-                return
+                continue
             if item[0] == "counts":
+                read, invalid = self._base
                 with self._stats._lock:
-                    self._stats.read, self._stats.invalid = item[1], Counter(item[2])
+                    self._stats.read, self._stats.invalid = read + item[1], invalid + Counter(item[2])
             elif item[0] == "error":
                 self._fail(item[1])
             elif item[0] == "done":
-                return
+                done = True
+        if not done and self.error is None:
+            log.warning("the re-key router ended without its last report (exit code %s); what it routed since "
+                        "its last commit is routed again by the next run", self._process.exitcode)
 
     def _fail(self, message: str) -> None:
         if self.error is None:
             self.error = PipelineError(message)
             log.error("%s", message)
-            if self._on_failure is not None:
-                self._on_failure()
 
 
 def route(settings: RouterSettings, stop: Any, updates: Any, parent: int) -> None:
@@ -114,6 +122,7 @@ def route(settings: RouterSettings, stop: Any, updates: Any, parent: int) -> Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run stops it after its own last checkpoint
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="freshet-rekey: %(message)s")
+    updates.cancel_join_thread()  # never block on exit writing to a parent that is gone
     stats = PipelineStats()
     reported = [0.0]
 

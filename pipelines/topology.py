@@ -34,7 +34,6 @@ from quixstreams.state import State
 from freshet.features.definitions import FeatureView, Source
 from freshet.features.errors import PipelineError
 from freshet.features.log_store import RootLike
-from freshet.infra.topics import cluster_metadata
 from freshet.pipelines.broker_quirks import correct_watermarks_on_tansu
 from freshet.pipelines.decode import (
     DEFAULT_MAX_EVENT_AHEAD_MS,
@@ -69,6 +68,7 @@ class PipelineConfig:
     auto_offset_reset: str = "earliest"
     commit_interval_s: float = DEFAULT_COMMIT_INTERVAL_S
     rekey: bool = True
+    rekey_stage: bool = True  # re-key in the stage process (pipelines.rekey_stage), else with Quix's group_by
     exactly_once: bool = False
     session_timeout_ms: int = 6000
     # tansu answers a fetch only after fetch.wait.max.ms (librdkafka default 500 ms) even when data
@@ -211,7 +211,8 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
     topic = app.topic(source.topic, value_deserializer="bytes", key_deserializer="bytes")
     key_field = views[0].entity_key
     stage = None
-    if config.rekey and _stage_rekeys(kafka, config, source.topic, key_field, topic):
+    stats.reads_rewind = True
+    if config.rekey and _stage_rekeys(config, topic):
         # the stage reads the source; the application, the repartition topic it writes (group_by's, by name,
         # partitions, replication and retention)
         stage = RekeyStage(RouterSettings(
@@ -220,7 +221,7 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
             max_ahead_ms=config.max_event_ahead_ms, auto_offset_reset=config.auto_offset_reset,
             session_timeout_ms=config.session_timeout_ms, fetch_wait_max_ms=config.fetch_wait_max_ms,
             extra_consumer_config=dict(config.extra_consumer_config)), stats, on_failure=app.stop)
-        stats.reads_rewind = False
+        stats.reads_rewind = False  # the stage's counts are not rewound with the application's input
         sdf = app.dataframe(app.topic(stage.topic, value_deserializer="json", key_deserializer="json",
                                       config=TopicManager.derive_topic_config([topic])))
     else:
@@ -237,20 +238,12 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
                     [remove_quirk] if remove_quirk else [], stage)
 
 
-def _stage_rekeys(kafka: dict[str, Any], config: PipelineConfig, source_topic: str, key_field: str,
-                  topic: Topic) -> bool:
-    """Whether the re-key stage does the hop (else Quix's group_by, as before 0.5): not with
-    --exactly-once (the stage does not produce in Kafka transactions), not for a one-partition source
-    (group_by re-keys it in place, no hop), and not for a group whose window state group_by built (its
-    changelog exists: that state lives under group_by's stream, which the stage's would not find)."""
-    if config.exactly_once or (topic.broker_config.num_partitions or 1) <= 1:
-        return False
-    old_state = f"changelog__{config.consumer_group}--repartition.{source_topic}.rekey_{key_field}--"
-    if any(name.startswith(old_state) for name in cluster_metadata(kafka, timeout_s=15).topics):
-        log.info("group %s keeps re-keying with Quix Streams' group_by: its window state was built that way "
-                 "(`freshet reset` and a new run switch it to the re-key stage)", config.consumer_group)
-        return False
-    return True
+def _stage_rekeys(config: PipelineConfig, topic: Topic) -> bool:
+    """Whether the re-key stage does the hop (else Quix's group_by): not when the config says so, not with
+    --exactly-once (the stage does not produce in Kafka transactions) and not for a one-partition source
+    (group_by re-keys it in place, no hop). Either way the application's stateful step reads the same
+    topic under the same stream, so a group's window state carries over from one to the other."""
+    return config.rekey_stage and not config.exactly_once and (topic.broker_config.num_partitions or 1) > 1
 
 
 def _make_app(kafka: dict[str, Any], config: PipelineConfig) -> Application:

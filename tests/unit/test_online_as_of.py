@@ -100,6 +100,6 @@ def test_pending_events_are_a_set() -> None:
     pending = failed.empty()
     pending.add(sli, "e", 7, 7, 0, 3, ["c", 2.0])
     pending.merge(failed)
-    assert len(pending) == 3 and len(pending.writes[(id(sli), "e")].members) == 2
-    packed = pending.writes[(id(sli), "e")].packed("abc", 10_000)
+    assert len(pending) == 3 and len(pending.writes[(id(sli), str, "e")].members) == 2
+    packed = pending.writes[(id(sli), str, "e")].packed("abc", 10_000)
     assert packed.startswith(b"*13\r\n$7\r\nEVALSHA\r\n")  # sha, 2, 2 keys, cap, retention, expiry, 2, 2 pairs

@@ -6,7 +6,10 @@ that changed is written whole to a temporary name and renamed over
 ``part-<partition>-<first offset>.parquet`` (on S3: a copy to the final key, where an object
 appears whole or not at all; see :mod:`freshet.features.log_store`); a part is closed (dropped from
 memory) once it holds ``roll_rows`` rows or is ``roll_seconds`` old, so a long
-run makes few, large files.
+run makes few, large files. The rewrite is paid on the checkpoint, which holds up the input: so a
+writer whose open parts hold more than ``max_open_rows`` rows after a checkpoint closes its largest
+ones (at 5,000 values/s over 16 open parts, they reached 100,000 rows in 20 s and the checkpoint's
+pause grew with them, to ~170 ms; it would have kept growing for the whole ``roll_seconds``).
 
 After a crash the pipeline reprocesses from the last committed offsets and,
 being deterministic, emits again exactly the rows flushed after that commit:
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _DAY_MS = 86_400_000  # a log date's length (offline_layout.date_of)
+MAX_OPEN_ROWS = 50_000  # per writer (a view's log): what a checkpoint rewrites at most, about 25-50 ms
 
 
 @dataclass
@@ -73,13 +77,17 @@ class ParquetLogWriter:
     identity_columns: tuple[int, ...] = (0, 2, 3, -3, -2)
 
     def __init__(self, root: LogRoot | str | Path, view: FeatureView, *, roll_rows: int = 100_000,
-                 roll_seconds: float = 120.0, clock: Callable[[], float] = time.monotonic,
+                 roll_seconds: float = 120.0, max_open_rows: int = MAX_OPEN_ROWS,
+                 clock: Callable[[], float] = time.monotonic,
                  compression: str = "zstd") -> None:
         self.root = open_log_root(root)
         self.view = view
         self.schema = self._schema()
         self._roll_rows = roll_rows
         self._roll_seconds = roll_seconds
+        if max_open_rows < 1:
+            raise ValueError(f"max_open_rows {max_open_rows} is out of range: allowed 1 or more")
+        self._max_open_rows = max_open_rows
         self._clock = clock
         self._compression = compression
         self._open: dict[tuple[int, int, str], OpenPart] = {}
@@ -188,9 +196,22 @@ class ParquetLogWriter:
                 part.pending = self._columns()
             if part.rows >= self._roll_rows or now - part.opened_at >= self._roll_seconds:
                 del self._open[key]
+        self._close_largest()
         for input_partition, paths in touched.items():
             self._record_last_flush(input_partition, paths)
         return written
+
+    def _close_largest(self) -> None:
+        """Close the largest open parts (all durable now) while they hold more than ``max_open_rows``,
+        down to half of it: the next checkpoints rewrite less."""
+        open_rows = sum(part.rows for part in self._open.values())
+        if open_rows <= self._max_open_rows:
+            return
+        for part_key, part in sorted(self._open.items(), key=lambda item: -item[1].rows):
+            if open_rows <= self._max_open_rows // 2:
+                break
+            open_rows -= part.rows
+            del self._open[part_key]
 
     def discard_uncommitted(self) -> None:
         """Forget rows added since the last checkpoint (the input is being rewound)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from freshet.features import Aggregation, FeatureView, Source, TumblingWindow
 from freshet.features.offline_layout import list_parts, view_schema
@@ -128,3 +129,27 @@ def test_emitted_values_make_the_same_rows_as_rows(tmp_path: Path) -> None:
         skipped.append(writer.skipped)
     assert rows(tmp_path / "values") == rows(tmp_path / "rows")
     assert len(rows(tmp_path / "values")) > 4 and skipped[0] == skipped[1] > 0
+
+
+def test_open_parts_stay_under_the_bound(tmp_path: Path) -> None:
+    """Past ``max_open_rows`` the largest open parts close (down to half the bound): a checkpoint never
+    rewrites more than the bound plus its new rows, and every row is written once."""
+    writer = ParquetLogWriter(tmp_path, VIEW, roll_rows=1_000, roll_seconds=1e9, max_open_rows=6,
+                              clock=FakeClock())
+    offset = 0
+    for _checkpoint in range(5):
+        for partition in range(3):
+            for _ in range(partition + 1):  # partition 2 grows fastest
+                add(writer, row("a", DAY + offset, 1, partition, offset))
+                offset += 1
+        writer.checkpoint()
+        assert sum(part.rows for part in writer._open.values()) <= 6
+    rows = all_rows(tmp_path)
+    assert sorted(r["source_offset"] for r in rows) == list(range(offset))  # each row once
+    names = sorted(Path(p).name for p in list_parts(tmp_path, VIEW))
+    assert len(names) > 3 and all(n.startswith(("part-0-", "part-1-", "part-2-")) for n in names)
+
+
+def test_max_open_rows_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_open_rows 0 is out of range"):
+        ParquetLogWriter(tmp_path, VIEW, max_open_rows=0)

@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="throughput: the bare Quix runs on the all-views workload stop after this many "
                              "events (Quix's sliding window is slow; default 20,000; 0 = the whole topic)")
     parser.add_argument("--repeat", type=int, default=1, help="throughput: runs per configuration (median)")
+    parser.add_argument("--commit-interval", type=float, default=None, metavar="SECONDS",
+                        help="throughput: the checkpoint interval of the live and bare runs (default: "
+                        "`freshet run`'s)")
     parser.add_argument("--replay-workers", default="1,2", help="replay: worker counts (default 1,2)")
     parser.add_argument("--memory-events", type=int, default=None,
                         help="memory: events in the many-keys topic (default 500,000: about 99,300 of the "
@@ -153,6 +156,10 @@ def measure(args: argparse.Namespace, running: Any, workdir: Path, run_id: str) 
 
     def throughput() -> None:
         if topic is not None:
+            if args.commit_interval is not None:
+                from bench.throughput import COMMIT_INTERVAL_S
+
+                COMMIT_INTERVAL_S[0] = args.commit_interval
             res.runs = run_all(running, topic, args.workloads, args.config_list, args.repeat, workdir,
                                bare_prefix={"all": args.bare_events})
 

@@ -31,6 +31,9 @@ from freshet.features.definitions import FeatureView
 from freshet.pipelines.run_defaults import DEFAULT_COMMIT_INTERVAL_S
 from freshet.synthetic import StreamSpec, StreamSummary, produce
 
+# the checkpoint interval of every live and bare run (bench.run --commit-interval; default `freshet run`'s)
+COMMIT_INTERVAL_S = [DEFAULT_COMMIT_INTERVAL_S]
+
 # engine configurations, in the order they run
 CONFIGS = {
     "rekey": "Freshet, rekey=True (default: re-key by entity through a repartition topic)",
@@ -116,6 +119,7 @@ def run_freshet(stack: Stack, topic: Topic, workload: str, config: str, workdir:
         offline_root=run_dir / "offline" if sinks else None,
         redis_url=stack.redis_url if sinks else None,
         rekey=config == "rekey",
+        commit_interval_s=COMMIT_INTERVAL_S[0],
     )
     pipeline = build_pipeline(views, pipeline_config)
     stats = pipeline.stats
@@ -165,7 +169,7 @@ def run_bare(stack: Stack, topic: Topic, workload: str, workdir: Path, config: s
     group = f"bench-{run_dir.name}"
     # checkpoints as often as a live run's (the `freshet run` default)
     app = BareApp(views, stack.kafka_bootstrap, group, run_dir / "state", rekey=rekey,
-                  commit_interval_s=DEFAULT_COMMIT_INTERVAL_S)
+                  commit_interval_s=COMMIT_INTERVAL_S[0])
     if prefix:
         # timed from the first record read, as the live runs' rate over their first events
         clock = ProgressClock(lambda: app.read, lambda: (app.read, app.windowed), topic.records + 1,

@@ -69,10 +69,10 @@ def expire_ms(view: FeatureView) -> int:
     return retention_ms(view) + view.ttl
 
 
-# The accepted-events write: one call per entity and batch, for every request-time view of it that has
-# events in the batch (an entity's keys share a slot). KEYS: per view, the events' sorted set and its
-# meta hash. ARGV: the cap, then per view: retention ms, expire ms, the number of score/member pairs and
-# the pairs (score: the event time). Per view: wm' = max(wm, newest time given); floor' = max(floor,
+# The accepted-events write: many event sets per call (pipelines.online_calls: any entities on a single
+# node, one entity's views on a Redis Cluster, whose keys share a slot). KEYS: per set, the events'
+# sorted set and its meta hash. ARGV: the cap, then per set: retention ms, expire ms, the number of
+# score/member pairs and the pairs (score: the event time). Per set: wm' = max(wm, newest time given); floor' = max(floor,
 # wm' - retention); members with a time below floor' are not added and are removed; past the cap the
 # oldest go (at least an eighth of the cap) and floor' moves past the newest of them (taking its ties
 # along). Members name their source record, so a repeated write adds nothing, and wm and floor never

@@ -66,10 +66,6 @@ class EventsWrite:
             flat.append(encode_member(partition, offset, first_start, values))
         return flat
 
-    def packed(self, sha: str, cap: int) -> bytes:
-        """The ``EVALSHA`` of the accept script for this key alone, packed by hiredis."""
-        return packed_accept(sha, cap, [self])
-
 
 def packed_accept(sha: str, cap: int, writes: list[EventsWrite]) -> bytes:
     """One ``EVALSHA`` of the accept script for ``writes`` (on a cluster: keys of one hash slot)."""

@@ -8,8 +8,9 @@ appears whole or not at all; see :mod:`freshet.features.log_store`); a part is c
 memory) once it holds ``roll_rows`` rows or is ``roll_seconds`` old, so a long
 run makes few, large files. The rewrite is paid on the checkpoint, which holds up the input: so a
 writer whose open parts hold more than ``max_open_rows`` rows after a checkpoint closes its largest
-ones (at 5,000 values/s over 16 open parts, they reached 100,000 rows in 20 s and the checkpoint's
-pause grew with them, to ~170 ms; it would have kept growing for the whole ``roll_seconds``).
+ones (at 5,000 values/s over 16 open parts their rewrite grew to 267 ms per checkpoint within a
+minute, and would have kept growing for the whole ``roll_seconds``; bounded, 24-104 ms: `python -m
+bench.checkpoint_pauses [--unbounded]`, bench/RESULTS.md 2026-11-24 03:56).
 
 After a crash the pipeline reprocesses from the last committed offsets and,
 being deterministic, emits again exactly the rows flushed after that commit:

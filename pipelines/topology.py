@@ -211,7 +211,6 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
     topic = app.topic(source.topic, value_deserializer="bytes", key_deserializer="bytes")
     key_field = views[0].entity_key
     stage = None
-    stats.reads_rewind = True
     if config.rekey and _stage_rekeys(config, topic):
         # the stage reads the source; the application, the repartition topic it writes (group_by's, by name,
         # partitions, replication and retention)
@@ -221,7 +220,6 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
             max_ahead_ms=config.max_event_ahead_ms, auto_offset_reset=config.auto_offset_reset,
             session_timeout_ms=config.session_timeout_ms, fetch_wait_max_ms=config.fetch_wait_max_ms,
             extra_consumer_config=dict(config.extra_consumer_config)), stats, on_failure=app.stop)
-        stats.reads_rewind = False  # the stage's counts are not rewound with the application's input
         sdf = app.dataframe(app.topic(stage.topic, value_deserializer="json", key_deserializer="json",
                                       config=TopicManager.derive_topic_config([topic])))
     else:
@@ -230,6 +228,7 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
                                  check_key=None if config.rekey else key_field), metadata=True, expand=True)
         if config.rekey:
             sdf = sdf.group_by(lambda v: str(v[key_field]), name=f"rekey_{key_field}")
+    stats.reads_rewind = stage is None  # the stage's counts are not rewound with the application's input
     step = OperatorStep(SourceOperator(views), outputs, stats, config.seed_states)
     sdf = sdf.apply(step, stateful=True, expand=True)
     sdf.sink(OperatorSink(outputs, step, stats))

@@ -11,7 +11,7 @@ from freshet.features.as_of import AsOfHorizonError
 from freshet.features.as_of_layout import encode_member, events_key
 from freshet.features.errors import RequestError, UsageError
 from freshet.features.online_as_of import EventsReply, RequestViewReader, check_at, window_read
-from freshet.pipelines.accepted_online import PendingEvents
+from freshet.pipelines.accepted_online import PendingEvents, packed_accept
 
 SOURCE = Source(name="s", topic="s", key="k", timestamp="ts", schema={"k": "str", "x": "float", "m": "str", "ts": "int"})
 AGGS = [Aggregation(function="count", name="n"), Aggregation(function="last", column="m", name="lm"),
@@ -101,5 +101,5 @@ def test_pending_events_are_a_set() -> None:
     pending.add(sli, "e", 7, 7, 0, 3, ["c", 2.0])
     pending.merge(failed)
     assert len(pending) == 3 and len(pending.writes[(id(sli), str, "e")].members) == 2
-    packed = pending.writes[(id(sli), str, "e")].packed("abc", 10_000)
+    packed = packed_accept("abc", 10_000, [pending.writes[(id(sli), str, "e")]])
     assert packed.startswith(b"*13\r\n$7\r\nEVALSHA\r\n")  # sha, 2, 2 keys, cap, retention, expiry, 2, 2 pairs

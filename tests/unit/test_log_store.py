@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from freshet.features.errors import ConfigError, OfflineStoreError
@@ -33,6 +34,19 @@ def test_a_local_root_is_absolute_and_round_trips(tmp_path: Path, monkeypatch: p
     assert root.files(root.base) == [] and not root.exists(root.join("view"))
     root.delete_dir(root.join("never-there"))  # nothing to delete is not an error
     assert open_log_root(root) is root
+
+
+def test_only_text_columns_are_dictionary_encoded(tmp_path: Path) -> None:
+    root = open_log_root(tmp_path)
+    path = root.join("view", "v1", "date=2026-11-24", "part-0-0.parquet")
+    table = pa.table({"card_id": ["c1", "c2", "c1"] * 100, "amount": [1.5, 2.5, 1.5] * 100,
+                      "source_offset": pa.array(range(300), pa.int64())})
+    root.write_parquet(path, table)
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert "RLE_DICTIONARY" in encodings["card_id"]
+    assert "RLE_DICTIONARY" not in encodings["amount"] and "RLE_DICTIONARY" not in encodings["source_offset"]
+    assert root.read_parquet(path).equals(table)  # an encoding only: the same values come back
 
 
 def test_s3_uris_name_bucket_prefix_and_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:

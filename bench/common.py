@@ -43,6 +43,7 @@ class Stack:
     kafka_bootstrap: str
     redis_url: str
     started_here: bool
+    broker_pid: int | None = None  # when started here: its CPU can be sampled (bench.broker_hops)
 
     @property
     def kafka_config(self) -> dict[str, str]:
@@ -67,7 +68,7 @@ def stack(workdir: Path) -> Iterator[Stack]:
     stack_dir = workdir / "stack"
     info = start_stack(stack_dir)
     try:
-        yield Stack(info.kafka_bootstrap, info.redis_url, started_here=True)
+        yield Stack(info.kafka_bootstrap, info.redis_url, started_here=True, broker_pid=info.broker_pid)
     finally:
         stopped = stop_stack(stack_dir)
         say(f"stopped the local stack (pids {', '.join(map(str, stopped))})")

@@ -56,6 +56,10 @@ class Freshness:
         return self.achieved_rate >= 0.98 * self.rate
 
     @property
+    def path(self) -> str:
+        return "rekey" if self.rekey else "key"
+
+    @property
     def trend(self) -> tuple[float, float] | None:
         """Median latency of the first and of the last tenth of the samples (in send order)."""
         values = self.result.latencies_ms

@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from bench.broker_hops import Window
 from bench.changelog import Changelog
 from bench.common import Stack
 from bench.freshness import Freshness
 from bench.loop import Loop
 from bench.replays import CommandRun, EmptyTopic, Memory
 from bench.tables import (
+    broker_floor_table,
     changelog_table,
     empty_table,
     freshness_table,
@@ -125,6 +127,7 @@ class Results:
     memory: Memory | None = None
     empty: EmptyTopic | None = None
     fresh: list[Freshness] = field(default_factory=list)
+    broker_floor: list[tuple[int, int, Window]] = field(default_factory=list)  # (rate, hops, latencies)
     errors: dict[str, str] = field(default_factory=dict)  # part -> what went wrong
 
     @property
@@ -189,8 +192,13 @@ def render(stack: Stack, res: Results, elapsed_s: float, quick: bool) -> str:
         view = res.fresh[0].view
         lines += ["", "### Freshness (send -> readable in Redis)", "",
                   f"View {view.name}: {view.window.describe()}, emit={view.emit}, count + sum(amount), "
-                  f"rekey={res.fresh[0].rekey}, Redis and Parquet sinks on; every 50th event sampled.", "",
+                  "Redis and Parquet sinks on; every 50th event sampled. Path rekey: the re-key stage (a "
+                  "second hop through the broker, `freshet run`'s default); key: `--trust-message-key`.", "",
                   *freshness_table(res.fresh)]
+        if res.broker_floor:
+            lines += ["", "The broker's own latency at the same rates, no Freshet (`bench.broker_hops`: a producer, "
+                      "bare consumers and, for two hops, a bare forwarder, on a new topic each):", "",
+                      *broker_floor_table(res.broker_floor)]
         warmups = [f"{f.result.warmup_s:.1f}s" for f in res.fresh if not f.result.error]
         if warmups:
             lines.append("\nWarm-up before each measurement (join + first value visible): "

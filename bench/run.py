@@ -67,7 +67,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fetch-wait-ms", type=int, default=0,
                         help="freshness: one more measurement at the lowest rate with the pipeline's "
                              "fetch.wait.max.ms set to this (default 0: skip; the pipeline's default is 50)")
-    parser.add_argument("--no-rekey-freshness", action="store_true", help="freshness: rekey=False")
+    parser.add_argument("--freshness-paths", default="rekey,key",
+                        help="freshness: the pipeline's paths, each measured at each rate: rekey (the re-key "
+                        "stage, `freshet run`'s default) and key (`--trust-message-key`); default both")
+    parser.add_argument("--no-rekey-freshness", action="store_true",
+                        help="freshness: the key path only (same as --freshness-paths key)")
+    parser.add_argument("--no-broker-floor", action="store_true",
+                        help="freshness: skip the broker's own latency at each rate (bench.broker_hops: one "
+                        "and two bare hops, as long as each freshness measurement)")
     parser.add_argument("--skip-throughput", action="store_true",
                         help="same as leaving throughput out of --parts")
     parser.add_argument("--skip-freshness", action="store_true",
@@ -91,6 +98,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.workloads = _choices(args.views, list(WORKLOADS), "--views")
     args.config_list = _choices(args.configs, list(CONFIGS), "--configs")
     args.rates = _ints(parser, args.rate, "--rate")
+    args.fresh_paths = ["key"] if args.no_rekey_freshness else _choices(args.freshness_paths, ["rekey", "key"],
+                                                                        "--freshness-paths")
     args.workers = _ints(parser, args.replay_workers, "--replay-workers")
     for name, value in (("--events", args.events), ("--repeat", args.repeat), ("--rate", min(args.rates)),
                         ("--replay-workers", min(args.workers)), ("--memory-events", args.memory_events),
@@ -196,11 +205,20 @@ def measure(args: argparse.Namespace, running: Any, workdir: Path, run_id: str) 
         res.memory = measure_memory(running, run_id, args.memory_events, args.memory_cards, workdir)
 
     def freshness() -> None:
+        from bench.broker_hops import measure_hops
+
         for rate, overrides in freshness_plan(args):
-            result = measure_freshness(running, rate, args.seconds, workdir, run_id,
-                                       rekey=not args.no_rekey_freshness, consumer_overrides=overrides)
-            say(f"      {summarize(result)}")
-            res.fresh.append(result)
+            for path in args.fresh_paths:
+                result = measure_freshness(running, rate, args.seconds, workdir, run_id,
+                                           rekey=path == "rekey", consumer_overrides=overrides)
+                say(f"      {summarize(result)}")
+                res.fresh.append(result)
+            if not args.no_broker_floor and not overrides:
+                for hops in (1, 2):
+                    say(f"broker floor: {hops} bare hop(s) at {rate:,}/s for {args.seconds:g}s")
+                    seconds = max(1, round(args.seconds))
+                    windows = measure_hops(running, rate, seconds, hops, window_s=seconds)
+                    res.broker_floor.append((rate, hops, windows[0]))
 
     steps = {"loop": loop, "throughput": throughput, "replay": replay, "changelog": changelog,
              "empty": empty, "memory": memory, "freshness": freshness}

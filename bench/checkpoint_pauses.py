@@ -4,7 +4,8 @@ freshness measurement (bench.freshness: a steady rate into a 1-minute tumbling `
 It times, from the outside, each checkpoint's commit (Quix Streams' ``Checkpoint.commit``, the whole
 pause), Freshet's sink flush inside it, the Parquet writers' part rewrites inside that, and the state
 write-back, and prints them with the freshness percentiles. Options compare a checkpoint interval and
-the Parquet writer's bound on open rows (``--unbounded``: as before 0.4.1). Starts a local stack unless
+the Parquet writer's bound on open rows (``--unbounded``: as before 0.4.1), and the path
+(``--trust-message-key``: without the re-key stage). Starts a local stack unless
 FRESHET_KAFKA_BOOTSTRAP and FRESHET_REDIS_URL are set. Timings are measurements, never assertions.
 """
 
@@ -47,6 +48,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds of steady load (default 60)")
     parser.add_argument("--commit-interval", type=float, default=None,
                         help="the pipeline's checkpoint interval in seconds (default: `freshet run`'s)")
+    parser.add_argument("--trust-message-key", action="store_true",
+                        help="the pipeline without the re-key stage (`freshet run --trust-message-key`)")
     parser.add_argument("--unbounded", action="store_true",
                         help="no bound on the Parquet writers' open rows (max_open_rows), as before 0.4.1")
     args = parser.parse_args()
@@ -70,11 +73,13 @@ def main() -> None:
 
         offline_sink.ParquetLogWriter.__init__ = unbounded  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory(prefix="freshet-pauses-") as tmp, stack(Path(tmp)) as running:
-        fresh = measure_freshness(running, args.rate, args.seconds, Path(tmp), uuid.uuid4().hex[:6])
+        fresh = measure_freshness(running, args.rate, args.seconds, Path(tmp), uuid.uuid4().hex[:6],
+                                  rekey=not args.trust_message_key)
     trend = fresh.trend
     print(f"rate {args.rate:,}/s for {args.seconds:g}s, commit interval "
           f"{args.commit_interval if args.commit_interval is not None else 'default'}, "
-          f"{'unbounded' if args.unbounded else 'bounded'} open rows")
+          f"{'unbounded' if args.unbounded else 'bounded'} open rows, "
+          f"{'--trust-message-key' if args.trust_message_key else 're-key stage'}")
     print(f"freshness p50 {fresh.percentile(50):.0f} ms, p99 {fresh.percentile(99):.0f} ms, median of the first -> "
           f"last tenth {trend[0]:.0f} -> {trend[1]:.0f} ms" if trend else "freshness: no samples")
     for bucket, seconds in TIMED.items():

@@ -4,8 +4,8 @@ No Freshet here: a producer sends small JSON records at a steady rate to a new 4
 ``--hops 2`` a forwarder consumes them and produces each to a second topic (as the re-key stage does);
 a consumer reads the last topic at its tail. Send -> received latency is reported per window of the
 run (10 s by default), with the broker's CPU (when the benchmark started it: a local tansu) over the
-same window. Consumers use Freshet's fetch settings (``fetch.wait.max.ms`` 50) and return what is
-queued at once; producers linger 5 ms, as Freshet's do. Everything runs in one process (threads).
+same window. Consumers wait for a fetch as long as the live pipeline's do (``PipelineConfig``'s
+``fetch_wait_max_ms``, 25 ms) and return what is queued at once; producers linger 5 ms, as Freshet's do. Everything runs in one process (threads).
 
 What it showed on tansu (bench/RESULTS.md): its in-memory log makes each request cost more as a
 topic grows, so at 5,000 records/s its CPU climbs to a whole core within a minute and the tail
@@ -21,15 +21,16 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.common import PARTITIONS, Stack, stack
+from freshet.pipelines.topology import PipelineConfig
 
-FETCH_WAIT_MS = 50
+FETCH_WAIT_MS = next(f.default for f in fields(PipelineConfig) if f.name == "fetch_wait_max_ms")
 LINGER_MS = 5
 
 

@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="freshness: seconds of steady load (default 20)")
     parser.add_argument("--fetch-wait-ms", type=int, default=0,
                         help="freshness: one more measurement at the lowest rate with the pipeline's "
-                             "fetch.wait.max.ms set to this (default 0: skip; the pipeline's default is 50)")
+                             "fetch.wait.max.ms set to this (default 0: skip; the pipeline's default is 25)")
     parser.add_argument("--freshness-paths", default="rekey,key",
                         help="freshness: the pipeline's paths, each measured at each rate: rekey (the re-key "
                         "stage, `freshet run`'s default) and key (`--trust-message-key`); default both")

@@ -3,7 +3,7 @@
 No Freshet here: a producer sends small JSON records at a steady rate to a new 4-partition topic; with
 ``--hops 2`` a forwarder consumes them and produces each to a second topic (as the re-key stage does);
 a consumer reads the last topic at its tail. Send -> received latency is reported per window of the
-run (10 s by default), with the broker's CPU (when the benchmark started it: a local tansu) over the
+run (10 s by default), with the broker's CPU (psutil; when the benchmark started it: a local tansu) over the
 same window. Consumers wait for a fetch as long as the live pipeline's do (``PipelineConfig``'s
 ``fetch_wait_max_ms``, 25 ms) and return what is queued at once; producers linger 5 ms, as Freshet's do. Everything runs in one process (threads).
 
@@ -16,7 +16,6 @@ FRESHET_REDIS_URL are set. Timings are measurements, never assertions.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import threading
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import orjson
+import psutil
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.common import PARTITIONS, Stack, stack
@@ -46,11 +46,12 @@ class Window:
 
 
 def _cpu_seconds(pid: int) -> float | None:
+    """The process's CPU time so far (user + system), or None when it cannot be read."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return float(times.user + times.system)
 
 
 def _consumer(bootstrap: str, topic: str) -> Consumer:

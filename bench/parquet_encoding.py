@@ -18,7 +18,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from bench.common import example_views
-from freshet.features.log_store import dictionary_columns, open_log_root
+from freshet.features.as_of_layout import list_accepted_parts
+from freshet.features.definitions import FeatureView
+from freshet.features.log_store import LogRoot, dictionary_columns, open_log_root
+from freshet.features.offline_layout import parts_under, view_dir
 from freshet.pipelines.accepted_sink import AcceptedLogWriter
 from freshet.pipelines.decode import EventDecoder, InvalidEvent
 from freshet.pipelines.offline_sink import ParquetLogWriter
@@ -26,14 +29,13 @@ from freshet.pipelines.tiles import EmittedValue, KeyState, LateReport, SourceOp
 from freshet.synthetic import StreamSpec, generate
 
 
-def write_log(root: Path, events: int, cards: int) -> None:
+def write_log(root: LogRoot, events: int, cards: int) -> list[FeatureView]:
+    """The example views' logs under ``root``; returns the views."""
     views = example_views("transactions")
     operator = SourceOperator(views)
     decoder = EventDecoder(views[0].source, 10**13)
-    values = [ParquetLogWriter(root, v) for v in views]
-    accepted = [AcceptedLogWriter(root, v) for v in views if v.as_of == "request"]
-    by_view = {v.name: w for v, w in zip(views, values, strict=True)}
-    accepting = {w.view.name: w for w in accepted}
+    values = [ParquetLogWriter(root, v) for v in views]  # by view index, as the operator's outputs
+    accepted = [AcceptedLogWriter(root, v) if v.as_of == "request" else None for v in views]
     states: dict[str, KeyState] = {}
     for offset, (_key, raw, _tag) in enumerate(generate(StreamSpec(events=events, cards=cards, malformed_share=0.0))):
         try:
@@ -46,11 +48,14 @@ def write_log(root: Path, events: int, cards: int) -> None:
         late: list[LateReport] = []
         operator.process(state, event, 0, offset, emitted, late)
         for value in emitted:
-            by_view[views[value.view].name].add_value(value, 0)
+            values[value.view].add_value(value, 0)
         for record in operator.take_accepted():
-            accepting[views[record.view].name].add_accepted(record, 0)
-    for writer in [*values, *accepted]:
-        writer.checkpoint()
+            writer = accepted[record.view]
+            if writer is not None:
+                writer.add_accepted(record, 0)
+    for log_writer in [*values, *(w for w in accepted if w is not None)]:
+        log_writer.checkpoint()
+    return views
 
 
 def timed_write(table: object, path: Path, repeat: int, dictionary: object) -> tuple[float, int]:
@@ -69,13 +74,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="writes per part and encoding (the best counts)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="freshet-encoding-") as tmp:
-        root = Path(tmp) / "log"
-        write_log(root, args.events, args.cards)
+        root = open_log_root(Path(tmp) / "log")
+        views = write_log(root, args.events, args.cards)
         print("| log | parts | rows | dictionary on every column: ms, bytes | on text columns: ms, bytes |")
         print("| --- | ---: | ---: | ---: | ---: |")
-        for label, pattern in (("values", "card_*/v*/date=*/*.parquet"), ("accepted", "_accepted/*/v*/date=*/*.parquet")):
-            files = sorted(root.glob(pattern))
-            tables = [open_log_root(root).read_parquet(str(f)) for f in files]
+        logs = (("values", [p for v in views for p in parts_under(root, view_dir(root, v))]),
+                ("accepted", [p for v in views if v.as_of == "request" for p in list_accepted_parts(root, v)]))
+        for label, files in logs:
+            tables = [root.read_parquet(f) for f in files]
             every = [timed_write(t, Path(tmp) / "every.parquet", args.repeat, True) for t in tables]
             text = [timed_write(t, Path(tmp) / "text.parquet", args.repeat, dictionary_columns(t.schema))
                     for t in tables]

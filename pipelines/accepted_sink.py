@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from array import array
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from freshet.features.as_of_layout import accepted_dir, accepted_schema, read_columns
-from freshet.pipelines.offline_sink import ParquetLogWriter
+from freshet.pipelines.offline_sink import DAY_MS, ParquetLogWriter
 
 if TYPE_CHECKING:
     from freshet.pipelines.tiles import AcceptedRecord
@@ -44,22 +45,53 @@ class AcceptedLogWriter(ParquetLogWriter):
 
     def _batch(self, columns: list[Any]) -> pa.RecordBatch:
         records, produced_at = columns
-        lists: list[Any] = [[r[1] for r in records], [r[2] for r in records], [r[3] for r in records],
-                            *([r[4].get(c) for r in records] for c in self._read),
-                            [r[5] for r in records], [r[6] for r in records]]
+        if not records:
+            return super()._batch([array("q") if machine else [] for machine in self._machine])
+        # one transposition in C: (view, entity, ts, first start, event, partition, offset) as columns
+        _view, entities, times, firsts, events, partitions, offsets = zip(*records, strict=True)
+        lists: list[Any] = [list(entities), times, firsts, *([e.get(c) for e in events] for c in self._read),
+                            list(partitions), offsets]
         arrays = [array("q", c) if machine else c for c, machine in zip(lists, self._machine, strict=False)]
         return super()._batch([*arrays, produced_at])
 
     def add(self, row: tuple[Any, ...], input_partition: int, partition: int, offset: int,
             feature_ts: int) -> None:
-        raise TypeError("the accepted-event log takes the operator's records: use add_accepted")
+        raise TypeError("the accepted-event log takes the operator's records: use add_records")
 
     def add_accepted(self, record: AcceptedRecord, input_partition: int) -> None:
-        """One accepted event as a row, produced now (the fast path of ``add``, as ``add_value`` is)."""
-        partition, offset, ts = record[5], record[6], record[2]
-        part = self._row_part(input_partition, partition, offset, ts, record[1], ts, ts)
-        if part is None:
-            return
-        pending = part.pending
-        pending[0].append(record)
-        pending[1].append(time.time_ns() // 1_000_000)
+        """One accepted event as a row, produced now."""
+        self.add_records([record], array("q", [time.time_ns() // 1_000_000]), input_partition)
+
+    def add_records(self, records: Sequence[AcceptedRecord], produced_at: Sequence[int],
+                    input_partition: int) -> None:
+        """This view's accepted events read from ``input_partition``, in arrival order, with the times
+        they were produced (epoch ms). Records the run before a crash flushed already are skipped.
+
+        Runs of records from one source partition and date go to their open part in one step: a record
+        costs a comparison here, and its columns are built at the checkpoint (``_batch``)."""
+        seen = self._already_written_on(input_partition)
+        if seen:
+            keep = [i for i, r in enumerate(records) if (r[1], r[2], r[2], r[5], r[6]) not in seen]
+            self._skipped += len(records) - len(keep)
+            records, produced_at = [records[i] for i in keep], [produced_at[i] for i in keep]
+        n = len(records)
+        i = 0
+        while i < n:
+            first = records[i]
+            partition, ts = first[5], first[2]
+            day = ts - ts % DAY_MS
+            end = day + DAY_MS
+            j = i + 1
+            while j < n:
+                record = records[j]
+                if record[5] != partition or record[2] < day or record[2] >= end:
+                    break
+                j += 1
+            pending = self._open_part(input_partition, partition, first[6], ts).pending
+            if i == 0 and j == n:
+                pending[0].extend(records)
+                pending[1].extend(produced_at)
+            else:
+                pending[0].extend(records[i:j])
+                pending[1].extend(produced_at[i:j])
+            i = j

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from freshet.pipelines.tiles import EmittedValue
 
 log = logging.getLogger(__name__)
-_DAY_MS = 86_400_000  # a log date's length (offline_layout.date_of)
+DAY_MS = 86_400_000  # a log date's length (offline_layout.date_of)
 MAX_OPEN_ROWS = 50_000  # per writer (a view's log): what a checkpoint rewrites at most, about 25-50 ms
 
 
@@ -152,19 +152,28 @@ class ParquetLogWriter:
             return recent[4]  # the part of the previous row: same partitions, same date
         part = self._part((entity, a, b, partition, offset), input_partition, partition, offset, ts)
         if part is not None and not self._already_written[input_partition]:  # no earlier run's rows here
-            day = ts - ts % _DAY_MS
-            self._recent = (input_partition, partition, day, day + _DAY_MS, part)
+            day = ts - ts % DAY_MS
+            self._recent = (input_partition, partition, day, day + DAY_MS, part)
         return part
 
     def _part(self, identity: tuple[Any, ...], input_partition: int, partition: int, offset: int,
               feature_ts: int) -> OpenPart | None:
         """The open part a row goes to, or None for a row the run before a crash wrote already."""
-        seen = self._already_written.get(input_partition)
-        if seen is None:
-            seen = self._already_written[input_partition] = self._load_last_flush(input_partition)
+        seen = self._already_written_on(input_partition)
         if seen and identity in seen:
             self._skipped += 1  # written by the run before a crash, emitted again now
             return None
+        return self._open_part(input_partition, partition, offset, feature_ts)
+
+    def _already_written_on(self, input_partition: int) -> set[tuple[Any, ...]]:
+        """The identities of the rows an earlier run flushed last from ``input_partition`` (loaded once)."""
+        seen = self._already_written.get(input_partition)
+        if seen is None:
+            seen = self._already_written[input_partition] = self._load_last_flush(input_partition)
+        return seen
+
+    def _open_part(self, input_partition: int, partition: int, offset: int, feature_ts: int) -> OpenPart:
+        """The open part for rows of ``partition`` dated ``feature_ts`` (opened, named by ``offset``, if none)."""
         date = date_of(feature_ts)
         part = self._open.get((input_partition, partition, date))
         if part is None:

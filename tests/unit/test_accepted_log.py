@@ -66,3 +66,62 @@ def test_accepted_events_are_logged_once_with_their_first_window(tmp_path: Path)
                  for row in rows)
     assert got == [(0, 7 * MIN, 0, 1.0, "m0"), (1, 8 * MIN, 0, 2.0, "m1"), (2, 30 * MIN, 25 * MIN, 4.0, "m0"),
                    (3, 22 * MIN, 20 * MIN, 8.0, "m1")]
+
+
+def _record(card: str, ts: int, partition: int, offset: int, first: int | None = None) -> AcceptedRecord:
+    event = {"card_id": card, "amount": float(offset), "merchant": f"m{offset}", "ts": ts, "__event_ts": ts}
+    return AcceptedRecord(0, card, ts, ts if first is None else first, event, partition, offset)
+
+
+def test_runs_of_records_go_to_the_part_of_their_partition_and_date(tmp_path: Path) -> None:
+    """Records handed over together are split into runs by source partition and date, in arrival order:
+    each (partition, date) has one part, named by the offset of its first record."""
+    late_evening, next_morning = DAY + 23 * 60 * MIN, DAY + 25 * 60 * MIN
+    records = [_record("a", late_evening, 0, 10), _record("b", late_evening + MIN, 0, 11),
+               _record("a", next_morning, 0, 12), _record("c", late_evening, 1, 40),
+               _record("a", late_evening + 2 * MIN, 0, 13), _record("c", next_morning, 1, 41)]
+    produced = [1000 + i for i in range(len(records))]
+    writer = AcceptedLogWriter(tmp_path, VIEW)
+    writer.add_records(records, produced, 7)
+    assert writer.checkpoint() == 6
+    parts = {Path(p).relative_to(tmp_path).as_posix(): pq.read_table(p).to_pylist()
+             for p in list_accepted_parts(tmp_path, VIEW)}
+    d1, d2 = "_accepted/spend/v1/date=2023-11-14", "_accepted/spend/v1/date=2023-11-15"
+    assert sorted(parts) == sorted([f"{d1}/part-0-10.parquet", f"{d2}/part-0-12.parquet",
+                                    f"{d1}/part-1-40.parquet", f"{d2}/part-1-41.parquet"])
+    assert [r["source_offset"] for r in parts[f"{d1}/part-0-10.parquet"]] == [10, 11, 13]
+    by_offset = {r["source_offset"]: r for rows in parts.values() for r in rows}
+    assert {o: round(r["produced_at"].timestamp() * 1000) for o, r in by_offset.items()} == {
+        10: 1000, 11: 1001, 12: 1002, 40: 1003, 13: 1004, 41: 1005}
+    assert {o: (r["card_id"], r["amount"], r["merchant"]) for o, r in by_offset.items()} == {
+        o: (rec.entity, float(o), f"m{o}") for rec in records for o in [rec.source_offset]}
+
+
+def test_outputs_hand_accepted_records_to_their_views_at_the_flush(tmp_path: Path) -> None:
+    """OperatorOutputs keeps accepted records as they come and routes them by view and input
+    partition when it flushes; a discard forgets them."""
+    from freshet.pipelines.outputs import OperatorOutputs
+    from freshet.pipelines.stats import PipelineStats
+
+    class NoSide:
+        def flush(self) -> None:
+            pass
+
+    other = VIEW.model_copy(update={"name": "spend_other"})
+    writers = [AcceptedLogWriter(tmp_path, VIEW), None, AcceptedLogWriter(tmp_path, other)]
+    views = [VIEW, VIEW.model_copy(update={"name": "spend_event", "as_of": "event"}), other]
+    outputs = OperatorOutputs(views, NoSide(), PipelineStats(), None, [], writers)  # type: ignore[arg-type]
+    a0 = _record("a", DAY + MIN, 0, 5)
+    outputs.accept([a0, a0._replace(view=2, first_start=DAY)], 3)
+    outputs.accept([_record("b", DAY + 2 * MIN, 1, 6)._replace(view=2)], 4)
+    assert not any(part.pending_rows for w in writers if w is not None for part in w._open.values())
+    outputs.flush()
+    mine = pq.read_table(list_accepted_parts(tmp_path, VIEW)[0]).to_pylist()
+    theirs = sorted((r["source_offset"], int(r["first_window_start"].timestamp() * 1000) - DAY)
+                    for p in list_accepted_parts(tmp_path, other) for r in pq.read_table(p).to_pylist())
+    assert [r["source_offset"] for r in mine] == [5]
+    assert theirs == [(5, 0), (6, 2 * MIN)]
+    outputs.accept([_record("c", DAY + 3 * MIN, 0, 7)], 3)
+    outputs.discard()
+    outputs.flush()
+    assert [r["source_offset"] for p in list_accepted_parts(tmp_path, VIEW) for r in pq.read_table(p).to_pylist()] == [5]

@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# two pytest workers (pytest-xdist), a test file each at a time, each with its own session servers:
+# the integration tests mostly wait on processes and the broker, so two halve the wall time on two cores
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q

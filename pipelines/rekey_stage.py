@@ -122,7 +122,6 @@ def route(settings: RouterSettings, stop: Any, updates: Any, parent: int) -> Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run stops it after its own last checkpoint
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="freshet-rekey: %(message)s")
-    updates.cancel_join_thread()  # never block on exit writing to a parent that is gone
     stats = PipelineStats()
     reported = [0.0]
 
@@ -135,11 +134,21 @@ def route(settings: RouterSettings, stop: Any, updates: Any, parent: int) -> Non
     def should_stop() -> bool:
         return bool(stop.is_set()) or os.getppid() != parent
 
+    def last_report(item: tuple[Any, ...]) -> None:
+        """The final counts and ``item``, in the run's hands before this process ends: a queue's items
+        are written to the pipe by a thread of their own, which a process that just returns may not wait
+        for (then the run would miss them). A run that is gone is not waited for (its pipe may be full)."""
+        report(force=True)
+        updates.put(item)
+        if os.getppid() == parent:
+            updates.close()
+            updates.join_thread()
+        else:
+            updates.cancel_join_thread()
+
     try:
         RekeyRouter(settings, stats, should_stop, report).run()
     except BaseException as exc:  # noqa: BLE001 - whatever stopped it goes to the run, which stops too
-        report(force=True)
-        updates.put(("error", f"the re-key router stopped: {type(exc).__name__}: {exc}"))
+        last_report(("error", f"the re-key router stopped: {type(exc).__name__}: {exc}"))
         return
-    report(force=True)
-    updates.put(("done",))
+    last_report(("done",))

@@ -17,6 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from freshet.features import Aggregation, FeatureView, SlidingWindow, Source, TumblingWindow
 from freshet.pipelines.rekey_stage import repartition_topic_name
 from freshet.pipelines.topology import build_pipeline
@@ -58,7 +60,8 @@ def records(n: int, seed: int) -> list[tuple[int, str | None, Any]]:
     return out
 
 
-def test_stage_writes_what_group_by_writes(servers: Servers, unique: str, tmp_path: Path) -> None:
+def test_stage_writes_what_group_by_writes(servers: Servers, unique: str, tmp_path: Path,
+                                          caplog: pytest.LogCaptureFixture) -> None:
     topic = f"rekey-{unique}"
     provision(servers, topic, 3)
     produce(servers, topic, records(400, 3))
@@ -74,6 +77,8 @@ def test_stage_writes_what_group_by_writes(servers: Servers, unique: str, tmp_pa
     quix_stats, quix_topic, quix_root = runs["group_by"]
     for stats in (stage_stats, quix_stats):
         assert stats["read"] == 400 and stats["invalid"] == 11 and stats["windowed"] == 389
+    # the router's last report (its final counts, then "done") reached the run before the router ended
+    assert not [r.getMessage() for r in caplog.records if "without its last report" in r.getMessage()]
 
     def wire(messages: list[Any]) -> Counter[tuple[Any, ...]]:
         return Counter((m.partition(), m.key(), m.value(), m.timestamp()) for m in messages)

@@ -12,7 +12,8 @@ changes nothing that was already written.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from hiredis import pack_command
 
@@ -22,6 +23,7 @@ from freshet.features.as_of_online_layout import (
     events_key,
     events_meta_key,
     expire_ms,
+    read_columns,
     retention_ms,
 )
 from freshet.features.definitions import FeatureView
@@ -79,6 +81,24 @@ def packed_accept(sha: str, cap: int, writes: list[EventsWrite]) -> bytes:
     return packed
 
 
+class AcceptingView(NamedTuple):
+    """What a request-time view's online members keep of an accepted event."""
+
+    view: FeatureView
+    view_id: int  # id(view): the batch's writes are keyed by it
+    values: Callable[[dict[str, Any]], list[Any]]  # the event's values of the view's read columns, in order
+
+
+def accepting_views(views: list[FeatureView]) -> list[AcceptingView]:
+    """Per view (by index), what :meth:`PendingEvents.add_records` needs. The values of an event are
+    taken by one compiled expression (a list comprehension per event cost three times as much)."""
+    out = []
+    for view in views:
+        text = "lambda event: [" + "".join(f"event.get({c!r}), " for c in read_columns(view)) + "]"
+        out.append(AcceptingView(view, id(view), eval(text)))  # noqa: S307 - repr-quoted column names
+    return out
+
+
 class PendingEvents:
     """Accepted events waiting for the next batch, per (view, entity); ``len`` counts the events."""
 
@@ -100,18 +120,18 @@ class PendingEvents:
             write.members[position] = (ts, first_start, values)
             self.count += 1
 
-    def add_records(self, accepting: list[tuple[FeatureView, list[str]]], records: list[Any]) -> None:
+    def add_records(self, accepting: list[AcceptingView], records: list[Any]) -> None:
         """``records``: :class:`~freshet.pipelines.tiles.AcceptedRecord` tuples (view index, entity, time,
-        first_start, event, source partition, offset); ``accepting``: per view index, the view and the
-        event columns its members keep."""
+        first_start, event, source partition, offset); ``accepting``: per view index, what its members
+        keep (:func:`accepting_views`)."""
         writes = self.writes
         for view_i, entity, ts, first_start, event, partition, offset in records:
-            view, columns = accepting[view_i]
-            write = writes.get((id(view), entity.__class__, entity)) or self._write(view, entity)
+            view, view_id, values = accepting[view_i]
+            write = writes.get((view_id, entity.__class__, entity)) or self._write(view, entity)
             members = write.members
             position = (partition, offset)
             if position not in members:
-                members[position] = (ts, first_start, [event.get(c) for c in columns])
+                members[position] = (ts, first_start, values(event))
                 self.count += 1
 
     def _write(self, view: FeatureView, entity: Any) -> EventsWrite:

@@ -31,7 +31,7 @@ from freshet.features.errors import OnlineStoreError
 from freshet.features.online_layout import NEWER_WINS_LUA
 from freshet.features.redact import redact_url
 from freshet.features.redis_connect import is_cluster, sync_client
-from freshet.pipelines.accepted_online import EventsWrite, PendingEvents, packed_accept
+from freshet.pipelines.accepted_online import AcceptingView, EventsWrite, PendingEvents, packed_accept
 from freshet.pipelines.online_calls import VALUE_KEYS_PER_CALL, call_groups, event_groups, packed_newer_wins
 
 if TYPE_CHECKING:  # the guard refills through a writer of this module
@@ -109,7 +109,7 @@ class RedisOnlineWriter:
             due = len(self._pending) + len(self._events) >= self._batch_size
         self._queued(due)
 
-    def add_accepted_records(self, accepting: list[tuple[FeatureView, list[str]]], records: list[Any]) -> None:
+    def add_accepted_records(self, accepting: list[AcceptingView], records: list[Any]) -> None:
         """:meth:`add_accepted` for a list of :class:`~freshet.pipelines.tiles.AcceptedRecord` (one lock for
         all; see :meth:`PendingEvents.add_records`)."""
         with self._lock:

@@ -13,10 +13,10 @@ import time
 from array import array
 from typing import Any
 
-from freshet.features.as_of_layout import read_columns
 from freshet.features.definitions import FeatureView
 from freshet.features.log_store import RootLike, open_log_root
 from freshet.features.online_layout import online_key
+from freshet.pipelines.accepted_online import accepting_views
 from freshet.pipelines.accepted_sink import AcceptedLogWriter
 from freshet.pipelines.offline_sink import ParquetLogWriter
 from freshet.pipelines.online_sink import RedisOnlineWriter
@@ -40,7 +40,7 @@ class OperatorOutputs:
         self._accepted_writers = [w for w in accepted or [] if w is not None]
         self._names = [v.feature_names() for v in views]
         # per view, for the online writer: the view and the event columns its members keep
-        self._accepting = [(v, read_columns(v)) for v in views]
+        self._accepting = accepting_views(views)
         self._view_names = [v.name for v in views]
         self._keys = [(v.name, v.version, v.ttl) for v in views]
         self._skipped_seen = [0] * len(views)

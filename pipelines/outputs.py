@@ -39,7 +39,7 @@ class OperatorOutputs:
         self.accepted = accepted
         self._accepted_writers = [w for w in accepted or [] if w is not None]
         self._names = [v.feature_names() for v in views]
-        # per view, for the online writer: the view and the event columns its members keep
+        # per view, for the online writer: the view and how its members take their values from an event
         self._accepting = accepting_views(views)
         self._view_names = [v.name for v in views]
         self._keys = [(v.name, v.version, v.ttl) for v in views]

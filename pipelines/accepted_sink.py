@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from freshet.features.as_of_layout import accepted_dir, accepted_schema, read_columns
+from freshet.pipelines.accepted_columns import AcceptedColumns, counted_rows, first_starts
 from freshet.pipelines.offline_sink import DAY_MS, ParquetLogWriter
 
 if TYPE_CHECKING:
-    from freshet.pipelines.tiles import AcceptedRecord
+    from freshet.pipelines.accepted_events import AcceptedRecord
 
 
 class AcceptedLogWriter(ParquetLogWriter):
@@ -95,3 +96,40 @@ class AcceptedLogWriter(ParquetLogWriter):
                 pending[0].extend(records[i:j])
                 pending[1].extend(produced_at[i:j])
             i = j
+
+    def add_columns(self, columns: AcceptedColumns, view: int) -> None:
+        """The accepted events of view ``view`` among ``columns`` (each read from its source partition:
+        the input partition is the source's, as in a replay), in arrival order. Each run of one source
+        partition and date goes to its open part as one Arrow batch of slices of the shared columns;
+        rows the run before a crash flushed already are skipped."""
+        if not columns.size:
+            return
+        firsts = columns.firsts(view)
+        fields = self.schema
+        arrays = [columns.array_of(fields[0].name, "entity", fields[0].type),
+                  columns.array_of(fields[1].name, "event_ts", fields[1].type),
+                  first_starts(fields[2].type, firsts),
+                  *(columns.array_of(f.name, "column", f.type) for f in list(fields)[3:-3]),
+                  columns.array_of(fields[-3].name, "partition", fields[-3].type),
+                  columns.array_of(fields[-2].name, "offset", fields[-2].type),
+                  columns.array_of(fields[-1].name, "produced_at", fields[-1].type)]
+        whole = pa.RecordBatch.from_arrays(arrays, schema=fields)
+        entities, times, partitions, offsets = columns.entities, columns.times, columns.partitions, columns.offsets
+        for lo, hi in columns.runs:
+            partition = partitions[lo]
+            rows = counted_rows(firsts, lo, hi)
+            seen = self._already_written_on(partition)
+            if seen:
+                kept = [i for i in (range(lo, hi) if rows is None else rows)
+                        if (entities[i], times[i], times[i], partition, offsets[i]) not in seen]
+                self._skipped += (hi - lo if rows is None else len(rows)) - len(kept)
+                rows = kept
+            if rows is None:
+                batch = whole.slice(lo, hi - lo)
+                first = lo
+            elif rows:
+                batch = whole.take(pa.array(rows, type=pa.int64()))
+                first = rows[0]
+            else:
+                continue
+            self._open_part(partition, partition, offsets[first], times[first]).add_batch(batch)

@@ -58,10 +58,22 @@ class OpenPart:
     pending: list[Any]  # rows added since the last checkpoint, column by column (ParquetLogWriter._columns)
     batches: list[pa.RecordBatch] = field(default_factory=list)  # rows already durable on disk
     written_rows: int = 0
+    # rows added since the last checkpoint as Arrow batches already (after those in ``pending``)
+    pending_batches: list[pa.RecordBatch] = field(default_factory=list)
+    pending_batch_rows: int = 0
 
     @property
     def pending_rows(self) -> int:
-        return len(self.pending[0])
+        return len(self.pending[0]) + self.pending_batch_rows
+
+    def add_batch(self, batch: pa.RecordBatch) -> None:
+        self.pending_batches.append(batch)
+        self.pending_batch_rows += batch.num_rows
+
+    def clear_pending(self, columns: list[Any]) -> None:
+        self.pending = columns
+        self.pending_batches = []
+        self.pending_batch_rows = 0
 
     @property
     def rows(self) -> int:
@@ -200,10 +212,12 @@ class ParquetLogWriter:
                 touched.setdefault(key[0], []).append(part.path)
                 written += new_rows
                 # only the new rows are converted; earlier ones stay as Arrow batches
-                part.batches.append(self._batch(part.pending))
+                if len(part.pending[0]):
+                    part.batches.append(self._batch(part.pending))
+                part.batches += part.pending_batches
                 self._write(part.path, pa.Table.from_batches(part.batches, schema=self.schema))
                 part.written_rows += new_rows
-                part.pending = self._columns()
+                part.clear_pending(self._columns())
             if part.rows >= self._roll_rows or now - part.opened_at >= self._roll_seconds:
                 del self._open[key]
         self._close_largest()
@@ -230,7 +244,7 @@ class ParquetLogWriter:
             if part.written_rows == 0:
                 del self._open[key]
             else:
-                part.pending = self._columns()
+                part.clear_pending(self._columns())
 
     def _write(self, path: str, table: pa.Table) -> None:
         self.root.write_parquet(path, table, compression=self._compression)

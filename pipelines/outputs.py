@@ -16,6 +16,8 @@ from typing import Any
 from freshet.features.definitions import FeatureView
 from freshet.features.log_store import RootLike, open_log_root
 from freshet.features.online_layout import online_key
+from freshet.pipelines.accepted_columns import AcceptedColumns
+from freshet.pipelines.accepted_events import AcceptedEvents, AcceptedRecord
 from freshet.pipelines.accepted_online import accepting_views
 from freshet.pipelines.accepted_sink import AcceptedLogWriter
 from freshet.pipelines.offline_sink import ParquetLogWriter
@@ -23,7 +25,7 @@ from freshet.pipelines.online_sink import RedisOnlineWriter
 from freshet.pipelines.side_outputs import SideOutputs
 from freshet.pipelines.stats import PipelineStats
 from freshet.pipelines.store_guard import StoreGuard
-from freshet.pipelines.tiles import AcceptedRecord, EmittedValue, LateReport
+from freshet.pipelines.tiles import EmittedValue, LateReport
 
 
 class OperatorOutputs:
@@ -48,6 +50,8 @@ class OperatorOutputs:
         self._first_emit: float | None = None  # when the oldest value not yet in the log was emitted
         # accepted records not yet handed to their writers: (input partition, records, produced at in epoch ms)
         self._accepted_pending: list[tuple[int, list[AcceptedRecord], int]] = []
+        # accepted events handed over as columns (accept_events), each with when it was produced (epoch ms)
+        self._accepted_chunks: list[tuple[AcceptedEvents, int]] = []
 
     def emit(self, value: EmittedValue, input_partition: int) -> None:
         """``input_partition``: the partition the operator read (the source, or the repartition topic)."""
@@ -77,8 +81,27 @@ class OperatorOutputs:
         if self.online is not None:
             self.online.add_accepted_records(self._accepting, records)
 
+    def accept_events(self, events: AcceptedEvents) -> None:
+        """Accepted events as the operator keeps them (:meth:`AcceptedEvents.take`), for a driver that reads
+        the source itself (each event's input partition is its source partition: the replay driver).
+
+        The logs get them as Arrow columns built once per flush for every view (:mod:`freshet.pipelines.
+        accepted_columns`); Redis, when there is one, as records now."""
+        if not events.rows:
+            return
+        if self.accepted is not None:
+            self._accepted_chunks.append((events, time.time_ns() // 1_000_000))
+        if self.online is not None:
+            self.online.add_accepted_records(self._accepting, events.records())
+
     def _route_accepted(self) -> None:
-        """Hand the accepted records taken since the last flush to their views' writers, in order."""
+        """Hand the accepted events taken since the last flush to their views' writers, in order."""
+        chunks, self._accepted_chunks = self._accepted_chunks, []
+        if chunks and self.accepted is not None:
+            columns = AcceptedColumns(chunks)
+            for view, writer in enumerate(self.accepted):
+                if writer is not None:
+                    writer.add_columns(columns, view)
         pending, self._accepted_pending = self._accepted_pending, []
         writers = self.accepted
         if not pending or writers is None:
@@ -141,6 +164,7 @@ class OperatorOutputs:
         self._newest = [None] * len(self.views)
         self._first_emit = None
         self._accepted_pending = []
+        self._accepted_chunks = []
         if self.offline is not None:
             for writer in self.offline:
                 writer.discard_uncommitted()

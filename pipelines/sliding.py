@@ -26,14 +26,16 @@ the events in its range through a queue (see ``_value``).
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 from functools import partial
 from operator import itemgetter
 from typing import Any
 
 from freshet.features.definitions import FeatureView
+from freshet.pipelines.accepted_events import NOT_COUNTED
 from freshet.pipelines.folds import compile_add
-from freshet.pipelines.tiles import AcceptedRecord, EmittedValue, FoldPlan, LateReport, new_accepted_record
+from freshet.pipelines.tiles import EmittedValue, FoldPlan, LateReport
 
 NEVER = -(2**62)
 
@@ -73,7 +75,8 @@ class SlidingWindows:
         self._folded_merges = [(i, fn.merge) for i, fn in enumerate(self.plan.fns) if i not in multi]
         self._no_results: list[Any] = [None] * len(self.plan.fns)  # every result is filled in by _value
         self._row = _row_builder(self._columns)
-        self.accepted: list[AcceptedRecord] | None = None  # set for request-time views: counted events go here
+        # set for request-time views: each applied event's first start (NOT_COUNTED if it counted nowhere)
+        self.firsts: array[int] | None = None
 
     def initial(self) -> list[Any]:
         return [0, NEVER, [], None]
@@ -87,10 +90,12 @@ class SlidingWindows:
         late_by = close_end + 1 - ts
         if ts <= closed_start:
             late.append(LateReport(self.index, entity, event, late_by, max(0, ts - size), ts, partition, offset))
+            if self.firsts is not None:
+                self.firsts.append(NOT_COUNTED)
             return
         vs[0] = watermark
-        if self.accepted is not None:  # counted in at least one window
-            self.accepted.append(new_accepted_record((self.index, entity, ts, ts, event, partition, offset)))
+        if self.firsts is not None:  # counted in at least one window, from its own
+            self.firsts.append(ts)
         events: list[list[Any]] = vs[2]
         n = len(events)
         # in order (the common case): nothing ends after ts, the row goes at the end

@@ -26,11 +26,12 @@ the README writes them down) live with each window kind. Every fold comes from
 from __future__ import annotations
 
 import math
-from functools import partial
+from array import array
 from typing import Any, NamedTuple
 
 from freshet.features.aggregations import FUNCTIONS
 from freshet.features.definitions import FeatureView, SlidingWindow
+from freshet.pipelines.accepted_events import NOT_COUNTED, AcceptedEvents, AcceptedRecord
 from freshet.pipelines.decode import EVENT_TIME_FIELD
 from freshet.pipelines.folds import compile_add, compile_window
 
@@ -61,21 +62,6 @@ class LateReport(NamedTuple):
     window_end: int
     source_partition: int
     source_offset: int
-
-
-class AcceptedRecord(NamedTuple):
-    """An event a request-time view (``as_of: request``) counted: what its as-of reads are answered from."""
-
-    view: int
-    entity: Any
-    ts: int
-    first_start: int  # the earliest window start it counts in (sliding views: its own time)
-    event: dict[str, Any]
-    source_partition: int
-    source_offset: int
-
-
-new_accepted_record = partial(tuple.__new__, AcceptedRecord)  # an AcceptedRecord from one tuple, without a Python call
 
 
 class FoldPlan:
@@ -124,7 +110,8 @@ class FixedWindows:
         self.plan = FoldPlan(view)
         self._fold = compile_add(self.plan.columns, self.plan.fns, offset=2)  # a tile: [start, floor, *states]
         self._merged = compile_window(self.plan.fns, offset=2)
-        self.accepted: list[AcceptedRecord] | None = None  # set for request-time views: counted events go here
+        # set for request-time views: each applied event's first start (NOT_COUNTED if it counted nowhere)
+        self.firsts: array[int] | None = None
 
     def initial(self) -> list[Any]:
         return [0, -1, []]
@@ -162,9 +149,10 @@ class FixedWindows:
             if not self.final and first > closed_start:
                 emitted.append(EmittedValue(self.index, entity, ts, first, first + size,
                                             self._window(tiles, first), partition, offset))
-            if self.accepted is not None:  # counted from the first window not closed
-                self.accepted.append(new_accepted_record((self.index, entity, ts, first if first > closed_start else
-                                                    (closed_start // step + 1) * step, event, partition, offset)))
+            if self.firsts is not None:  # counted from the first window not closed
+                self.firsts.append(first if first > closed_start else (closed_start // step + 1) * step)
+        elif self.firsts is not None:
+            self.firsts.append(NOT_COUNTED)
         if tiles:
             # the first window that may still be emitted: past `settled`, holding the first tile
             t0 = tiles[0][0]
@@ -276,12 +264,13 @@ class SourceOperator:
         self.views = views
         self.entity_key = views[0].entity_key
         self._windows = compile_views(views)
-        # the events request-time views counted, in arrival order; the driver takes them (take_accepted)
-        self.accepted: list[AcceptedRecord] = []
-        for window, view in zip(self._windows, views, strict=True):
-            if view.as_of == "request":
-                window.accepted = self.accepted
+        # the events request-time views counted, in arrival order; the drivers take them (take_accepted, or
+        # accepted.take() for the columns)
+        self.accepted = AcceptedEvents([v.as_of == "request" for v in views])
+        for window, firsts in zip(self._windows, self.accepted.firsts, strict=True):
+            window.firsts = firsts
         self.any_request_time = any(v.as_of == "request" for v in views)
+        self._accepted_rows = self.accepted.rows if self.any_request_time else None
         self._steps = [(i, w.process) for i, w in enumerate(self._windows, 1)]
 
     def initial(self) -> KeyState:
@@ -301,14 +290,14 @@ class SourceOperator:
         entity = event[self.entity_key]
         for i, process in self._steps:
             process(state[i], entity, event, ts, partition, offset, emitted, late)
+        if self._accepted_rows is not None:  # the event's share of its accepted records (views add theirs)
+            self._accepted_rows.append((entity, ts, event, partition, offset))
         return True
 
 
     def take_accepted(self) -> list[AcceptedRecord]:
         """The accepted events of request-time views since the last call (empties the list)."""
-        out = self.accepted.copy()
-        self.accepted.clear()
-        return out
+        return self.accepted.take_records()
 
 
 _SLOTS = [str(p) for p in range(1024)]  # a partition's key in a state's offsets (made once)

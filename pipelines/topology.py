@@ -155,7 +155,7 @@ class OperatorStep:
             partition = message_context().partition  # the partition the operator read
             for value in emitted:
                 outputs.emit(value, partition)
-        if self._operator.accepted:  # request-time views: the events they counted
+        if self._operator.accepted.rows:  # request-time views: the events they counted
             partition = message_context().partition
             outputs.accept(self._operator.take_accepted(), partition)
         return NOTHING

@@ -142,6 +142,7 @@ class BatchDriver:
                     if offset + 1 >= self.end[p]:
                         todo.discard(p)
                         consumer.pause([TopicPartition(self.topic, p)])
+                self._hand_over_accepted()
                 if self._max_rate:  # stay under the asked rate (a shared broker, a busy machine)
                     ahead = (self.stats.read - read_at_start) / self._max_rate - (time.monotonic() - started)
                     if ahead > 0:
@@ -190,10 +191,16 @@ class BatchDriver:
             outputs.late(report)
         for value in emitted:
             outputs.emit(value, partition)
-        if self._operator.accepted:  # request-time views: the events they counted
-            outputs.accept(self._operator.take_accepted(), partition)
+        # request-time views' accepted events stay with the operator, to be handed over as columns
+        # (_hand_over_accepted)
+
+    def _hand_over_accepted(self) -> None:
+        """The accepted events of request-time views since the last call, to the outputs (once per batch)."""
+        if self._operator.accepted.rows:
+            self._outputs.accept_events(self._operator.accepted.take())
 
     def _checkpoint(self, positions: dict[int, int]) -> None:
+        self._hand_over_accepted()
         while True:
             try:
                 self._outputs.flush()

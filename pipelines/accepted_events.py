@@ -1,0 +1,80 @@
+"""The events request-time views counted, as the operator hands them over: shared rows, one column per view.
+
+A request-time view (``as_of: request``) logs every event it counted with the earliest window it
+counts in (its *first start*). Most events count in every such view, so the event's part of a record
+(entity, time, the event, its source position) is kept once, in :attr:`AcceptedEvents.rows`, and
+each request-time view adds one integer per applied event to its own column of first starts:
+:data:`NOT_COUNTED` where the event counted in none of its windows. Per event and view that is one
+append of a machine integer, instead of a record built, queued and routed per view.
+
+Both shapes come out of it: :meth:`AcceptedEvents.take_records` gives
+:class:`AcceptedRecord` tuples (the live run hands them to Redis per event), :meth:`AcceptedEvents.take`
+the columns themselves (the replay driver hands them to the accepted-event logs, which turn them
+into Arrow columns once per flush: :mod:`freshet.pipelines.accepted_columns`).
+"""
+
+from __future__ import annotations
+
+from array import array
+from functools import partial
+from typing import Any, NamedTuple
+
+NOT_COUNTED = -(2**63)  # a first start meaning: the event counted in none of the view's windows
+
+
+class AcceptedRecord(NamedTuple):
+    """An event a request-time view (``as_of: request``) counted: what its as-of reads are answered from."""
+
+    view: int
+    entity: Any
+    ts: int
+    first_start: int  # the earliest window start it counts in (sliding views: its own time)
+    event: dict[str, Any]
+    source_partition: int
+    source_offset: int
+
+
+new_accepted_record = partial(tuple.__new__, AcceptedRecord)  # an AcceptedRecord from one tuple, without a Python call
+
+AcceptedRow = tuple[Any, int, dict[str, Any], int, int]  # entity, event time, event, source partition, offset
+
+
+class AcceptedEvents:
+    """Per applied event, ``rows[i]``; per request-time view ``v``, ``firsts[v][i]`` (None for other views)."""
+
+    def __init__(self, request_time: list[bool]) -> None:
+        self.rows: list[AcceptedRow] = []
+        self.firsts: list[array[int] | None] = [array("q") if r else None for r in request_time]
+        self._columns = [(v, f) for v, f in enumerate(self.firsts) if f is not None]
+
+    def take(self) -> AcceptedEvents:
+        """The events since the last take, as a new holder; this one is emptied (the views keep
+        appending to the same columns)."""
+        out = AcceptedEvents([f is not None for f in self.firsts])
+        out.rows = self.rows.copy()
+        for v, firsts in self._columns:
+            out.firsts[v] = array("q", firsts)
+        self.clear()
+        return out
+
+    def records(self) -> list[AcceptedRecord]:
+        """One record per (event, view that counted it), in arrival order, then view order."""
+        out: list[AcceptedRecord] = []
+        columns = self._columns
+        for i, (entity, ts, event, partition, offset) in enumerate(self.rows):
+            for v, firsts in columns:
+                first = firsts[i]
+                if first != NOT_COUNTED:
+                    out.append(new_accepted_record((v, entity, ts, first, event, partition, offset)))
+        return out
+
+    def take_records(self) -> list[AcceptedRecord]:
+        """:meth:`records` since the last take; empties the holder."""
+        out = self.records()
+        self.clear()
+        return out
+
+    def clear(self) -> None:
+        self.rows.clear()
+        for _v, firsts in self._columns:
+            del firsts[:]

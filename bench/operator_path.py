@@ -48,6 +48,7 @@ from freshet.synthetic import StreamSpec, generate
 
 END_MS = 1_795_000_000_000  # a fixed end of event time: the same stream on every run
 TOPIC = "bench-operator-path"
+CONSUME_BATCH = 5000  # records per `consume` call, as the replay driver asks for
 
 
 class Record:
@@ -72,6 +73,9 @@ class Record:
 
     def offset(self) -> int:
         return self._offset
+
+    def error(self) -> None:
+        return None
 
 
 class CountingProducer:
@@ -193,13 +197,14 @@ def _apply_all(driver: BatchDriver, recs: list[Record], every: int,
                checkpoint: Callable[[dict[int, int]], None] | None) -> float:
     """The driver's loop over ``recs``; returns the seconds spent in checkpoints."""
     positions = dict.fromkeys(range(PARTITIONS), 0)
+    todo = set(range(PARTITIONS))
     in_checkpoints = 0.0
-    apply = driver._apply
-    for n, r in enumerate(recs, 1):
-        p, offset = r.partition(), r.offset()
-        apply(r, p, offset)
-        positions[p] = offset + 1
-        if checkpoint is not None and n % every == 0:
+    done = 0
+    for lo in range(0, len(recs), CONSUME_BATCH):  # as `consume` hands them over
+        driver._apply_batch(recs[lo:lo + CONSUME_BATCH], positions, todo, None)
+        driver._hand_over_accepted()
+        if checkpoint is not None and (lo + CONSUME_BATCH) // every > done:
+            done = (lo + CONSUME_BATCH) // every
             started = time.process_time()
             checkpoint(positions)
             in_checkpoints += time.process_time() - started

@@ -74,3 +74,31 @@ def compile_window(fns: list[AggregationFunction], *, offset: int) -> Callable[[
     window = env["window"]
     window.__source__ = text
     return window  # type: ignore[no-any-return]
+
+
+def compile_tally(slots: list[int]) -> Callable[[list[dict[str, int]], Any, int, int, int], None]:
+    """``tally(multisets, rows, lo, hi, delta)``: add ``delta`` to ``multisets[k]``'s count of the value at
+    ``slots[k]`` of each of ``rows[lo:hi]`` (non-null values, keyed by their text; a count reaching 0 is
+    removed): the multisets of count_distinct aggregations over a sliding window. One straight-line
+    function per view, as for :func:`compile_add`: the loop over the aggregations costs more than the
+    counting does."""
+    lines = ["def tally(multisets, rows, lo, hi, delta):"]
+    lines += [f"    m{k} = multisets[{k}]" for k in range(len(slots))]
+    lines += ["    for j in range(lo, hi):", "        row = rows[j]"]
+    for k, slot in enumerate(slots):
+        lines += [f"        value = row[{int(slot)}]",
+                  "        if value is not None:",
+                  "            key = value if value.__class__ is str else str(value)",
+                  f"            n = m{k}.get(key, 0) + delta",
+                  "            if n:",
+                  f"                m{k}[key] = n",
+                  "            else:",
+                  f"                del m{k}[key]"]
+    if not slots:
+        lines.append("        pass")
+    text = "\n".join(lines) + "\n"
+    env: dict[str, Any] = {}
+    exec(compile(text, "<freshet tally>", "exec"), env)  # noqa: S102 - text built above from fixed templates
+    tally = env["tally"]
+    tally.__source__ = text
+    return tally  # type: ignore[no-any-return]

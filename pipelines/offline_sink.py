@@ -113,6 +113,8 @@ class ParquetLogWriter:
         # (input partition, partition, first and last ms of the date, part) of the last row added, while
         # that part is open and no earlier run's rows are checked on that input partition
         self._recent: tuple[int, int, int, int, OpenPart] | None = None
+        self._append = _value_appender(max(0, len(self.schema) - 7))  # entity, 3 times, partition, offset, produced_at
+
 
     def _schema(self) -> pa.Schema:
         return view_schema(self.view)
@@ -135,24 +137,15 @@ class ParquetLogWriter:
             for column, value in zip(part.pending, row, strict=True):
                 column.append(value)
 
-    def add_value(self, value: EmittedValue, input_partition: int) -> None:
-        """One emitted value as a row (``add`` without building the row first), produced now."""
+    def add_value(self, value: EmittedValue, input_partition: int, produced_at: int | None = None) -> None:
+        """One emitted value as a row (``add`` without building the row first), produced at ``produced_at``
+        (epoch ms; None: now)."""
         partition, offset, ts = value.source_partition, value.source_offset, value.feature_ts
         part = self._row_part(input_partition, partition, offset, ts, value.entity, value.window_start,
                               value.window_end)
         if part is None:
             return
-        columns = part.pending
-        columns[0].append(value.entity)
-        columns[1].append(value.feature_ts)
-        columns[2].append(value.window_start)
-        columns[3].append(value.window_end)
-        i = 3
-        for i, feature in enumerate(value.values, 4):
-            columns[i].append(feature)
-        columns[i + 1].append(partition)
-        columns[i + 2].append(offset)
-        columns[i + 3].append(time.time_ns() // 1_000_000)
+        self._append(part.pending, value, time.time_ns() // 1_000_000 if produced_at is None else produced_at)
 
     def _row_part(self, input_partition: int, partition: int, offset: int, ts: int, entity: Any, a: Any,
                   b: Any) -> OpenPart | None:
@@ -285,6 +278,21 @@ class ParquetLogWriter:
     def skipped(self) -> int:
         return self._skipped
 
+
+
+def _value_appender(features: int) -> Callable[[list[Any], EmittedValue, int], None]:
+    """``append(columns, value, produced_at)``: an emitted value's row, column by column, as one compiled
+    function for the view's number of features (the loop over a value's features cost more than its appends)."""
+    lines = ["def append(columns, value, produced_at):",
+             "    columns[0].append(value[1])", "    columns[1].append(value[2])",
+             "    columns[2].append(value[3])", "    columns[3].append(value[4])", "    values = value[5]"]
+    lines += [f"    columns[{4 + i}].append(values[{i}])" for i in range(features)]
+    lines += [f"    columns[{4 + features}].append(value[6])", f"    columns[{5 + features}].append(value[7])",
+              f"    columns[{6 + features}].append(produced_at)"]
+    env: dict[str, Any] = {}
+    exec(compile("\n".join(lines) + "\n", "<freshet value row>", "exec"), env)  # noqa: S102 - built from indices only
+    append: Callable[[list[Any], EmittedValue, int], None] = env["append"]
+    return append
 
 
 def _epoch_ms(value: Any) -> Any:

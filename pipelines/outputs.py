@@ -69,6 +69,36 @@ class OperatorOutputs:
             self.online.add(online_key(name, version, value.entity), value.feature_ts, value.source_offset, ttl,
                             self._names[view], value.values, value.window_start, value.window_end)
 
+    def emit_values(self, values: list[EmittedValue]) -> None:
+        """:meth:`emit` for each of ``values``, in order, for a driver that reads the source itself (each
+        value's input partition is its source partition: the replay driver), all produced now."""
+        if not values:
+            return
+        counts = [0] * len(self.views)
+        newest = self._newest
+        offline = self.offline
+        online = self.online
+        produced_at = time.time_ns() // 1_000_000
+        for value in values:
+            view = value[0]
+            counts[view] += 1
+            ts = value[2]
+            last = newest[view]
+            if last is None or ts > last:
+                newest[view] = ts
+            if offline is not None:
+                offline[view].add_value(value, value[6], produced_at)
+            if online is not None:
+                name, version, ttl = self._keys[view]
+                online.add(online_key(name, version, value.entity), ts, value.source_offset, ttl,
+                           self._names[view], value.values, value.window_start, value.window_end)
+        if self._first_emit is None:
+            self._first_emit = time.monotonic()
+        emitted = self.stats.emitted
+        for view, count in enumerate(counts):
+            if count:
+                emitted[self._view_names[view]] += count
+
     def accept(self, records: list[AcceptedRecord], input_partition: int) -> None:
         """The events request-time views counted for one input event (or any list of them): their
         accepted-event logs, and the views' events in Redis (one hand-off for the whole list).

@@ -34,7 +34,7 @@ from typing import Any
 
 from freshet.features.definitions import FeatureView
 from freshet.pipelines.accepted_events import NOT_COUNTED
-from freshet.pipelines.folds import compile_add
+from freshet.pipelines.folds import compile_add, compile_tally
 from freshet.pipelines.tiles import EmittedValue, FoldPlan, LateReport
 
 NEVER = -(2**62)
@@ -48,6 +48,17 @@ def _row_builder(columns: list[str]) -> Any:
     """``row(event, ts)``: ``[ts, *values of columns, None]``, as one compiled expression."""
     text = "lambda event, ts: [ts, " + "".join(f"event.get({c!r}), " for c in columns) + "None]"
     return eval(text)  # noqa: S307 - built from the view's column names, repr-quoted
+
+
+def _counts_builder(n: int, multi: list[tuple[int, int, int]], row_counts: list[int]) -> Any:
+    """``counts(multisets, rows)``: a results list with each count_distinct's multiset size and each bare
+    count's number of rows (other results None), as one compiled expression."""
+    items = ["None"] * n
+    for k, i, _s in multi:
+        items[i] = f"len(multisets[{k}])"
+    for i in row_counts:
+        items[i] = "rows"
+    return eval("lambda multisets, rows: [" + ", ".join(items) + "]")  # noqa: S307 - built from indices only
 
 
 class SlidingWindows:
@@ -73,8 +84,11 @@ class SlidingWindows:
         self._stacked = len(multi) < len(self.plan.fns)  # anything that needs the two-stack queue
         self._add_row_into = compile_add(self.plan.columns, self.plan.fns, offset=0, slots=slot, skip=multi)
         self._folded_merges = [(i, fn.merge) for i, fn in enumerate(self.plan.fns) if i not in multi]
-        self._no_results: list[Any] = [None] * len(self.plan.fns)  # every result is filled in by _value
+        # _counts(multisets, rows): the results when every aggregation is a count or a count_distinct
+        self._counts = _counts_builder(len(self.plan.fns), self._multi, self._row_counts)
         self._row = _row_builder(self._columns)
+        # _tally(multisets, rows, lo, hi, delta): the count_distinct multisets, for rows[lo:hi]
+        self._tally = compile_tally([s for _k, _i, s in self._multi])
         # set for request-time views: each applied event's first start (NOT_COUNTED if it counted nowhere)
         self.firsts: array[int] | None = None
 
@@ -197,22 +211,6 @@ class SlidingWindows:
     def _count(self, queue: list[Any], row: list[Any], delta: int) -> None:
         self._tally(queue[4], (row,), 0, 1, delta)
 
-    def _tally(self, multisets: list[dict[str, int]], rows: Any, lo: int, hi: int, delta: int) -> None:
-        """Add ``delta`` to the count_distinct multisets for each of ``rows[lo:hi]``."""
-        multi = self._multi
-        for j in range(lo, hi):
-            row = rows[j]
-            for k, _i, s in multi:
-                value = row[s]
-                if value is not None:
-                    counts = multisets[k]
-                    key = value if value.__class__ is str else str(value)
-                    n = counts.get(key, 0) + delta
-                    if n:
-                        counts[key] = n
-                    else:
-                        del counts[key]
-
     def _new_queue(self, at: int) -> list[Any]:
         return [at, at, at, self.plan.initial(), [{} for _ in self._multi]]
 
@@ -295,7 +293,7 @@ class SlidingWindows:
                     self._tally(multisets, events, queue[0], lo, -1)
             queue[2] = hi
             queue[0] = queue[1] = lo
-            out = list(self._no_results)
+            return self._counts(multisets, hi - lo)  # type: ignore[no-any-return]
         else:
             for j in range(queue[2], hi):
                 row = events[j]

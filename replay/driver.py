@@ -8,7 +8,9 @@ store), and writes through the same :class:`freshet.pipelines.outputs.OperatorOu
 live run. Every ``checkpoint_s`` it makes the outputs durable, then writes the states
 that changed and the read positions to its own RocksDB store in one atomic batch, so
 a killed replay resumes from its last checkpoint (the Parquet writer's last-flush
-manifest drops rows the lost interval had already written).
+manifest drops rows the lost interval had already written). The checkpoint's file writes and
+commit run in a background thread, in that order, while the next batch is processed
+(:mod:`freshet.replay.checkpoint_writes`); the next checkpoint, and the end of the replay, wait for them.
 
 Re-keying: a worker owns whole source partitions, so each entity must live in one
 partition, which holds when messages are keyed by the entity (the normal case). Each
@@ -23,6 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import ReplayError
-from freshet.features.log_store import RootLike
+from freshet.features.log_store import RootLike, open_log_root
 from freshet.pipelines.decode import (
     DEFAULT_MAX_EVENT_AHEAD_MS,
     EventDecoder,
@@ -43,6 +46,7 @@ from freshet.pipelines.online_sink import OnlineStoreUnavailable
 from freshet.pipelines.outputs import make_outputs
 from freshet.pipelines.stats import PipelineStats
 from freshet.pipelines.tiles import EmittedValue, KeyState, LateReport, SourceOperator
+from freshet.replay.checkpoint_writes import BackgroundLogRoot, BackgroundWrites
 
 log = logging.getLogger("freshet.replay")
 POSITIONS_KEY = b"\x00positions"
@@ -70,10 +74,17 @@ class StateStore:
         return {} if raw is None else {int(p): o for p, o in orjson.loads(raw).items()}
 
     def commit(self, states: dict[str, KeyState], positions: dict[int, int]) -> None:
+        self.write(self.prepare(states, positions))
+
+    def prepare(self, states: dict[str, KeyState], positions: dict[int, int]) -> WriteBatch:
+        """The states and positions as they are now, serialised into one atomic batch (:meth:`write`)."""
         batch = WriteBatch(raw_mode=True)
         for key, state in states.items():
             batch.put(STATE_PREFIX + key.encode(), orjson.dumps(state))
         batch.put(POSITIONS_KEY, orjson.dumps({str(p): o for p, o in positions.items()}))
+        return batch
+
+    def write(self, batch: WriteBatch) -> None:
         self._db.write(batch)
 
     def close(self) -> None:
@@ -94,7 +105,11 @@ class BatchDriver:
         self.stats = stats or PipelineStats()
         self._kafka = kafka_config
         self._store = StateStore(state_dir)
-        self._outputs = make_outputs(views, kafka_config, self.stats, redis_url=redis_url, offline_root=offline_root)
+        # a checkpoint's file writes and state commit run in the background, in order (checkpoint_writes)
+        self._writes = BackgroundWrites()
+        root = BackgroundLogRoot.wrap(open_log_root(offline_root), self._writes) if offline_root is not None else None
+        self._outputs = make_outputs(views, kafka_config, self.stats, redis_url=redis_url, offline_root=root)
+        self._reported: dict[int, int] | None = None  # positions of the last checkpoint, reported once durable
         self._operator = SourceOperator(views)
         self._decoder = EventDecoder(views[0].source, max_event_ahead_ms)
         self._check_keys = check_keys
@@ -125,23 +140,7 @@ class BatchDriver:
         read_at_start = self.stats.read
         try:
             while todo and not self._stopping:
-                for msg in consumer.consume(self._batch, timeout=0.5):
-                    if msg.error():
-                        if msg.error().code() == -191:  # end of partition: nothing to do
-                            continue
-                        raise ReplayError(f"reading {self.topic}: {msg.error()}")
-                    p, offset = msg.partition(), msg.offset()
-                    if p not in todo or offset < positions[p]:
-                        continue
-                    if offset >= self.end[p]:
-                        todo.discard(p)
-                        consumer.pause([TopicPartition(self.topic, p)])
-                        continue
-                    self._apply(msg, p, offset)
-                    positions[p] = offset + 1
-                    if offset + 1 >= self.end[p]:
-                        todo.discard(p)
-                        consumer.pause([TopicPartition(self.topic, p)])
+                self._apply_batch(consumer.consume(self._batch, timeout=0.5), positions, todo, consumer)
                 self._hand_over_accepted()
                 if self._max_rate:  # stay under the asked rate (a shared broker, a busy machine)
                     ahead = (self.stats.read - read_at_start) / self._max_rate - (time.monotonic() - started)
@@ -151,6 +150,7 @@ class BatchDriver:
                     self._checkpoint(positions)
                     last_checkpoint = time.monotonic()
             self._checkpoint(positions)
+            self._durable()
         finally:
             consumer.close()
         finished = not todo
@@ -158,41 +158,75 @@ class BatchDriver:
             self._finish(positions)
         return {**self.stats.snapshot(), "finished": finished}
 
-    def _apply(self, msg: Any, partition: int, offset: int) -> None:
-        stats = self.stats
-        stats.read += 1
-        raw = msg.value()
-        try:
-            kind, record_ts = msg.timestamp()
-            event = self._decoder.decode(raw, record_ts if kind != TIMESTAMP_NOT_AVAILABLE else None)
-        except InvalidEvent as exc:
-            self._outputs.side.dead_letter(raw, msg.key(), exc.reason, exc.detail, partition, offset)
-            return
-        key = str(event[self._operator.entity_key])
-        if self._check_keys:
-            message_key = msg.key()
-            if message_key is None or message_key.decode(errors="replace") != key:
-                raise ReplayError(
-                    f"{self.topic}[{partition}]@{offset} is keyed {message_key!r} but its entity is {key!r}: "
-                    "replays with several workers need messages keyed by the entity; run it with --workers 1")
-        state = self._states.get(key)
-        if state is None:
-            state = self._store.get(key) or self._operator.initial()
-            self._states[key] = state
+    def _apply_batch(self, msgs: list[Any], positions: dict[int, int], todo: set[int], consumer: Any) -> None:
+        """Run one ``consume`` batch through the operator, in order, advancing ``positions`` and leaving
+        ``todo`` (and pausing ``consumer`` on) each partition that reaches its planned end. Late reports and
+        dead letters go to the side outputs as they come; emitted values to the sinks at the batch's end."""
+        decode = self._decoder.decode
+        process = self._operator.process
+        entity_key = self._operator.entity_key
+        states, dirty, outputs, end = self._states, self._dirty, self._outputs, self.end
+        check_keys = self._check_keys
         emitted: list[EmittedValue] = []
         late: list[LateReport] = []
-        if not self._operator.process(state, event, partition, offset, emitted, late):
-            stats.duplicates += 1
-            return
-        self._dirty.add(key)
-        stats.windowed += 1
-        outputs = self._outputs
-        for report in late:
-            outputs.late(report)
-        for value in emitted:
-            outputs.emit(value, partition)
+        read = windowed = duplicates = 0
+        try:
+            for msg in msgs:
+                error = msg.error()
+                if error:
+                    if error.code() == -191:  # end of partition: nothing to do
+                        continue
+                    raise ReplayError(f"reading {self.topic}: {error}")
+                p, offset = msg.partition(), msg.offset()
+                if p not in todo or offset < positions[p]:
+                    continue
+                if offset >= end[p]:
+                    todo.discard(p)
+                    consumer.pause([TopicPartition(self.topic, p)])
+                    continue
+                read += 1
+                raw = msg.value()
+                try:
+                    kind, record_ts = msg.timestamp()
+                    event = decode(raw, record_ts if kind != TIMESTAMP_NOT_AVAILABLE else None)
+                except InvalidEvent as exc:
+                    outputs.side.dead_letter(raw, msg.key(), exc.reason, exc.detail, p, offset)
+                    event = None
+                if event is not None:
+                    key = str(event[entity_key])
+                    if check_keys:
+                        self._check_key(msg, key, p, offset)
+                    state = states.get(key)
+                    if state is None:
+                        state = states[key] = self._store.get(key) or self._operator.initial()
+                    if process(state, event, p, offset, emitted, late):
+                        dirty.add(key)
+                        windowed += 1
+                        if late:
+                            for report in late:
+                                outputs.late(report)
+                            late.clear()
+                    else:
+                        duplicates += 1
+                positions[p] = offset + 1
+                if offset + 1 >= end[p]:
+                    todo.discard(p)
+                    consumer.pause([TopicPartition(self.topic, p)])
+        finally:
+            stats = self.stats
+            stats.read += read
+            stats.windowed += windowed
+            stats.duplicates += duplicates
+            outputs.emit_values(emitted)
         # request-time views' accepted events stay with the operator, to be handed over as columns
         # (_hand_over_accepted)
+
+    def _check_key(self, msg: Any, key: str, partition: int, offset: int) -> None:
+        message_key = msg.key()
+        if message_key is None or message_key.decode(errors="replace") != key:
+            raise ReplayError(
+                f"{self.topic}[{partition}]@{offset} is keyed {message_key!r} but its entity is {key!r}: "
+                "replays with several workers need messages keyed by the entity; run it with --workers 1")
 
     def _hand_over_accepted(self) -> None:
         """The accepted events of request-time views since the last call, to the outputs (once per batch)."""
@@ -200,7 +234,11 @@ class BatchDriver:
             self._outputs.accept_events(self._operator.accepted.take())
 
     def _checkpoint(self, positions: dict[int, int]) -> None:
+        """Make what was read so far durable: the outputs flushed, then the changed states and the read
+        positions committed. The file writes and the commit run in the background (checkpoint_writes);
+        this first waits for the previous checkpoint's, so at most one is in flight."""
         self._hand_over_accepted()
+        self._durable()
         while True:
             try:
                 self._outputs.flush()
@@ -209,18 +247,27 @@ class BatchDriver:
                 self.stats.backpressured += 1
                 log.warning("%s; retrying in 2s", exc)
                 time.sleep(2.0)
-        self._store.commit({k: self._states[k] for k in self._dirty}, positions)
+        batch = self._store.prepare({k: self._states[k] for k in self._dirty}, positions)
+        self._writes.submit(partial(self._store.write, batch))
+        self._reported = dict(positions)
         self._dirty.clear()
         if len(self._states) > self._max_cached:
+            self._durable()
             self._states.clear()  # every state is in the store now: memory stays bounded whatever the keys
-        if self._progress is not None:
-            self._progress({p: positions[p] - self.start[p] for p in positions})
+
+    def _durable(self) -> None:
+        """Wait for the checkpoint in flight (raising its failure), then report its positions."""
+        self._writes.wait()
+        reported, self._reported = self._reported, None
+        if reported is not None and self._progress is not None:
+            self._progress({p: reported[p] - self.start[p] for p in reported})
 
     def _finish(self, positions: dict[int, int]) -> None:
         if self._progress is not None:
             self._progress({p: positions[p] - self.start[p] for p in positions})
 
     def close(self) -> None:
+        self._writes.close()
         self._outputs.close()
         self._store.close()
 

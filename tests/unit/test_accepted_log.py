@@ -165,7 +165,7 @@ def _run_both(tmp_path: Path, drawn: list[tuple[str, int, int]], chunk: int) -> 
         ts = MIDNIGHT - 20 * MIN + minute * MIN + n  # distinct times
         event = {"card_id": card, "amount": float(n), "merchant": f"m{n % 3}", "ts": ts, "__event_ts": ts}
         offset = offsets[partition] = offsets[partition] + 1
-        for op, st_, out in zip(ops, states, outs, strict=True):
+        for op, st_ in zip(ops, states, strict=True):
             op.process(st_.setdefault(card, op.initial()), event, partition, offset, [], [])
         outs[0].accept(ops[0].take_accepted(), partition)
         if n % chunk == 0:

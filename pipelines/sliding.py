@@ -98,7 +98,30 @@ class SlidingWindows:
     def process(self, vs: list[Any], entity: Any, event: dict[str, Any], ts: int, partition: int,
                 offset: int, emitted: list[EmittedValue], late: list[LateReport]) -> None:
         size = self.size
-        watermark = ts if ts > vs[0] else vs[0]
+        if ts >= vs[0]:
+            # in order (the common case): the steps below without those that cannot apply. It is late for
+            # no window, and its row goes last (every row is at or before the watermark vs[0]).
+            vs[0] = ts
+            if self.firsts is not None:
+                self.firsts.append(ts)
+            events: list[list[Any]] = vs[2]
+            n = len(events)
+            own_start = ts - size if ts > size else 0
+            close_end = ts - self.grace - 1
+            own_exists = n > 0 and events[n - 1][0] == ts
+            events.append(self._row(event, ts))
+            if not self.final:
+                emitted.append(_new_value((self.index, entity, ts, own_start, ts,
+                                           self._value(vs, own_start, ts, n + 1), partition, offset)))
+            else:
+                self._close(vs, entity, close_end - size, partition, offset, emitted,
+                            born_closed=None if own_exists or own_start > vs[1] - size else ts)
+            if close_end > vs[1]:
+                vs[1] = close_end
+            if events[0][0] <= close_end - 2 * size:
+                self._evict(vs, close_end - 2 * size)
+            return
+        watermark = vs[0]  # ts is before it
         close_end = watermark - self.grace - 1
         closed_start = close_end - size
         late_by = close_end + 1 - ts
@@ -110,7 +133,7 @@ class SlidingWindows:
         vs[0] = watermark
         if self.firsts is not None:  # counted in at least one window, from its own
             self.firsts.append(ts)
-        events: list[list[Any]] = vs[2]
+        events = vs[2]
         n = len(events)
         # in order (the common case): nothing ends after ts, the row goes at the end
         at = n if n == 0 or events[-1][0] <= ts else bisect_right(events, ts, key=_time)
@@ -147,13 +170,18 @@ class SlidingWindows:
                         born_closed=None if own_exists or own_start > vs[1] - size else ts)
         if close_end > vs[1]:
             vs[1] = close_end
-        horizon = close_end - 2 * size
-        if events[0][0] <= horizon:
-            cut = 1  # each row is passed over once, when it leaves: O(1) amortised
-            while cut < len(events) and events[cut][0] <= horizon:
-                cut += 1
-            self._on_evict(vs, cut)
-            del events[:cut]
+        if events[0][0] <= close_end - 2 * size:
+            self._evict(vs, close_end - 2 * size)
+
+    def _evict(self, vs: list[Any], horizon: int) -> None:
+        """Drop the rows at or before ``horizon`` (the first one is): each row is passed over once, when
+        it leaves, so O(1) amortised."""
+        events: list[list[Any]] = vs[2]
+        cut = 1
+        while cut < len(events) and events[cut][0] <= horizon:
+            cut += 1
+        self._on_evict(vs, cut)
+        del events[:cut]
 
     def _close(self, vs: list[Any], entity: Any, closed_start: int, partition: int, offset: int,
                emitted: list[EmittedValue], born_closed: int | None) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from freshet.features.aggregations import FUNCTIONS
@@ -73,8 +74,13 @@ class FoldPlan:
         self.columns = [a.column for a in view.aggregations]
         self.fns = [FUNCTIONS[a.function] for a in view.aggregations]
         self._results = [fn.result for fn in self.fns]
+        # when every initial state is immutable (a number, None), a new tile copies this list
+        template = [fn.initial() for fn in self.fns]
+        self._template = template if all(v is None or v.__class__ in (int, float) for v in template) else None
 
     def initial(self) -> list[Any]:
+        if self._template is not None:
+            return self._template.copy()
         return [fn.initial() for fn in self.fns]
 
     def results(self, states: list[Any], offset: int = 0) -> list[Any]:
@@ -256,7 +262,14 @@ def compile_views(views: list[FeatureView]) -> list[Any]:
 
 
 class SourceOperator:
-    """All views of one source, over one state value per entity key."""
+    """All views of one source, over one state value per entity key.
+
+    ``process(state, event, partition, offset, emitted, late) -> bool`` applies one valid event to its
+    key's ``state`` (changed in place) and appends what it emits and the windows it is late for; it
+    returns False for a record already applied (a redelivery). It is compiled per operator
+    (:func:`_compile_process`)."""
+
+    process: Callable[[KeyState, dict[str, Any], int, int, list[EmittedValue], list[LateReport]], bool]
 
     def __init__(self, views: list[FeatureView]) -> None:
         if not views:
@@ -271,29 +284,10 @@ class SourceOperator:
             window.firsts = firsts
         self.any_request_time = any(v.as_of == "request" for v in views)
         self._accepted_rows = self.accepted.rows if self.any_request_time else None
-        self._steps = [(i, w.process) for i, w in enumerate(self._windows, 1)]
+        self.process = _compile_process(self.entity_key, [w.process for w in self._windows], self._accepted_rows)
 
     def initial(self) -> KeyState:
         return [{}, *[w.initial() for w in self._windows]]
-
-    def process(self, state: KeyState, event: dict[str, Any], partition: int, offset: int,
-                emitted: list[EmittedValue], late: list[LateReport]) -> bool:
-        """Apply one valid event to its key's ``state`` (changed in place); append what it emits
-        and the windows it is late for. Returns False for a record already applied (a redelivery)."""
-        seen = state[0]
-        slot = _SLOTS[partition] if 0 <= partition < len(_SLOTS) else str(partition)
-        last = seen.get(slot)
-        if last is not None and offset <= last:
-            return False
-        seen[slot] = offset
-        ts = event[EVENT_TIME_FIELD]
-        entity = event[self.entity_key]
-        for i, process in self._steps:
-            process(state[i], entity, event, ts, partition, offset, emitted, late)
-        if self._accepted_rows is not None:  # the event's share of its accepted records (views add theirs)
-            self._accepted_rows.append((entity, ts, event, partition, offset))
-        return True
-
 
     def take_accepted(self) -> list[AcceptedRecord]:
         """The accepted events of request-time views since the last call (empties the list)."""
@@ -301,3 +295,30 @@ class SourceOperator:
 
 
 _SLOTS = [str(p) for p in range(1024)]  # a partition's key in a state's offsets (made once)
+
+
+def _compile_process(entity_key: str, steps: list[Callable[..., None]],
+                     accepted_rows: list[Any] | None) -> Callable[..., bool]:
+    """The operator's ``process`` as one function with its views' steps called in turn (no loop over
+    them) and the entity field inlined: it runs once per event, so its own overhead counts."""
+    lines = ["def process(state, event, partition, offset, emitted, late):",
+             "    seen = state[0]",
+             f"    slot = slots[partition] if 0 <= partition < {len(_SLOTS)} else str(partition)",
+             "    last = seen.get(slot)",
+             "    if last is not None and offset <= last:",
+             "        return False",  # a redelivery: already applied
+             "    seen[slot] = offset",
+             f"    ts = event[{EVENT_TIME_FIELD!r}]",
+             f"    entity = event[{entity_key!r}]"]
+    lines += [f"    step{i}(state[{i + 1}], entity, event, ts, partition, offset, emitted, late)"
+              for i in range(len(steps))]
+    if accepted_rows is not None:  # the event's share of its accepted records (views add theirs)
+        lines.append("    accepted_append((entity, ts, event, partition, offset))")
+    lines.append("    return True")
+    env: dict[str, Any] = {f"step{i}": step for i, step in enumerate(steps)}
+    env["slots"] = _SLOTS
+    env["accepted_append"] = accepted_rows.append if accepted_rows is not None else None
+    text = "\n".join(lines) + "\n"
+    exec(compile(text, "<freshet operator>", "exec"), env)  # noqa: S102 - built from fixed templates, repr-quoted names
+    process: Callable[..., bool] = env["process"]
+    return process

@@ -130,6 +130,47 @@ class FixedWindows:
     def process(self, vs: list[Any], entity: Any, event: dict[str, Any], ts: int, partition: int,
                 offset: int, emitted: list[EmittedValue], late: list[LateReport]) -> None:
         size, step = self.size, self.step
+        tiles = vs[2]
+        if ts >= vs[0]:
+            # in order (the common case): the steps below without those that cannot apply. Every window
+            # containing ts starts after ts - size, so after the close line (grace >= 0): it is late for
+            # none and counted from the first.
+            closed_start = ts - self.grace - size
+            first = ((ts - size) // step + 1) * step
+            if first < 0:
+                first = 0
+            vs[0] = ts
+            start = ts - ts % self.tile
+            if tiles and tiles[-1][0] == start:  # the newest tile
+                tile = tiles[-1]
+                if closed_start < tile[1]:
+                    tile[1] = closed_start
+                self._fold(tile, event, ts)
+            else:
+                self._add(tiles, event, ts, start, closed_start)
+            if not self.final:
+                emitted.append(EmittedValue(self.index, entity, ts, first, first + size,
+                                            self._window(tiles, first), partition, offset))
+            if self.firsts is not None:
+                self.firsts.append(first)
+        else:
+            closed_start = self._out_of_order(vs, entity, event, ts, partition, offset, emitted, late)
+        if tiles:
+            # the first window that may still be emitted: past `settled`, holding the first tile
+            t0 = tiles[0][0]
+            next_start = ((t0 - size) // step + 1) * step
+            settled_next = (vs[1] // step + 1) * step
+            if settled_next > next_start:
+                next_start = settled_next
+            if next_start <= closed_start:
+                self._close(vs, entity, closed_start, partition, offset, emitted)
+
+    def _out_of_order(self, vs: list[Any], entity: Any, event: dict[str, Any], ts: int, partition: int,
+                      offset: int, emitted: list[EmittedValue], late: list[LateReport]) -> int:
+        """``process`` for an event before the watermark: late for the windows already closed, counted in
+        the others. Returns the close line."""
+        size, step = self.size, self.step
+        tiles = vs[2]
         watermark = ts if ts > vs[0] else vs[0]
         max_end = watermark - self.grace
         closed_start = max_end - size  # a window starting at or before this is closed
@@ -141,7 +182,6 @@ class FixedWindows:
             for start in range(first, min(last, closed_start) + 1, step):
                 late.append(LateReport(self.index, entity, event, max_end - ts, start, start + size,
                                        partition, offset))
-        tiles = vs[2]
         if last > closed_start:  # counted in at least one window
             vs[0] = watermark
             start = ts - ts % self.tile
@@ -159,15 +199,7 @@ class FixedWindows:
                 self.firsts.append(first if first > closed_start else (closed_start // step + 1) * step)
         elif self.firsts is not None:
             self.firsts.append(NOT_COUNTED)
-        if tiles:
-            # the first window that may still be emitted: past `settled`, holding the first tile
-            t0 = tiles[0][0]
-            next_start = ((t0 - size) // step + 1) * step
-            settled_next = (vs[1] // step + 1) * step
-            if settled_next > next_start:
-                next_start = settled_next
-            if next_start <= closed_start:
-                self._close(vs, entity, closed_start, partition, offset, emitted)
+        return closed_start
 
     def _add(self, tiles: list[list[Any]], event: dict[str, Any], ts: int, start: int, closed_start: int) -> None:
         """Fold the event into the tile starting at ``start`` (made when missing; tiles stay sorted)."""
@@ -227,7 +259,9 @@ class FixedWindows:
         starts: list[int] = []
         for tile in tiles:  # the windows of each tile; tiles are sorted, so these come in order
             t = tile[0]
-            lo = self.first_window(t)
+            lo = ((t - size) // step + 1) * step  # first_window(t), inlined: once per tile per close
+            if lo < 0:
+                lo = 0
             if lo <= settled:
                 lo = -(-(settled + 1) // step) * step
             if starts and lo <= starts[-1]:

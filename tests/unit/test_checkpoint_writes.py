@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -57,3 +58,55 @@ def test_the_root_writes_files_only_when_the_jobs_run(tmp_path: Path) -> None:
     assert root.read_parquet(root.join("a", "part.parquet")).column("x").to_pylist() == [1, 2]
     assert root.read_text(root.join("a", "_last_flush-0.json")) == "{}"
     writes.close()
+
+
+class _Message:
+    """What the replay driver reads of a confluent-kafka message."""
+
+    def __init__(self, offset: int, ts: int) -> None:
+        self._offset, self._ts = offset, ts
+
+    def error(self) -> None:
+        return None
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return b"c1"
+
+    def value(self) -> bytes:
+        return json.dumps({"card_id": "c1", "amount": 1.0, "ts": self._ts}).encode()
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, self._ts  # TIMESTAMP_CREATE_TIME
+
+
+def test_a_replay_checkpoint_whose_log_write_fails_saves_no_position(tmp_path: Path) -> None:
+    """The driver moves on while its checkpoint is written; when the log write fails, the states and
+    positions queued after it are not committed and the failure stops the replay at its next wait."""
+    from freshet.features import Aggregation, FeatureView, Source, TumblingWindow
+    from freshet.replay.driver import BatchDriver, StateStore
+
+    source = Source(name="tx", topic="tx", key="card_id", timestamp="ts",
+                    schema={"card_id": "str", "amount": "float", "ts": "int"})
+    view = FeatureView(name="spend", source=source, window=TumblingWindow(size="1m"), emit="current",
+                       aggregations=[Aggregation(function="sum", column="amount", name="total")])
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the log's directory would be")
+    driver = BatchDriver([view], {"bootstrap.servers": "127.0.0.1:9", "log_level": 0}, topic="tx",
+                         start={0: 0}, end={0: 100}, state_dir=tmp_path / "state",
+                         offline_root=blocker / "offline", redis_url=None, check_keys=False)
+    positions, todo = {0: 0}, {0}
+    driver._apply_batch([_Message(i, 1_700_000_000_000 + i) for i in range(5)], positions, todo, None)
+    assert positions == {0: 5}
+    driver._checkpoint(positions)  # queued: the driver could read on here
+    with pytest.raises(OfflineStoreError):
+        driver._durable()
+    driver.close()
+    store = StateStore(tmp_path / "state", read_only=True)
+    assert store.positions() == {} and store.get("c1") is None
+    store.close()

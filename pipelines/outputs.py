@@ -115,8 +115,8 @@ class OperatorOutputs:
         """Accepted events as the operator keeps them (:meth:`AcceptedEvents.take`), for a driver that reads
         the source itself (each event's input partition is its source partition: the replay driver).
 
-        The logs get them as Arrow columns built once per flush for every view (:mod:`freshet.pipelines.
-        accepted_columns`); Redis, when there is one, as records now."""
+        The logs get them as Arrow columns built once per flush for every view
+        (:mod:`freshet.pipelines.accepted_columns`); Redis, when there is one, as records now."""
         if not events.rows:
             return
         if self.accepted is not None:

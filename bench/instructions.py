@@ -46,20 +46,13 @@ _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 def _child(stage: str, records_file: Path, views_arg: str, work: bool) -> None:
     from bench import operator_path as op
-    from freshet.pipelines.decode import EventDecoder, InvalidEvent
     from freshet.pipelines.tiles import SourceOperator
 
     views = op.example_views()
     recs = [op.Record(*fields) for fields in pickle.loads(records_file.read_bytes())]
     with tempfile.TemporaryDirectory(prefix="freshet-instructions-") as tmp:
         if stage == "views":
-            decoder = EventDecoder(views[0].source)
-            events = []
-            for r in recs:
-                try:
-                    events.append((decoder.decode(r.value(), r.timestamp()[1]), r.partition(), r.offset()))
-                except InvalidEvent:
-                    continue
+            events = op.decoded_events(views, recs)
             chosen = views if views_arg == "all" else [views[int(i)] for i in views_arg.split(",")]
             operator = SourceOperator(chosen)
             states: dict[str, Any] = {}

@@ -155,8 +155,8 @@ def stage_operator(views: list[FeatureView], recs: list[Record], _tmp: Path) -> 
     return digest
 
 
-def per_view(views: list[FeatureView], recs: list[Record], repeats: int) -> None:
-    """The operator alone, one view at a time, over events decoded beforehand."""
+def decoded_events(views: list[FeatureView], recs: list[Record]) -> list[tuple[dict[str, Any], int, int]]:
+    """The valid records decoded beforehand, as (event, partition, offset): the operator's input alone."""
     decoder = EventDecoder(views[0].source)
     events = []
     for r in recs:
@@ -164,6 +164,12 @@ def per_view(views: list[FeatureView], recs: list[Record], repeats: int) -> None
             events.append((decoder.decode(r.value(), r.timestamp()[1]), r.partition(), r.offset()))
         except InvalidEvent:
             continue
+    return events
+
+
+def per_view(views: list[FeatureView], recs: list[Record], repeats: int) -> None:
+    """The operator alone, one view at a time, over events decoded beforehand."""
+    events = decoded_events(views, recs)
     for view in views:
         best = float("inf")
         for _ in range(repeats):

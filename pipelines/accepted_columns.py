@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from freshet.pipelines.accepted_events import NOT_COUNTED, AcceptedEvents, AcceptedRow
-from freshet.pipelines.offline_sink import DAY_MS
+from freshet.pipelines.offline_sink import DAY_MS, machine_array
 
 
 class AcceptedColumns:
@@ -35,7 +35,6 @@ class AcceptedColumns:
         self.size = len(rows)
         self._firsts = [[events.firsts[v] for events, _t in chunks] for v in range(len(chunks[0][0].firsts))] \
             if chunks else []
-        self._rows = rows
         entities, times, events_, partitions, offsets = zip(*rows, strict=True) if rows else ((),) * 5
         self.entities: tuple[Any, ...] = entities
         self.times = array("q", times)
@@ -62,11 +61,11 @@ class AcceptedColumns:
         if cached is not None:
             return cached
         if kind == "event_ts":
-            made = _machine(arrow_type, self.times)
+            made = machine_array(arrow_type, self.times)
         elif kind == "offset":
-            made = _machine(arrow_type, self.offsets)
+            made = machine_array(arrow_type, self.offsets)
         elif kind == "produced_at":
-            made = _machine(arrow_type, self.produced_at)
+            made = machine_array(arrow_type, self.produced_at)
         elif kind == "entity":
             made = pa.array(self.entities, type=arrow_type)
         elif kind == "partition":
@@ -75,15 +74,6 @@ class AcceptedColumns:
             made = pa.array([e.get(name) for e in self.events], type=arrow_type)
         self._arrays[(name, arrow_type)] = made
         return made
-
-
-def _machine(arrow_type: pa.DataType, values: array[int]) -> pa.Array:
-    """A 64-bit column of ``values`` without a Python object per value (Arrow takes the buffer as it is)."""
-    return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
-
-
-def first_starts(arrow_type: pa.DataType, firsts: array[int]) -> pa.Array:
-    return _machine(arrow_type, firsts)
 
 
 def counted_rows(firsts: array[int], lo: int, hi: int) -> list[int] | None:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from freshet.features.as_of_layout import accepted_dir, accepted_schema, read_columns
-from freshet.pipelines.accepted_columns import AcceptedColumns, counted_rows, first_starts
-from freshet.pipelines.offline_sink import DAY_MS, ParquetLogWriter
+from freshet.pipelines.accepted_columns import AcceptedColumns, counted_rows
+from freshet.pipelines.offline_sink import DAY_MS, ParquetLogWriter, machine_array
 
 if TYPE_CHECKING:
     from freshet.pipelines.accepted_events import AcceptedRecord
@@ -108,7 +108,7 @@ class AcceptedLogWriter(ParquetLogWriter):
         fields = self.schema
         arrays = [columns.array_of(fields[0].name, "entity", fields[0].type),
                   columns.array_of(fields[1].name, "event_ts", fields[1].type),
-                  first_starts(fields[2].type, firsts),
+                  machine_array(fields[2].type, firsts),
                   *(columns.array_of(f.name, "column", f.type) for f in list(fields)[3:-3]),
                   columns.array_of(fields[-3].name, "partition", fields[-3].type),
                   columns.array_of(fields[-2].name, "offset", fields[-2].type),

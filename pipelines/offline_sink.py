@@ -189,7 +189,7 @@ class ParquetLogWriter:
 
     def _batch(self, columns: list[Any]) -> pa.RecordBatch:
         return pa.RecordBatch.from_arrays(
-            [pa.Array.from_buffers(f.type, len(c), [None, pa.py_buffer(c)]) if machine else pa.array(c, type=f.type)
+            [machine_array(f.type, c) if machine else pa.array(c, type=f.type)
              for c, f, machine in zip(columns, self.schema, self._machine, strict=True)],
             schema=self.schema)
 
@@ -278,6 +278,12 @@ class ParquetLogWriter:
     def skipped(self) -> int:
         return self._skipped
 
+
+
+def machine_array(arrow_type: pa.DataType, values: array[int]) -> pa.Array:
+    """A non-null 64-bit column (an integer or a time) of machine integers: Arrow takes their buffer as
+    it is, with no Python object per value."""
+    return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
 
 
 def _value_appender(features: int) -> Callable[[list[Any], EmittedValue, int], None]:

@@ -184,14 +184,7 @@ class FixedWindows:
                                        partition, offset))
         if last > closed_start:  # counted in at least one window
             vs[0] = watermark
-            start = ts - ts % self.tile
-            if tiles and tiles[-1][0] == start:  # in order: the newest tile
-                tile = tiles[-1]
-                if closed_start < tile[1]:
-                    tile[1] = closed_start
-                self._fold(tile, event, ts)
-            else:
-                self._add(tiles, event, ts, start, closed_start)
+            self._add(tiles, event, ts, ts - ts % self.tile, closed_start)
             if not self.final and first > closed_start:
                 emitted.append(EmittedValue(self.index, entity, ts, first, first + size,
                                             self._window(tiles, first), partition, offset))

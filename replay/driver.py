@@ -73,9 +73,6 @@ class StateStore:
         raw = self._db.get(POSITIONS_KEY)
         return {} if raw is None else {int(p): o for p, o in orjson.loads(raw).items()}
 
-    def commit(self, states: dict[str, KeyState], positions: dict[int, int]) -> None:
-        self.write(self.prepare(states, positions))
-
     def prepare(self, states: dict[str, KeyState], positions: dict[int, int]) -> WriteBatch:
         """The states and positions as they are now, serialised into one atomic batch (:meth:`write`)."""
         batch = WriteBatch(raw_mode=True)

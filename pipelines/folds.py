@@ -16,37 +16,47 @@ from typing import Any
 from freshet.features.aggregations import AggregationFunction
 
 
-def compile_add(columns: list[str | None], fns: list[AggregationFunction], *, offset: int,
-                slots: dict[str, int] | None = None, skip: set[int] | None = None) -> Callable[..., Any]:
-    """``add(states, source, ts)`` folding one event into ``states[offset + i]`` for each aggregation i.
+def fold_lines(columns: list[str | None], fns: list[AggregationFunction], *, offset: int, states: str,
+               source: str, slots: dict[str, int] | None = None, skip: set[int] | None = None,
+               indent: str = "    ", prefix: str = "") -> tuple[list[str], dict[str, Any]]:
+    """The statements folding one event into ``{states}[offset + i]`` for each aggregation i, and the
+    names they use (each aggregation's ``add`` as ``{prefix}f{i}``; an event field's value as
+    ``{prefix}v{k}``): :func:`compile_add`'s body, for a compiled step that folds inline.
 
-    ``source`` is the event dict, or, when ``slots`` maps columns to positions, a row list.
-    Aggregations in ``skip`` are left alone. Null values are skipped, as SQL does.
-    """
+    ``source`` names the event dict, or, when ``slots`` maps columns to positions, a row list.
+    Aggregations in ``skip`` are left alone. Null values are skipped, as SQL does."""
     env: dict[str, Any] = {}
-    lines = ["def add(states, source, ts):"]
+    lines: list[str] = []
     values: dict[str, str] = {}
     for i, (column, fn) in enumerate(zip(columns, fns, strict=True)):
         if skip and i in skip:
             continue
-        slot = f"states[{offset + i}]"
+        slot = f"{states}[{offset + i}]"
+        f = f"{prefix}f{i}"
         if column is None:
-            expr = fn.add_expr or f"f{i}({{s}}, None, ts)"
-            lines.append(f"    {slot} = " + expr.format(s=slot, v="None"))
-            env[f"f{i}"] = fn.add
+            expr = fn.add_expr or f"{f}({{s}}, None, ts)"
+            lines.append(f"{indent}{slot} = " + expr.format(s=slot, v="None"))
+            env[f] = fn.add
             continue
         if column not in values:
-            name = f"v{len(values)}"
+            name = f"{prefix}v{len(values)}"
             values[column] = name
-            lines.append(f"    {name} = source[{slots[column]}]" if slots is not None
-                         else f"    {name} = source.get({column!r})")
+            lines.append(f"{indent}{name} = {source}[{slots[column]}]" if slots is not None
+                         else f"{indent}{name} = {source}.get({column!r})")
         v = values[column]
-        expr = fn.add_expr or f"f{i}({{s}}, {{v}}, ts)"
-        env[f"f{i}"] = fn.add
-        lines.append(f"    if {v} is not None:")
-        lines.append(f"        {slot} = " + expr.format(s=slot, v=v))
-    if len(lines) == 1:
-        lines.append("    return None")
+        expr = fn.add_expr or f"{f}({{s}}, {{v}}, ts)"
+        env[f] = fn.add
+        lines.append(f"{indent}if {v} is not None:")
+        lines.append(f"{indent}    {slot} = " + expr.format(s=slot, v=v))
+    return lines, env
+
+
+def compile_add(columns: list[str | None], fns: list[AggregationFunction], *, offset: int,
+                slots: dict[str, int] | None = None, skip: set[int] | None = None) -> Callable[..., Any]:
+    """``add(states, source, ts)`` folding one event into ``states[offset + i]`` for each aggregation i
+    (:func:`fold_lines`)."""
+    body, env = fold_lines(columns, fns, offset=offset, states="states", source="source", slots=slots, skip=skip)
+    lines = ["def add(states, source, ts):", *(body or ["    return None"])]
     text = "\n".join(lines) + "\n"
     exec(compile(text, "<freshet fold>", "exec"), env)  # noqa: S102 - text built above from fixed templates
     add = env["add"]

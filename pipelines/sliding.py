@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from functools import partial
 from operator import itemgetter
 from typing import Any
@@ -35,6 +36,8 @@ from typing import Any
 from freshet.features.definitions import FeatureView
 from freshet.pipelines.accepted_events import NOT_COUNTED
 from freshet.pipelines.folds import compile_add, compile_tally
+from freshet.pipelines.sliding_step import sliding_step_code
+from freshet.pipelines.step_code import StepCode, step_function
 from freshet.pipelines.tiles import EmittedValue, FoldPlan, LateReport
 
 NEVER = -(2**62)
@@ -62,65 +65,50 @@ def _counts_builder(n: int, multi: list[tuple[int, int, int]], row_counts: list[
 
 
 class SlidingWindows:
-    def __init__(self, index: int, view: FeatureView) -> None:
+    process: Callable[[list[Any], Any, dict[str, Any], int, int, int, list[EmittedValue], list[LateReport]], None]
+
+    def __init__(self, index: int, view: FeatureView, firsts: array[int] | None = None) -> None:
+        """``firsts``: for a request-time view, where each applied event's first start goes."""
         self.index = index
         self.size = view.window.size
         self.grace = view.grace
         self.final = view.emit == "final"
         self.plan = FoldPlan(view)
         # the columns an event keeps: each aggregation's column (None for a bare count)
-        self._columns = sorted({c for c in self.plan.columns if c is not None})
-        slot = {c: i + 1 for i, c in enumerate(self._columns)}
-        self._front = len(self._columns) + 1  # a row's slot for its front-stack aggregate
+        self.columns = sorted({c for c in self.plan.columns if c is not None})
+        slot = {c: i + 1 for i, c in enumerate(self.columns)}
+        self._front = len(self.columns) + 1  # a row's slot for its front-stack aggregate
         # count_distinct aggregations, as (position, aggregation index, row slot)
-        self._multi = [(k, i, slot[c]) for k, (i, c) in enumerate(
+        self.multi = [(k, i, slot[c]) for k, (i, c) in enumerate(
             (i, c) for i, (c, fn) in enumerate(zip(self.plan.columns, self.plan.fns, strict=True))
             if fn.name == "count_distinct" and c is not None)]
-        multi = {i for _k, i, _s in self._multi}
+        multi = {i for _k, i, _s in self.multi}
         # a bare count is the number of rows in the window: no fold needed
-        self._row_counts = [i for i, (c, fn) in enumerate(zip(self.plan.columns, self.plan.fns, strict=True))
+        self.row_counts = [i for i, (c, fn) in enumerate(zip(self.plan.columns, self.plan.fns, strict=True))
                             if fn.name == "count" and c is None]
-        multi |= set(self._row_counts)
-        self._stacked = len(multi) < len(self.plan.fns)  # anything that needs the two-stack queue
+        multi |= set(self.row_counts)
+        self.stacked = len(multi) < len(self.plan.fns)  # anything that needs the two-stack queue
         self._add_row_into = compile_add(self.plan.columns, self.plan.fns, offset=0, slots=slot, skip=multi)
         self._folded_merges = [(i, fn.merge) for i, fn in enumerate(self.plan.fns) if i not in multi]
         # _counts(multisets, rows): the results when every aggregation is a count or a count_distinct
-        self._counts = _counts_builder(len(self.plan.fns), self._multi, self._row_counts)
-        self._row = _row_builder(self._columns)
+        self._counts = _counts_builder(len(self.plan.fns), self.multi, self.row_counts)
+        self._row = _row_builder(self.columns)
         # _tally(multisets, rows, lo, hi, delta): the count_distinct multisets, for rows[lo:hi]
-        self._tally = compile_tally([s for _k, _i, s in self._multi])
-        # set for request-time views: each applied event's first start (NOT_COUNTED if it counted nowhere)
-        self.firsts: array[int] | None = None
+        self._tally = compile_tally([s for _k, _i, s in self.multi])
+        # for request-time views: each applied event's first start (NOT_COUNTED if it counted nowhere)
+        self.firsts = firsts
+        # process(vs, entity, event, ts, partition, offset, emitted, late): one event, by the rules above;
+        # compiled for this view (the in-order path inline), events before the watermark go to _out_of_order
+        self.step_code: StepCode = sliding_step_code(self)
+        self.process = step_function(self.step_code, str(index))
 
     def initial(self) -> list[Any]:
         return [0, NEVER, [], None]
 
-    def process(self, vs: list[Any], entity: Any, event: dict[str, Any], ts: int, partition: int,
-                offset: int, emitted: list[EmittedValue], late: list[LateReport]) -> None:
+    def _out_of_order(self, vs: list[Any], entity: Any, event: dict[str, Any], ts: int, partition: int,
+                      offset: int, emitted: list[EmittedValue], late: list[LateReport]) -> None:
+        """``process`` for an event before the watermark (the compiled step takes the others)."""
         size = self.size
-        if ts >= vs[0]:
-            # in order (the common case): the steps below without those that cannot apply. It is late for
-            # no window, and its row goes last (every row is at or before the watermark vs[0]).
-            vs[0] = ts
-            if self.firsts is not None:
-                self.firsts.append(ts)
-            events: list[list[Any]] = vs[2]
-            n = len(events)
-            own_start = ts - size if ts > size else 0
-            close_end = ts - self.grace - 1
-            own_exists = n > 0 and events[n - 1][0] == ts
-            events.append(self._row(event, ts))
-            if not self.final:
-                emitted.append(_new_value((self.index, entity, ts, own_start, ts,
-                                           self._value(vs, own_start, ts, n + 1), partition, offset)))
-            else:
-                self._close(vs, entity, close_end - size, partition, offset, emitted,
-                            born_closed=None if own_exists or own_start > vs[1] - size else ts)
-            if close_end > vs[1]:
-                vs[1] = close_end
-            if events[0][0] <= close_end - 2 * size:
-                self._evict(vs, close_end - 2 * size)
-            return
         watermark = vs[0]  # ts is before it
         close_end = watermark - self.grace - 1
         closed_start = close_end - size
@@ -240,11 +228,11 @@ class SlidingWindows:
         self._tally(queue[4], (row,), 0, 1, delta)
 
     def _new_queue(self, at: int) -> list[Any]:
-        return [at, at, at, self.plan.initial(), [{} for _ in self._multi]]
+        return [at, at, at, self.plan.initial(), [{} for _ in self.multi]]
 
     def _pop_front(self, queue: list[Any], events: list[list[Any]]) -> None:
         lo, mid, hi = queue[0], queue[1], queue[2]
-        if not self._stacked:  # no front aggregates: the front is empty, mid follows lo
+        if not self.stacked:  # no front aggregates: the front is empty, mid follows lo
             self._count(queue, events[lo], -1)
             queue[0] = queue[1] = lo + 1
             return
@@ -273,7 +261,7 @@ class SlidingWindows:
             for j in range(lo, mid):
                 vs[2][j][self._front] = None
         elif at < hi:
-            if self._stacked:
+            if self.stacked:
                 queue[3] = self._add_row(queue[3], row)
             self._count(queue, row, 1)
             queue[2] = hi + 1
@@ -313,8 +301,8 @@ class SlidingWindows:
         if lo < queue[0] or hi < queue[2]:
             return self._fold(events, lo, hi)  # out of order: fold its rows
         multisets = queue[4]
-        if not self._stacked:  # counts and count_distincts only: the queue is the multisets alone
-            if self._multi:
+        if not self.stacked:  # counts and count_distincts only: the queue is the multisets alone
+            if self.multi:
                 if hi > queue[2]:  # rows entering at the back
                     self._tally(multisets, events, queue[2], hi, 1)
                 if lo > queue[0]:  # rows leaving at the front
@@ -335,27 +323,27 @@ class SlidingWindows:
                 out = self.plan.results(self._merge(events[queue[0]][self._front], queue[3]))
             else:
                 out = self.plan.results(queue[3])
-        for k, i, _s in self._multi:
+        for k, i, _s in self.multi:
             out[i] = len(multisets[k])
-        for i in self._row_counts:
+        for i in self.row_counts:
             out[i] = hi - lo
         return out
 
     def _fold(self, events: list[list[Any]], lo: int, hi: int) -> list[Any]:
         states = self.plan.initial()  # this fold's own: added to in place
-        add = self._add_row_into if self._stacked else None
-        counts: list[set[str]] = [set() for _ in self._multi]
+        add = self._add_row_into if self.stacked else None
+        counts: list[set[str]] = [set() for _ in self.multi]
         for j in range(lo, hi):
             row = events[j]
             if add is not None:
                 add(states, row, row[0])
-            for k, _i, s in self._multi:
+            for k, _i, s in self.multi:
                 value = row[s]
                 if value is not None:
                     counts[k].add(value if value.__class__ is str else str(value))
         out = self.plan.results(states)
-        for k, i, _s in self._multi:
+        for k, i, _s in self.multi:
             out[i] = len(counts[k])
-        for i in self._row_counts:
+        for i in self.row_counts:
             out[i] = hi - lo
         return out

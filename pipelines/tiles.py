@@ -34,7 +34,9 @@ from freshet.features.aggregations import FUNCTIONS
 from freshet.features.definitions import FeatureView, SlidingWindow
 from freshet.pipelines.accepted_events import NOT_COUNTED, AcceptedEvents, AcceptedRecord
 from freshet.pipelines.decode import EVENT_TIME_FIELD
+from freshet.pipelines.fixed_step import fixed_step_code
 from freshet.pipelines.folds import compile_add, compile_window
+from freshet.pipelines.step_code import StepCode, step_function
 
 KeyState = list[Any]
 
@@ -74,13 +76,13 @@ class FoldPlan:
         self.columns = [a.column for a in view.aggregations]
         self.fns = [FUNCTIONS[a.function] for a in view.aggregations]
         self._results = [fn.result for fn in self.fns]
-        # when every initial state is immutable (a number, None), a new tile copies this list
+        # when every initial state is immutable (an int, a float, None), a new tile copies this list
         template = [fn.initial() for fn in self.fns]
-        self._template = template if all(v is None or v.__class__ in (int, float) for v in template) else None
+        self.template = template if all(v is None or v.__class__ in (int, float) for v in template) else None
 
     def initial(self) -> list[Any]:
-        if self._template is not None:
-            return self._template.copy()
+        if self.template is not None:
+            return self.template.copy()
         return [fn.initial() for fn in self.fns]
 
     def results(self, states: list[Any], offset: int = 0) -> list[Any]:
@@ -106,7 +108,10 @@ class FixedWindows:
     ``s`` holds an event of the tile only if ``s > floor``.
     """
 
-    def __init__(self, index: int, view: FeatureView) -> None:
+    process: Callable[[list[Any], Any, dict[str, Any], int, int, int, list[EmittedValue], list[LateReport]], None]
+
+    def __init__(self, index: int, view: FeatureView, firsts: array[int] | None = None) -> None:
+        """``firsts``: for a request-time view, where each applied event's first start goes."""
         self.index = index
         self.size = view.window.size
         self.step = view.window.size if isinstance(view.window, SlidingWindow) else view.window.step
@@ -116,8 +121,12 @@ class FixedWindows:
         self.plan = FoldPlan(view)
         self._fold = compile_add(self.plan.columns, self.plan.fns, offset=2)  # a tile: [start, floor, *states]
         self._merged = compile_window(self.plan.fns, offset=2)
-        # set for request-time views: each applied event's first start (NOT_COUNTED if it counted nowhere)
-        self.firsts: array[int] | None = None
+        # for request-time views: each applied event's first start (NOT_COUNTED if it counted nowhere)
+        self.firsts = firsts
+        # process(vs, entity, event, ts, partition, offset, emitted, late): one event, by the rules above;
+        # compiled for this view (the in-order path inline), events before the watermark go to _out_of_order
+        self.step_code: StepCode = fixed_step_code(self)
+        self.process = step_function(self.step_code, str(index))
 
     def initial(self) -> list[Any]:
         return [0, -1, []]
@@ -126,44 +135,6 @@ class FixedWindows:
         """The earliest-starting window that contains ``ts``."""
         step = self.step
         return max(0, ((ts - self.size) // step + 1) * step)
-
-    def process(self, vs: list[Any], entity: Any, event: dict[str, Any], ts: int, partition: int,
-                offset: int, emitted: list[EmittedValue], late: list[LateReport]) -> None:
-        size, step = self.size, self.step
-        tiles = vs[2]
-        if ts >= vs[0]:
-            # in order (the common case): the steps below without those that cannot apply. Every window
-            # containing ts starts after ts - size, so after the close line (grace >= 0): it is late for
-            # none and counted from the first.
-            closed_start = ts - self.grace - size
-            first = ((ts - size) // step + 1) * step
-            if first < 0:
-                first = 0
-            vs[0] = ts
-            start = ts - ts % self.tile
-            if tiles and tiles[-1][0] == start:  # the newest tile
-                tile = tiles[-1]
-                if closed_start < tile[1]:
-                    tile[1] = closed_start
-                self._fold(tile, event, ts)
-            else:
-                self._add(tiles, event, ts, start, closed_start)
-            if not self.final:
-                emitted.append(EmittedValue(self.index, entity, ts, first, first + size,
-                                            self._window(tiles, first), partition, offset))
-            if self.firsts is not None:
-                self.firsts.append(first)
-        else:
-            closed_start = self._out_of_order(vs, entity, event, ts, partition, offset, emitted, late)
-        if tiles:
-            # the first window that may still be emitted: past `settled`, holding the first tile
-            t0 = tiles[0][0]
-            next_start = ((t0 - size) // step + 1) * step
-            settled_next = (vs[1] // step + 1) * step
-            if settled_next > next_start:
-                next_start = settled_next
-            if next_start <= closed_start:
-                self._close(vs, entity, closed_start, partition, offset, emitted)
 
     def _out_of_order(self, vs: list[Any], entity: Any, event: dict[str, Any], ts: int, partition: int,
                       offset: int, emitted: list[EmittedValue], late: list[LateReport]) -> int:
@@ -281,11 +252,12 @@ class FixedWindows:
                                         self._merged(tiles, lo, hi), partition, offset))
 
 
-def compile_views(views: list[FeatureView]) -> list[Any]:
+def compile_views(views: list[FeatureView], firsts: list[array[int] | None]) -> list[Any]:
+    """Each view's windows; ``firsts[i]``: where view i logs each applied event's first start, or None."""
     from freshet.pipelines.sliding import SlidingWindows
 
-    return [SlidingWindows(i, v) if isinstance(v.window, SlidingWindow) else FixedWindows(i, v)
-            for i, v in enumerate(views)]
+    return [SlidingWindows(i, v, f) if isinstance(v.window, SlidingWindow) else FixedWindows(i, v, f)
+            for i, (v, f) in enumerate(zip(views, firsts, strict=True))]
 
 
 class SourceOperator:
@@ -303,15 +275,13 @@ class SourceOperator:
             raise ValueError("an operator needs at least one view")
         self.views = views
         self.entity_key = views[0].entity_key
-        self._windows = compile_views(views)
         # the events request-time views counted, in arrival order; the drivers take them (take_accepted, or
         # accepted.take() for the columns)
         self.accepted = AcceptedEvents([v.as_of == "request" for v in views])
-        for window, firsts in zip(self._windows, self.accepted.firsts, strict=True):
-            window.firsts = firsts
+        self._windows = compile_views(views, self.accepted.firsts)
         self.any_request_time = any(v.as_of == "request" for v in views)
         self._accepted_rows = self.accepted.rows if self.any_request_time else None
-        self.process = _compile_process(self.entity_key, [w.process for w in self._windows], self._accepted_rows)
+        self.process = _compile_process(self.entity_key, [w.step_code for w in self._windows], self._accepted_rows)
 
     def initial(self) -> KeyState:
         return [{}, *[w.initial() for w in self._windows]]
@@ -324,10 +294,11 @@ class SourceOperator:
 _SLOTS = [str(p) for p in range(1024)]  # a partition's key in a state's offsets (made once)
 
 
-def _compile_process(entity_key: str, steps: list[Callable[..., None]],
+def _compile_process(entity_key: str, steps: list[StepCode],
                      accepted_rows: list[Any] | None) -> Callable[..., bool]:
-    """The operator's ``process`` as one function with its views' steps called in turn (no loop over
-    them) and the entity field inlined: it runs once per event, so its own overhead counts."""
+    """The operator's ``process`` as one function with its views' steps inline, in turn (no loop over
+    them, no call: :mod:`freshet.pipelines.step_code`) and the entity field inlined: it runs once per
+    event, so its own overhead counts."""
     lines = ["def process(state, event, partition, offset, emitted, late):",
              "    seen = state[0]",
              f"    slot = slots[partition] if 0 <= partition < {len(_SLOTS)} else str(partition)",
@@ -337,15 +308,18 @@ def _compile_process(entity_key: str, steps: list[Callable[..., None]],
              "    seen[slot] = offset",
              f"    ts = event[{EVENT_TIME_FIELD!r}]",
              f"    entity = event[{entity_key!r}]"]
-    lines += [f"    step{i}(state[{i + 1}], entity, event, ts, partition, offset, emitted, late)"
-              for i in range(len(steps))]
+    env: dict[str, Any] = {}
+    for i, step in enumerate(steps):
+        lines.append(f"    vs = state[{i + 1}]")
+        lines += step.lines
+        env.update(step.env)
     if accepted_rows is not None:  # the event's share of its accepted records (views add theirs)
         lines.append("    accepted_append((entity, ts, event, partition, offset))")
     lines.append("    return True")
-    env: dict[str, Any] = {f"step{i}": step for i, step in enumerate(steps)}
     env["slots"] = _SLOTS
     env["accepted_append"] = accepted_rows.append if accepted_rows is not None else None
     text = "\n".join(lines) + "\n"
     exec(compile(text, "<freshet operator>", "exec"), env)  # noqa: S102 - built from fixed templates, repr-quoted names
-    process: Callable[..., bool] = env["process"]
-    return process
+    process: Any = env["process"]
+    process.__source__ = text
+    return process  # type: ignore[no-any-return]

@@ -14,9 +14,12 @@ for the three request-time views of the example repository.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
+from itertools import repeat
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from freshet.pipelines.accepted_events import NOT_COUNTED, AcceptedEvents, AcceptedRow
 from freshet.pipelines.offline_sink import DAY_MS, machine_array
@@ -42,7 +45,8 @@ class AcceptedColumns:
         self.partitions: tuple[int, ...] = partitions
         self.offsets = array("q", offsets)
         self.produced_at = produced
-        self.runs = _runs(self.partitions, self.times)
+        self._partition_array = pa.array(partitions, type=pa.int64())
+        self.runs = _runs(self._partition_array, self.times)
         self._arrays: dict[tuple[str, pa.DataType], pa.Array] = {}
 
     def firsts(self, view: int) -> array[int]:
@@ -69,33 +73,48 @@ class AcceptedColumns:
         elif kind == "entity":
             made = pa.array(self.entities, type=arrow_type)
         elif kind == "partition":
-            made = pa.array(self.partitions, type=arrow_type)
-        else:
-            made = pa.array([e.get(name) for e in self.events], type=arrow_type)
+            made = self._partition_array.cast(arrow_type)
+        else:  # dict.get mapped over the events: no Python frame per event
+            made = pa.array(list(map(dict.get, self.events, repeat(name))), type=arrow_type)
         self._arrays[(name, arrow_type)] = made
         return made
 
 
-def counted_rows(firsts: array[int], lo: int, hi: int) -> list[int] | None:
-    """Indices in ``lo:hi`` of the rows a view counted, or None when it counted all of them."""
-    if NOT_COUNTED not in firsts[lo:hi]:
-        return None
-    return [i for i in range(lo, hi) if firsts[i] != NOT_COUNTED]
+class CountedRows:
+    """Which rows of a flush a view counted (its first start is not NOT_COUNTED), found once per view."""
+
+    def __init__(self, firsts: array[int]) -> None:
+        self.firsts = firsts
+        counted = pc.not_equal(machine_array(pa.int64(), firsts), NOT_COUNTED)
+        self.mask = counted
+        self._skipped = pc.indices_nonzero(pc.invert(counted)).to_pylist()  # sorted, usually few
+
+    def all_counted(self, lo: int, hi: int) -> bool:
+        i = bisect_left(self._skipped, lo)
+        return i == len(self._skipped) or self._skipped[i] >= hi
+
+    def rows(self, lo: int, hi: int) -> list[int]:
+        """The indices in ``lo:hi`` of the rows counted."""
+        firsts = self.firsts
+        return [i for i in range(lo, hi) if firsts[i] != NOT_COUNTED]
+
+    def first(self, lo: int, hi: int) -> int | None:
+        """The first row counted in ``lo:hi``, or None."""
+        i = bisect_left(self._skipped, lo)
+        row = lo
+        while row < hi and i < len(self._skipped) and self._skipped[i] == row:
+            row += 1
+            i += 1
+        return row if row < hi else None
 
 
-def _runs(partitions: tuple[int, ...], times: array[int]) -> list[tuple[int, int]]:
-    """``(lo, hi)`` of each run of rows with one source partition and one date, in order."""
-    runs: list[tuple[int, int]] = []
+def _runs(partitions: pa.Array, times: array[int]) -> list[tuple[int, int]]:
+    """``(lo, hi)`` of each run of rows with one source partition and one date, in order (the rows where
+    either changes are found with Arrow compute: event times are never negative)."""
     n = len(partitions)
-    lo = 0
-    while lo < n:
-        partition, ts = partitions[lo], times[lo]
-        day = ts - ts % DAY_MS
-        end = day + DAY_MS
-        hi = lo + 1
-        while hi < n and partitions[hi] == partition and day <= times[hi] < end:
-            hi += 1
-        runs.append((lo, hi))
-        lo = hi
-    return runs
-
+    if n == 0:
+        return []
+    days = pc.divide(machine_array(pa.int64(), times), DAY_MS)
+    changed = pc.or_(pc.not_equal(partitions[1:], partitions[:-1]), pc.not_equal(days[1:], days[:-1]))
+    starts = [0, *(i + 1 for i in pc.indices_nonzero(changed).to_pylist())]
+    return list(zip(starts, [*starts[1:], n], strict=True))

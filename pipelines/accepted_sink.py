@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from freshet.features.as_of_layout import accepted_dir, accepted_schema, read_columns
-from freshet.pipelines.accepted_columns import AcceptedColumns, counted_rows
+from freshet.pipelines.accepted_columns import AcceptedColumns, CountedRows
 from freshet.pipelines.offline_sink import DAY_MS, ParquetLogWriter, machine_array
 
 if TYPE_CHECKING:
@@ -114,22 +114,23 @@ class AcceptedLogWriter(ParquetLogWriter):
                   columns.array_of(fields[-2].name, "offset", fields[-2].type),
                   columns.array_of(fields[-1].name, "produced_at", fields[-1].type)]
         whole = pa.RecordBatch.from_arrays(arrays, schema=fields)
+        counted = CountedRows(firsts)
         entities, times, partitions, offsets = columns.entities, columns.times, columns.partitions, columns.offsets
         for lo, hi in columns.runs:
             partition = partitions[lo]
-            rows = counted_rows(firsts, lo, hi)
             seen = self._already_written_on(partition)
-            if seen:
-                kept = [i for i in (range(lo, hi) if rows is None else rows)
-                        if (entities[i], times[i], times[i], partition, offsets[i]) not in seen]
-                self._skipped += (hi - lo if rows is None else len(rows)) - len(kept)
-                rows = kept
-            if rows is None:
-                batch = whole.slice(lo, hi - lo)
-                first = lo
-            elif rows:
-                batch = whole.take(pa.array(rows, type=pa.int64()))
-                first = rows[0]
+            if seen:  # after a crash: skip the rows the run before it flushed last
+                mine = counted.rows(lo, hi)
+                rows = [i for i in mine if (entities[i], times[i], times[i], partition, offsets[i]) not in seen]
+                self._skipped += len(mine) - len(rows)
+                if not rows:
+                    continue
+                batch, first = whole.take(pa.array(rows, type=pa.int64())), rows[0]
+            elif counted.all_counted(lo, hi):
+                batch, first = whole.slice(lo, hi - lo), lo
             else:
-                continue
+                found = counted.first(lo, hi)
+                if found is None:
+                    continue
+                batch, first = whole.slice(lo, hi - lo).filter(counted.mask.slice(lo, hi - lo)), found
             self._open_part(partition, partition, offsets[first], times[first]).add_batch(batch)

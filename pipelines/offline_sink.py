@@ -147,6 +147,22 @@ class ParquetLogWriter:
             return
         self._append(part.pending, value, time.time_ns() // 1_000_000 if produced_at is None else produced_at)
 
+    def add_values(self, values: list[EmittedValue], produced_at: int) -> None:
+        """``add_value`` for each of ``values`` in order, each read from its source partition (a replay), all
+        produced at ``produced_at``: the previous row's part is checked inline, without a call per value."""
+        append = self._append
+        recent = self._recent
+        for value in values:
+            partition, ts = value[6], value[2]
+            if (recent is not None and recent[0] == partition and recent[1] == partition
+                    and recent[2] <= ts < recent[3]):
+                append(recent[4].pending, value, produced_at)
+                continue
+            part = self._row_part(partition, partition, value[7], ts, value[1], value[3], value[4])
+            recent = self._recent
+            if part is not None:
+                append(part.pending, value, produced_at)
+
     def _row_part(self, input_partition: int, partition: int, offset: int, ts: int, entity: Any, a: Any,
                   b: Any) -> OpenPart | None:
         """``_part`` for a row of identity ``(entity, a, b, partition, offset)`` dated ``ts``, without

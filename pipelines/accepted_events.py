@@ -53,7 +53,9 @@ class AcceptedEvents:
         out = AcceptedEvents([f is not None for f in self.firsts])
         out.rows = self.rows.copy()
         for v, firsts in self._columns:
-            out.firsts[v] = array("q", firsts)
+            taken = out.firsts[v]
+            if taken is not None:  # extended in place: out._columns holds the same arrays
+                taken.extend(firsts)
         self.clear()
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 
 from freshet.features.registry import Registry
 from freshet.replay.parity import compare, compare_accepted
@@ -137,6 +139,23 @@ def test_sigkill_during_replay_then_same_command(stream: Stream, tmp_path: Path)
         assert report.equal, (view, len(report.missing), len(report.extra), len(report.different))
     accepted = compare_accepted("activity_2m", stream.live_root, tmp_path / "offline")
     assert accepted is not None and accepted.rows_a > 0 and accepted.equal, accepted
+
+
+def test_replay_online_writes_the_events_of_request_time_views(stream: Stream, tmp_path: Path) -> None:
+    """``--online``: the replay writes request-time views' values and accepted events to Redis (here its
+    own database, empty at the start)."""
+    url = stream.servers.redis_url.rsplit("/", 1)[0] + "/9"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    args = ["replay", "--repo", str(stream.repo), "--online", "--view", "spend_hop", "--view", "activity_2m"]
+    result = freshet(*args, env=cli_env(stream.servers, tmp_path, redis_url=url))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["finished"] and summary["online_writes"] > 0, summary
+    for view in ("spend_hop", "activity_2m"):
+        keys = list(client.scan_iter(f"freshet:*:{view}:v1:ev"))
+        assert keys, view
+        assert all(client.zcard(k) > 0 for k in keys), view
 
 
 def test_refuses_to_replay_over_an_existing_log(stream: Stream) -> None:

@@ -203,3 +203,18 @@ def test_columns_after_a_crash_skip_what_the_last_flush_wrote(tmp_path: Path) ->
     assert _log(again, VIEW) == before
     writer = outs[1].accepted[0]
     assert writer is not None and writer.skipped == sum(len(rows) for rows in before.values()) > 0
+
+
+def test_taken_events_give_the_records_they_held() -> None:
+    """``take()`` hands over the rows and first starts as a holder of their own: its records are those the
+    operator's holder gave before (the live run and ``replay --online`` hand them to Redis)."""
+    operator = SourceOperator(COLUMN_VIEWS)
+    states: dict[str, Any] = {}
+    for n, (card, minute) in enumerate([("a", 1), ("b", 3), ("a", 30), ("a", 2), ("b", 31)], 1):
+        ts = MIDNIGHT + minute * MIN
+        event = {"card_id": card, "amount": float(n), "merchant": f"m{n}", "ts": ts, "__event_ts": ts}
+        operator.process(states.setdefault(card, operator.initial()), event, 0, n, [], [])
+    expected = operator.accepted.records()
+    taken = operator.accepted.take()
+    assert operator.accepted.records() == [] and not operator.accepted.rows
+    assert len(expected) > 5 and taken.records() == expected

@@ -47,13 +47,13 @@ class AcceptedLogWriter(ParquetLogWriter):
     def _batch(self, columns: list[Any]) -> pa.RecordBatch:
         records, produced_at = columns
         if not records:
-            return super()._batch([array("q") if machine else [] for machine in self._machine])
+            return self._arrow_batch([array("q") if machine else [] for machine in self._machine])
         # one transposition in C: (view, entity, ts, first start, event, partition, offset) as columns
         _view, entities, times, firsts, events, partitions, offsets = zip(*records, strict=True)
         lists: list[Any] = [list(entities), times, firsts, *([e.get(c) for e in events] for c in self._read),
                             list(partitions), offsets]
         arrays = [array("q", c) if machine else c for c, machine in zip(lists, self._machine, strict=False)]
-        return super()._batch([*arrays, produced_at])
+        return self._arrow_batch([*arrays, produced_at])
 
     def add(self, row: tuple[Any, ...], input_partition: int, partition: int, offset: int,
             feature_ts: int) -> None:

@@ -113,7 +113,7 @@ class ParquetLogWriter:
         # (input partition, partition, first and last ms of the date, part) of the last row added, while
         # that part is open and no earlier run's rows are checked on that input partition
         self._recent: tuple[int, int, int, int, OpenPart] | None = None
-        self._append = _value_appender(max(0, len(self.schema) - 7))  # entity, 3 times, partition, offset, produced_at
+        self._features = max(0, len(self.schema) - 7)  # besides entity, 3 times, partition, offset, produced_at
 
 
     def _schema(self) -> pa.Schema:
@@ -126,7 +126,10 @@ class ParquetLogWriter:
         return part_path(self.root, self.view, date, partition, first_offset)
 
     def _columns(self) -> list[Any]:
-        return [array("q") if machine else [] for machine in self._machine]
+        """Pending rows kept as the emitted values themselves and their production times, made into
+        columns once per checkpoint (:meth:`_batch`): appending a value is one call, a row of columns
+        took one per column."""
+        return [[], array("q")]
 
     def add(self, row: tuple[Any, ...], input_partition: int, partition: int, offset: int,
             feature_ts: int) -> None:
@@ -134,8 +137,8 @@ class ParquetLogWriter:
         ``offset`` are the source's, ``input_partition`` the one the windows read."""
         part = self._part(tuple(row[i] for i in self.identity_columns), input_partition, partition, offset, feature_ts)
         if part is not None:
-            for column, value in zip(part.pending, row, strict=True):
-                column.append(value)
+            part.pending[0].append((0, row[0], row[1], row[2], row[3], row[4:-3], row[-3], row[-2]))  # as a value
+            part.pending[1].append(row[-1])
 
     def add_value(self, value: EmittedValue, input_partition: int, produced_at: int | None = None) -> None:
         """One emitted value as a row (``add`` without building the row first), produced at ``produced_at``
@@ -145,23 +148,26 @@ class ParquetLogWriter:
                               value.window_end)
         if part is None:
             return
-        self._append(part.pending, value, time.time_ns() // 1_000_000 if produced_at is None else produced_at)
+        part.pending[0].append(value)
+        part.pending[1].append(time.time_ns() // 1_000_000 if produced_at is None else produced_at)
 
     def add_values(self, values: list[EmittedValue], produced_at: int) -> None:
         """``add_value`` for each of ``values`` in order, each read from its source partition (a replay), all
         produced at ``produced_at``: the previous row's part is checked inline, without a call per value."""
-        append = self._append
         recent = self._recent
         for value in values:
             partition, ts = value[6], value[2]
             if (recent is not None and recent[0] == partition and recent[1] == partition
                     and recent[2] <= ts < recent[3]):
-                append(recent[4].pending, value, produced_at)
-                continue
-            part = self._row_part(partition, partition, value[7], ts, value[1], value[3], value[4])
-            recent = self._recent
-            if part is not None:
-                append(part.pending, value, produced_at)
+                pending = recent[4].pending
+            else:
+                part = self._row_part(partition, partition, value[7], ts, value[1], value[3], value[4])
+                recent = self._recent
+                if part is None:
+                    continue
+                pending = part.pending
+            pending[0].append(value)
+            pending[1].append(produced_at)
 
     def _row_part(self, input_partition: int, partition: int, offset: int, ts: int, entity: Any, a: Any,
                   b: Any) -> OpenPart | None:
@@ -203,7 +209,19 @@ class ParquetLogWriter:
             self._open[(input_partition, partition, date)] = part
         return part
 
-    def _batch(self, columns: list[Any]) -> pa.RecordBatch:
+    def _batch(self, pending: list[Any]) -> pa.RecordBatch:
+        """The pending values (:meth:`_columns`) as an Arrow batch: transposed in C (``zip``)."""
+        values, produced_at = pending
+        if not values:
+            return self._arrow_batch([array("q") if machine else [] for machine in self._machine])
+        _view, entities, feature_ts, starts, ends, features, partitions, offsets = zip(*values, strict=True)
+        by_feature = list(zip(*features, strict=True)) if self._features else []
+        lists: list[Any] = [entities, feature_ts, starts, ends, *by_feature, partitions, offsets]
+        return self._arrow_batch([*(array("q", c) if machine else list(c)
+                                    for c, machine in zip(lists, self._machine, strict=False)), produced_at])
+
+    def _arrow_batch(self, columns: list[Any]) -> pa.RecordBatch:
+        """Columns in schema order (machine integer arrays where ``_machine`` says) as an Arrow batch."""
         return pa.RecordBatch.from_arrays(
             [machine_array(f.type, c) if machine else pa.array(c, type=f.type)
              for c, f, machine in zip(columns, self.schema, self._machine, strict=True)],
@@ -221,7 +239,7 @@ class ParquetLogWriter:
                 touched.setdefault(key[0], []).append(part.path)
                 written += new_rows
                 # only the new rows are converted; earlier ones stay as Arrow batches
-                if len(part.pending[0]):
+                if part.pending[0]:
                     part.batches.append(self._batch(part.pending))
                 part.batches += part.pending_batches
                 self._write(part.path, pa.Table.from_batches(part.batches, schema=self.schema))
@@ -300,21 +318,6 @@ def machine_array(arrow_type: pa.DataType, values: array[int]) -> pa.Array:
     """A non-null 64-bit column (an integer or a time) of machine integers: Arrow takes their buffer as
     it is, with no Python object per value."""
     return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
-
-
-def _value_appender(features: int) -> Callable[[list[Any], EmittedValue, int], None]:
-    """``append(columns, value, produced_at)``: an emitted value's row, column by column, as one compiled
-    function for the view's number of features (the loop over a value's features cost more than its appends)."""
-    lines = ["def append(columns, value, produced_at):",
-             "    columns[0].append(value[1])", "    columns[1].append(value[2])",
-             "    columns[2].append(value[3])", "    columns[3].append(value[4])", "    values = value[5]"]
-    lines += [f"    columns[{4 + i}].append(values[{i}])" for i in range(features)]
-    lines += [f"    columns[{4 + features}].append(value[6])", f"    columns[{5 + features}].append(value[7])",
-              f"    columns[{6 + features}].append(produced_at)"]
-    env: dict[str, Any] = {}
-    exec(compile("\n".join(lines) + "\n", "<freshet value row>", "exec"), env)  # noqa: S102 - built from indices only
-    append: Callable[[list[Any], EmittedValue, int], None] = env["append"]
-    return append
 
 
 def _epoch_ms(value: Any) -> Any:

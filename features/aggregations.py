@@ -40,6 +40,10 @@ class AggregationFunction:
     # the same ``add`` as a Python expression over ``{s}`` (state) and ``{v}`` (value), for engines
     # that compile a view's folds into one function; tests check it equals ``add``
     add_expr: str | None = None
+    # likewise ``merge`` over ``{a}`` and ``{b}``, and ``result`` over ``{s}`` (each operand may be
+    # written more than once: engines pass plain names or subscripts)
+    merge_expr: str | None = None
+    result_expr: str | None = None
 
 
 def _same_type(column_type: str | None) -> str:
@@ -143,11 +147,11 @@ FUNCTIONS: dict[str, AggregationFunction] = {
         AggregationFunction(
             "count", False, False, lambda: 0, _count_add, lambda a, b: a + b,
             lambda s: s, _always("int"), "number of events (non-null values when a column is given)",
-            "{s} + 1",
+            "{s} + 1", "{a} + {b}", "{s}",
         ),
         AggregationFunction(
             "sum", True, True, lambda: 0, _sum_add, lambda a, b: a + b,
-            lambda s: s, _same_type, "sum of the column (0 for no values)", "{s} + {v}",
+            lambda s: s, _same_type, "sum of the column (0 for no values)", "{s} + {v}", "{a} + {b}", "{s}",
         ),
         AggregationFunction(
             "mean", True, True, lambda: [0, 0], _mean_add,
@@ -157,10 +161,12 @@ FUNCTIONS: dict[str, AggregationFunction] = {
         AggregationFunction(
             "min", True, True, lambda: None, _min_add, _pick(_min_add),
             lambda s: s, _same_type, "smallest value of the column", "{v} if {s} is None or {v} < {s} else {s}",
+            "{a} if {b} is None else {b} if {a} is None or {b} < {a} else {a}", "{s}",
         ),
         AggregationFunction(
             "max", True, True, lambda: None, _max_add, _pick(_max_add),
             lambda s: s, _same_type, "largest value of the column", "{v} if {s} is None or {v} > {s} else {s}",
+            "{a} if {b} is None else {b} if {a} is None or {b} > {a} else {a}", "{s}",
         ),
         AggregationFunction(
             "last", True, False, lambda: None, _last_add, _last_merge,

@@ -69,14 +69,17 @@ def compile_window(fns: list[AggregationFunction], *, offset: int) -> Callable[[
 
     Each tile holds aggregation i at ``offset + i``; the first tile's states are merged with each
     later tile's, left to right, with each function's ``merge``, then each ``result`` is taken (the
-    same calls, in the same order, as merging the tiles one by one)."""
+    same calls, in the same order, as merging the tiles one by one; a function's ``merge_expr`` and
+    ``result_expr`` inline)."""
     env: dict[str, Any] = {}
     n = len(fns)
     lines = ["def window(tiles, lo, hi):", "    t = tiles[lo]"]
     lines += [f"    a{i} = t[{offset + i}]" for i in range(n)]
     lines += ["    for j in range(lo + 1, hi):", "        t = tiles[j]"]
-    lines += [f"        a{i} = m{i}(a{i}, t[{offset + i}])" for i in range(n)]
-    lines.append("    return [" + ", ".join(f"r{i}(a{i})" for i in range(n)) + "]")
+    lines += [f"        a{i} = " + (fn.merge_expr.format(a=f"a{i}", b=f"t[{offset + i}]") if fn.merge_expr
+                                    else f"m{i}(a{i}, t[{offset + i}])") for i, fn in enumerate(fns)]
+    lines.append("    return [" + ", ".join(fn.result_expr.format(s=f"a{i}") if fn.result_expr else f"r{i}(a{i})"
+                                          for i, fn in enumerate(fns)) + "]")
     for i, fn in enumerate(fns):
         env[f"m{i}"], env[f"r{i}"] = fn.merge, fn.result
     text = "\n".join(lines) + "\n"

@@ -55,8 +55,22 @@ def sliding_step_code(window: SlidingWindows) -> StepCode:
                      "offset)))")
     lines += ["if close_end > vs[1]:",
               "    vs[1] = close_end",
-              f"if events[0][0] <= close_end - {2 * size}:",
-              f"    {w}evict(vs, close_end - {2 * size})"]
+              # rows no window still to be asked for can reach leave (SlidingWindows._evict); inline when the
+              # queue's rows all stay (the common case): its indices move down
+              f"horizon = close_end - {2 * size}",
+              "if events[0][0] <= horizon:",
+              "    cut = 1",
+              "    while events[cut][0] <= horizon:",  # stops at the new row at the latest: ts > horizon
+              "        cut += 1",
+              "    queue = vs[3]",
+              "    if queue is None or queue[0] >= cut:",
+              "        if queue is not None:",
+              "            queue[0] -= cut",
+              "            queue[1] -= cut",
+              "            queue[2] -= cut",
+              "        del events[:cut]",
+              "    else:",
+              f"        {w}evict(vs, horizon)"]
     env: dict[str, Any] = {
         f"{w}new_value": partial(tuple.__new__, EmittedValue), f"{w}window_value": window._value,
         f"{w}out_of_order": window._out_of_order, f"{w}close": window._close, f"{w}evict": window._evict,

@@ -218,38 +218,39 @@ class FixedWindows:
 
     def _close_hopping(self, tiles: list[list[Any]], settled: int, entity: Any, closed_start: int,
                        partition: int, offset: int, emitted: list[EmittedValue]) -> None:
-        """Emit, in order of their start, the windows past ``settled`` that close by ``closed_start``."""
+        """Emit, in order of their start, the windows past ``settled`` that close by ``closed_start``: each
+        start ``s`` (a multiple of the step) with a tile in ``[s, s + size)``, walked from the first that
+        can hold the first tile, jumping over starts that hold none."""
         size, step = self.size, self.step
-        starts: list[int] = []
-        for tile in tiles:  # the windows of each tile; tiles are sorted, so these come in order
-            t = tile[0]
-            lo = ((t - size) // step + 1) * step  # first_window(t), inlined: once per tile per close
-            if lo < 0:
-                lo = 0
-            if lo <= settled:
-                lo = -(-(settled + 1) // step) * step
-            if starts and lo <= starts[-1]:
-                lo = starts[-1] + step
-            hi = t - t % step
-            if hi > closed_start:
-                hi = closed_start
-            if lo <= hi:
-                starts.extend(range(lo, hi + 1, step))
         n = len(tiles)
+        start = ((tiles[0][0] - size) // step + 1) * step  # the first window holding the first tile
+        if start < 0:
+            start = 0
+        settled_next = (settled // step + 1) * step
+        if settled_next > start:
+            start = settled_next
         lo = hi = 0
-        for start in starts:
+        while start <= closed_start:
             while lo < n and tiles[lo][0] < start:
                 lo += 1
-            hi = max(hi, lo)
-            while hi < n and tiles[hi][0] < start + size:
+            if lo == n:
+                break
+            end = start + size
+            t = tiles[lo][0]
+            if t >= end:  # no tile in this window: on to the first one holding tiles[lo]
+                start = ((t - size) // step + 1) * step
+                continue
+            if hi < lo:
+                hi = lo
+            while hi < n and tiles[hi][0] < end:
                 hi += 1
             for k in range(lo, hi):
-                if tiles[k][1] < start:
+                if tiles[k][1] < start:  # an event of this tile counted in the window
+                    emitted.append(EmittedValue(self.index, entity, end, start, end, self._merged(tiles, lo, hi),
+                                                partition, offset))
                     break
-            else:
-                continue  # every event here was late for this window: it never existed
-            emitted.append(EmittedValue(self.index, entity, start + size, start, start + size,
-                                        self._merged(tiles, lo, hi), partition, offset))
+            # else every event here was late for this window: it never existed
+            start += step
 
 
 def compile_views(views: list[FeatureView], firsts: list[array[int] | None]) -> list[Any]:

@@ -91,3 +91,26 @@ def test_inline_add_expressions_equal_the_folds(values: list[float]) -> None:
             by_add = fn.add(by_add, v, i)
             by_expr = inline(by_expr, v)
             assert by_add == by_expr, (fn.name, values[: i + 1])
+
+
+@given(st.lists(st.lists(st.one_of(st.integers(-1000, 1000), st.floats(-1e6, 1e6, allow_nan=False)), max_size=5),
+                max_size=8))
+def test_inline_merge_and_result_expressions_equal_the_folds(tiles: list[list[float]]) -> None:
+    """An engine may inline ``merge_expr`` and ``result_expr``: merging tiles (some empty: a state still
+    initial) left to right, then taking the result, must give the same as ``merge`` and ``result``."""
+    for fn in FUNCTIONS.values():
+        if fn.merge_expr is None and fn.result_expr is None:
+            continue
+        merge = eval("lambda a, b: " + fn.merge_expr.format(a="a", b="b")) if fn.merge_expr else fn.merge  # noqa: S307
+        result = eval("lambda s: " + fn.result_expr.format(s="s")) if fn.result_expr else fn.result  # noqa: S307
+        states = []
+        for tile in tiles:
+            state = fn.initial()
+            for i, v in enumerate(tile):
+                state = fn.add(state, v, i)
+            states.append(state)
+        by_fn, by_expr = fn.initial(), fn.initial()
+        for state in states:
+            by_fn, by_expr = fn.merge(by_fn, state), merge(by_expr, state)
+            assert by_fn == by_expr and type(by_fn) is type(by_expr), (fn.name, tiles)
+        assert fn.result(by_fn) == result(by_expr), (fn.name, tiles)

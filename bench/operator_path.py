@@ -13,9 +13,10 @@ current), stage by stage:
 - ``operator``: decode + :class:`freshet.pipelines.tiles.SourceOperator` over per-key states;
 - ``apply``: the replay driver's per-record work (:class:`freshet.replay.driver.BatchDriver`:
   decode, operator, Parquet rows, late and dead-letter records to a producer that only counts),
-  no checkpoint;
+  no checkpoint, with the driver's collector settings (``gc_tuning.checkpoint_gc``: none between checkpoints);
 - ``checkpoint``: the driver's checkpoints, every ``--checkpoint-every`` records and at the end
-  (Parquet files and the RocksDB state commit in a temporary folder), per record read;
+  (Parquet files and the RocksDB state commit in a temporary folder, the young generations collected),
+  per record read;
 - ``replay``: apply + checkpoint, what `freshet replay --workers 1` pays besides reading Kafka;
 - ``online``: the live run's extra sink work per record: ``apply`` with a Redis writer queuing
   every value (nothing sent: the writer's batch never fills).
@@ -40,7 +41,7 @@ from bench.common import EXAMPLE_REPO, PARTITIONS
 from freshet.features.definitions import FeatureView
 from freshet.features.registry import Registry
 from freshet.pipelines.decode import EventDecoder, InvalidEvent
-from freshet.pipelines.gc_tuning import throughput_gc
+from freshet.pipelines.gc_tuning import checkpoint_gc, throughput_gc
 from freshet.pipelines.online_sink import RedisOnlineWriter
 from freshet.pipelines.tiles import EmittedValue, LateReport, SourceOperator
 from freshet.replay.driver import BatchDriver
@@ -224,7 +225,8 @@ def _apply_all(driver: BatchDriver, recs: list[Record], every: int,
 def stage_apply(views: list[FeatureView], recs: list[Record], tmp: Path) -> str:
     driver, producer = _driver(views, tmp)
     try:
-        _apply_all(driver, recs, 0, None)
+        with checkpoint_gc():  # as BatchDriver.run: no automatic collection between checkpoints
+            _apply_all(driver, recs, 0, None)
         return f"{len(producer.records)} side records"
     finally:
         driver.close()
@@ -249,7 +251,9 @@ def stage_replay(views: list[FeatureView], recs: list[Record], tmp: Path,
                  every: int = 50_000) -> Callable[[], str]:
     driver, _producer = _driver(views, tmp)
     try:
-        CHECKPOINT_SECONDS.append(_apply_all(driver, recs, every, driver._checkpoint))
+        with checkpoint_gc() as collect:  # as BatchDriver.run: the young generations collected at checkpoints
+            driver._collect = collect
+            CHECKPOINT_SECONDS.append(_apply_all(driver, recs, every, driver._checkpoint))
     finally:
         driver.close()
     return lambda: "log " + _log_digest(tmp / "offline")

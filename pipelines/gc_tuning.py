@@ -10,12 +10,21 @@ the operator drops (its state holds no reference cycles), so older generations a
 collected less often, and what exists when the loop starts (modules, definitions) is
 moved out of the collector's sight with :func:`gc.freeze`. Nothing in the standard
 library or a package does this for a caller, hence this module.
+
+The replay driver goes further (:func:`checkpoint_gc`): between two checkpoints it holds each
+batch's outputs (values, accepted events) until the checkpoint writes them, so every one of
+those survives the young collections and is walked twice (measured on the example views: 144 ms
+of collections per 100,000 events, about 6% of the replay's time). Its loop runs with automatic
+collection off; at each checkpoint, once the outputs are released, the young generations are
+collected (what is still alive then is little: the states' new rows), and the whole heap every
+:data:`FULL_EVERY` checkpoints, so cyclic garbage, which the per-event path does not make, still
+cannot pile up.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # the young generation as by default; the middle and old ones 2x and 10x less often
@@ -33,4 +42,31 @@ def throughput_gc() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+        gc.unfreeze()
+
+
+FULL_EVERY = 50  # checkpoints between two collections of the whole heap under checkpoint_gc
+
+
+@contextmanager
+def checkpoint_gc() -> Iterator[Callable[[], None]]:
+    """Run the block with automatic collection off and start-up objects frozen; the function it gives
+    collects the young generations (each :data:`FULL_EVERY` th call: all of them). Call it when what the
+    loop held since the previous call has been released (the replay driver: after each checkpoint)."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    calls = 0
+
+    def collect() -> None:
+        nonlocal calls
+        calls += 1
+        gc.collect(2 if calls % FULL_EVERY == 0 else 1)
+
+    try:
+        yield collect
+    finally:
+        if was_enabled:
+            gc.enable()
         gc.unfreeze()

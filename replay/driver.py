@@ -41,6 +41,7 @@ from freshet.pipelines.decode import (
     EventDecoder,
     InvalidEvent,
 )
+from freshet.pipelines.gc_tuning import checkpoint_gc
 from freshet.pipelines.offsets import consumer_config
 from freshet.pipelines.online_sink import OnlineStoreUnavailable
 from freshet.pipelines.outputs import make_outputs
@@ -118,6 +119,7 @@ class BatchDriver:
         self._stopping = False
         self._max_rate = max_rate
         self._max_cached = max_cached_states
+        self._collect: Callable[[], None] | None = None  # checkpoint_gc's, while run() reads
 
     def stop(self) -> None:
         self._stopping = True
@@ -136,24 +138,33 @@ class BatchDriver:
         last_checkpoint = started = time.monotonic()
         read_at_start = self.stats.read
         try:
-            while todo and not self._stopping:
-                self._apply_batch(consumer.consume(self._batch, timeout=0.5), positions, todo, consumer)
-                self._hand_over_accepted()
-                if self._max_rate:  # stay under the asked rate (a shared broker, a busy machine)
-                    ahead = (self.stats.read - read_at_start) / self._max_rate - (time.monotonic() - started)
-                    if ahead > 0:
-                        time.sleep(min(ahead, 1.0))
-                if time.monotonic() - last_checkpoint >= self._checkpoint_s:
-                    self._checkpoint(positions)
-                    last_checkpoint = time.monotonic()
-            self._checkpoint(positions)
-            self._durable()
+            with checkpoint_gc() as collect:
+                self._collect = collect
+                self._read_all(consumer, positions, todo, read_at_start, started, last_checkpoint)
         finally:
+            self._collect = None
             consumer.close()
         finished = not todo
         if finished:
             self._finish(positions)
         return {**self.stats.snapshot(), "finished": finished}
+
+    def _read_all(self, consumer: Any, positions: dict[int, int], todo: set[int], read_at_start: int,
+                  started: float, last_checkpoint: float) -> None:
+        """Batches to the planned ends (or a stop), with a checkpoint every ``checkpoint_s`` and at the end."""
+        while todo and not self._stopping:
+            self._apply_batch(consumer.consume(self._batch, timeout=0.5), positions, todo, consumer)
+            self._hand_over_accepted()
+            if self._max_rate:  # stay under the asked rate (a shared broker, a busy machine)
+                ahead = (self.stats.read - read_at_start) / self._max_rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(min(ahead, 1.0))
+            if time.monotonic() - last_checkpoint >= self._checkpoint_s:
+                self._checkpoint(positions)
+                last_checkpoint = time.monotonic()
+        self._checkpoint(positions)
+        self._durable()
+
 
     def _apply_batch(self, msgs: list[Any], positions: dict[int, int], todo: set[int], consumer: Any) -> None:
         """Run one ``consume`` batch through the operator, in order, advancing ``positions`` and leaving
@@ -244,6 +255,8 @@ class BatchDriver:
                 self.stats.backpressured += 1
                 log.warning("%s; retrying in 2s", exc)
                 time.sleep(2.0)
+        if self._collect is not None:  # the batch's outputs are released: little young garbage is alive
+            self._collect()
         batch = self._store.prepare({k: self._states[k] for k in self._dirty}, positions)
         self._writes.submit(partial(self._store.write, batch))
         self._reported = dict(positions)

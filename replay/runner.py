@@ -23,7 +23,6 @@ from confluent_kafka import Consumer, TopicPartition
 
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import ReplayError
-from freshet.pipelines.gc_tuning import throughput_gc
 from freshet.pipelines.offsets import consumer_config
 from freshet.pipelines.stats import PipelineStats
 from freshet.replay.driver import BatchDriver, open_seed_states, write_progress
@@ -113,8 +112,7 @@ def run_worker(plan: ReplayPlan, views: list[FeatureView], kafka_config: dict[st
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, lambda *_: driver.stop())
     try:
-        with throughput_gc():
-            result = driver.run()
+        result = driver.run()  # its loop sets the collector itself (gc_tuning.checkpoint_gc)
     finally:
         driver.close()
         for signum, handler in previous.items():

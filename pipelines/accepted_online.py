@@ -87,6 +87,8 @@ class AcceptingView(NamedTuple):
     view: FeatureView
     view_id: int  # id(view): the batch's writes are keyed by it
     values: Callable[[dict[str, Any]], list[Any]]  # the event's values of the view's read columns, in order
+    retention: int  # retention_ms(view)
+    expire: int  # expire_ms(view)
 
 
 def accepting_views(views: list[FeatureView]) -> list[AcceptingView]:
@@ -96,7 +98,8 @@ def accepting_views(views: list[FeatureView]) -> list[AcceptingView]:
     out = []
     for view in views:
         text = "lambda event: [" + "".join(f"event.get({c!r}), " for c in read_columns(view)) + "]"
-        out.append(AcceptingView(view, id(view), eval(text)))  # noqa: S307 - repr-quoted column names
+        values = eval(text)  # noqa: S307 - repr-quoted column names
+        out.append(AcceptingView(view, id(view), values, retention_ms(view), expire_ms(view)))
     return out
 
 
@@ -127,8 +130,11 @@ class PendingEvents:
         keep (:func:`accepting_views`)."""
         writes = self.writes
         for view_i, entity, ts, first_start, event, partition, offset in records:
-            view, view_id, values = accepting[view_i]
-            write = writes.get((view_id, entity.__class__, entity)) or self._write(view, entity)
+            view, view_id, values, retention, expire = accepting[view_i]
+            at = (view_id, entity.__class__, entity)
+            write = writes.get(at)
+            if write is None:  # the first of this (view, entity) in the batch
+                write = writes[at] = EventsWrite(view, entity, retention, expire)
             members = write.members
             position = (partition, offset)
             if position not in members:

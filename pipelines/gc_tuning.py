@@ -11,11 +11,11 @@ collected less often, and what exists when the loop starts (modules, definitions
 moved out of the collector's sight with :func:`gc.freeze`. Nothing in the standard
 library or a package does this for a caller, hence this module.
 
-The replay driver goes further (:func:`checkpoint_gc`): between two checkpoints it holds each
-batch's outputs (values, accepted events) until the checkpoint writes them, so every one of
-those survives the young collections and is walked twice (measured on the example views: 144 ms
-of collections per 100,000 events, about 6% of the replay's time). Its loop runs with automatic
-collection off; at each checkpoint, once the outputs are released, the young generations are
+Both drivers go further (:func:`checkpoint_gc`): between two checkpoints they hold each
+event's outputs (values, accepted events, Redis writes) until the checkpoint writes them, so every one
+of those survives the young collections and is walked twice (measured on the example views: 144 ms
+of collections per 100,000 events, about 6% of the replay's time). Their loops run with automatic
+collection off; after each checkpoint, once the outputs are released, the young generations are
 collected (what is still alive then is little: the states' new rows), and the whole heap every
 :data:`FULL_EVERY` checkpoints, so cyclic garbage, which the per-event path does not make, still
 cannot pile up.

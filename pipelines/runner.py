@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from freshet.features.errors import PipelineError
-from freshet.pipelines.gc_tuning import throughput_gc
+from freshet.pipelines.gc_tuning import checkpoint_gc
 from freshet.pipelines.offsets import GroupLag, Lag
 from freshet.pipelines.topology import Pipeline
 
@@ -128,8 +128,12 @@ def run_pipeline(pipeline: Pipeline, *, until_caught_up: bool = False, interval_
     try:
         if stage is not None:
             stage.start()
-        with throughput_gc():
-            pipeline.app.run()
+        with checkpoint_gc() as collect:  # young garbage collected after each checkpoint's flush
+            pipeline.after_checkpoint.append(collect)
+            try:
+                pipeline.app.run()
+            finally:
+                pipeline.after_checkpoint.remove(collect)
     finally:
         monitor.stop()
         pipeline.close()

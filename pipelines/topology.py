@@ -94,6 +94,9 @@ class Pipeline:
     topics: list[str]  # every topic the group consumes: the source and, when re-keying, the repartition topic
     closers: list[Any] = field(default_factory=list)
     stage: RekeyStage | None = None  # reads the source when re-keying outside Quix (pipelines.rekey_stage)
+    # called after each checkpoint's flush, once what the checkpoint wrote is released (run_pipeline's
+    # young-generation collection)
+    after_checkpoint: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
         if self.stage is not None:
@@ -172,11 +175,14 @@ class OperatorStep:
 class OperatorSink(BaseSink):
     """At each checkpoint: the outputs made durable, then the states written (values arrive via the step)."""
 
-    def __init__(self, outputs: OperatorOutputs, step: OperatorStep, stats: PipelineStats) -> None:
+    def __init__(self, outputs: OperatorOutputs, step: OperatorStep, stats: PipelineStats,
+                 after_flush: list[Callable[[], None]] | None = None) -> None:
+        """``after_flush``: called, in order, after each flush (the run's checkpoint collection)."""
         super().__init__()
         self._outputs = outputs
         self._step = step
         self._stats = stats
+        self._after_flush = after_flush if after_flush is not None else []
 
     def add(self, value: EmittedValue, key: Any, timestamp: int, headers: Any, topic: str,
             partition: int, offset: int) -> None:  # not reached: the step emits and passes nothing on
@@ -184,14 +190,18 @@ class OperatorSink(BaseSink):
 
     def flush(self) -> None:
         try:
-            self._outputs.flush()
-        except OnlineStoreUnavailable as exc:
-            self._stats.backpressured += 1
-            log.warning("%s; pausing input for %.0fs (nothing is lost)", exc, BACKPRESSURE_RETRY_S)
-            self.on_paused()  # Quix calls on_paused only for the other sinks: the input is rewound
-            raise SinkBackpressureError(retry_after=BACKPRESSURE_RETRY_S) from exc
-        self._step.write_back()
-        self._stats.mark()
+            try:
+                self._outputs.flush()
+            except OnlineStoreUnavailable as exc:
+                self._stats.backpressured += 1
+                log.warning("%s; pausing input for %.0fs (nothing is lost)", exc, BACKPRESSURE_RETRY_S)
+                self.on_paused()  # Quix calls on_paused only for the other sinks: the input is rewound
+                raise SinkBackpressureError(retry_after=BACKPRESSURE_RETRY_S) from exc
+            self._step.write_back()
+            self._stats.mark()
+        finally:  # an outage too: the run's young garbage is collected at each checkpoint whatever happens
+            for call in self._after_flush:
+                call()
 
     def on_paused(self) -> None:
         self._outputs.discard()
@@ -231,10 +241,11 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
     stats.reads_rewind = stage is None  # the stage's counts are not rewound with the application's input
     step = OperatorStep(SourceOperator(views), outputs, stats, config.seed_states)
     sdf = sdf.apply(step, stateful=True, expand=True)
-    sdf.sink(OperatorSink(outputs, step, stats))
+    after_checkpoint: list[Callable[[], None]] = []
+    sdf.sink(OperatorSink(outputs, step, stats, after_checkpoint))
     topics = sorted({t.name for t in sdf.topics} | {source.topic})
     return Pipeline(app, source, views, stats, outputs, dict(config.kafka_config), config.consumer_group, topics,
-                    [remove_quirk] if remove_quirk else [], stage)
+                    [remove_quirk] if remove_quirk else [], stage, after_checkpoint)
 
 
 def _stage_rekeys(config: PipelineConfig, topic: Topic) -> bool:

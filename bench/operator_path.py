@@ -13,7 +13,7 @@ current), stage by stage:
 - ``operator``: decode + :class:`freshet.pipelines.tiles.SourceOperator` over per-key states;
 - ``apply``: the replay driver's per-record work (:class:`freshet.replay.driver.BatchDriver`:
   decode, operator, Parquet rows, late and dead-letter records to a producer that only counts),
-  no checkpoint, with the driver's collector settings (``gc_tuning.checkpoint_gc``: none between checkpoints);
+  no checkpoint, with the drivers' collector settings (``gc_tuning.checkpoint_gc``);
 - ``checkpoint``: the driver's checkpoints, every ``--checkpoint-every`` records and at the end
   (Parquet files and the RocksDB state commit in a temporary folder, the young generations collected),
   per record read;
@@ -41,7 +41,7 @@ from bench.common import EXAMPLE_REPO, PARTITIONS
 from freshet.features.definitions import FeatureView
 from freshet.features.registry import Registry
 from freshet.pipelines.decode import EventDecoder, InvalidEvent
-from freshet.pipelines.gc_tuning import checkpoint_gc, throughput_gc
+from freshet.pipelines.gc_tuning import checkpoint_gc
 from freshet.pipelines.online_sink import RedisOnlineWriter
 from freshet.pipelines.tiles import EmittedValue, LateReport, SourceOperator
 from freshet.replay.driver import BatchDriver
@@ -179,7 +179,7 @@ def per_view(views: list[FeatureView], recs: list[Record], repeats: int) -> None
             emitted: list[EmittedValue] = []
             late: list[LateReport] = []
             key_field = operator.entity_key
-            with throughput_gc():
+            with checkpoint_gc():  # as the drivers run
                 started = time.process_time()
                 for event, p, offset in events:
                     key = event[key_field]
@@ -225,7 +225,7 @@ def _apply_all(driver: BatchDriver, recs: list[Record], every: int,
 def stage_apply(views: list[FeatureView], recs: list[Record], tmp: Path) -> str:
     driver, producer = _driver(views, tmp)
     try:
-        with checkpoint_gc():  # as BatchDriver.run: no automatic collection between checkpoints
+        with checkpoint_gc():  # as BatchDriver.run
             _apply_all(driver, recs, 0, None)
         return f"{len(producer.records)} side records"
     finally:
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         note: Any = ""
         CHECKPOINT_SECONDS.clear()
         for _ in range(args.repeats):
-            with tempfile.TemporaryDirectory(prefix="freshet-opbench-") as tmp, throughput_gc():
+            with tempfile.TemporaryDirectory(prefix="freshet-opbench-") as tmp, checkpoint_gc():
                 started = time.process_time()
                 note = stages[name](views, recs, Path(tmp))
                 best = min(best, time.process_time() - started)

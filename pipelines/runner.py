@@ -128,7 +128,7 @@ def run_pipeline(pipeline: Pipeline, *, until_caught_up: bool = False, interval_
     try:
         if stage is not None:
             stage.start()
-        with checkpoint_gc() as collect:  # young garbage collected after each checkpoint's flush
+        with checkpoint_gc() as collect:  # collected after each checkpoint's flush (gc_tuning)
             pipeline.after_checkpoint.append(collect)
             try:
                 pipeline.app.run()

@@ -165,7 +165,6 @@ class BatchDriver:
         self._checkpoint(positions)
         self._durable()
 
-
     def _apply_batch(self, msgs: list[Any], positions: dict[int, int], todo: set[int], consumer: Any) -> None:
         """Run one ``consume`` batch through the operator, in order, advancing ``positions`` and leaving
         ``todo`` (and pausing ``consumer`` on) each partition that reaches its planned end. Late reports and

@@ -1,11 +1,11 @@
-"""The replay driver's collector settings: no automatic collection in the loop, young garbage collected on call."""
+"""The drivers' collector settings: young garbage collected on call, or past a bound of allocations."""
 
 from __future__ import annotations
 
 import gc
 import weakref
 
-from freshet.pipelines.gc_tuning import FULL_EVERY, checkpoint_gc
+from freshet.pipelines.gc_tuning import FULL_EVERY, YOUNG_BOUND, checkpoint_gc
 
 
 class Node:
@@ -14,16 +14,24 @@ class Node:
 
 
 def test_cycles_wait_for_the_checkpoint_collection_and_settings_come_back() -> None:
-    was = gc.isenabled()
+    before = gc.get_threshold()
     with checkpoint_gc() as collect:
-        assert not gc.isenabled()
         garbage = weakref.ref(Node())
-        for _ in range(10_000):  # allocations that would trigger automatic collections
+        for _ in range(10_000):  # allocations that would trigger collections with the default thresholds
             Node()
         assert garbage() is not None  # nothing collected it yet
         collect()
         assert garbage() is None
-    assert gc.isenabled() == was
+    assert gc.get_threshold() == before
+
+
+def test_with_no_checkpoint_the_young_generation_is_collected_past_the_bound() -> None:
+    """An idle live run, or a checkpoint long in coming: cyclic garbage stays bounded."""
+    with checkpoint_gc():
+        garbage = weakref.ref(Node())
+        held = [[] for _ in range(YOUNG_BOUND + 1000)]  # net allocations past the bound
+        assert garbage() is None
+        del held
 
 
 def test_every_fiftieth_call_collects_the_whole_heap() -> None:

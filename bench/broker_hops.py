@@ -5,7 +5,9 @@ No Freshet here: a producer sends small JSON records at a steady rate to a new 4
 a consumer reads the last topic at its tail. Send -> received latency is reported per window of the
 run (10 s by default), with the broker's CPU (psutil; when the benchmark started it: a local tansu) over the
 same window. Consumers wait for a fetch as long as the live pipeline's do (``PipelineConfig``'s
-``fetch_wait_max_ms``, 25 ms) and return what is queued at once; producers linger 5 ms, as Freshet's do. Everything runs in one process (threads).
+``fetch_wait_max_ms``, 25 ms) and return what is queued at once; the producer lingers 5 ms (librdkafka's
+default: a client), the forwarder as long as the re-key stage's (``rekey_router.LINGER_MS``). Everything
+runs in one process (threads).
 
 What it showed on tansu (bench/RESULTS.md): its in-memory log makes each request cost more as a
 topic grows, so at 5,000 records/s its CPU climbs to a whole core within a minute and the tail
@@ -28,10 +30,11 @@ import psutil
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.common import PARTITIONS, Stack, stack
+from freshet.pipelines.rekey_router import LINGER_MS as ROUTER_LINGER_MS
 from freshet.pipelines.topology import PipelineConfig
 
 FETCH_WAIT_MS = next(f.default for f in fields(PipelineConfig) if f.name == "fetch_wait_max_ms")
-LINGER_MS = 5
+LINGER_MS = 5  # the source's producer: librdkafka's default
 
 
 @dataclass
@@ -73,7 +76,7 @@ def measure_hops(running: Stack, rate: int, seconds: int, hops: int, window_s: i
 
     def forward(src: str, dst: str) -> None:
         consumer, producer = _consumer(bootstrap, src), Producer({"bootstrap.servers": bootstrap,
-                                                                   "linger.ms": LINGER_MS})
+                                                                   "linger.ms": ROUTER_LINGER_MS})
         while not stop.is_set():
             for msg in consumer.consume(1000, timeout=0.005):
                 if not msg.error():

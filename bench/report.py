@@ -27,6 +27,7 @@ from bench.tables import (
     throughput_table,
 )
 from bench.throughput import Run, Topic
+from freshet.pipelines.rekey_router import LINGER_MS as ROUTER_LINGER_MS
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -83,7 +84,7 @@ Method (`python -m bench.run`: one command, one local stack, one topic).
   1-minute tumbling view that emits on every event (`emit="current"`). For every
   50th event it polls the entity's Redis hash every 5 ms until `__ts` reaches the
   event's time. The figure is send -> visible in Redis: producer batching
-  (linger 5 ms) + broker + consume + re-key hop + processing + the Redis
+  (linger 5 ms) + broker + consume + re-key hop (its producer lingers 25 ms) + processing + the Redis
   writer's batching (at most 20 ms) + the 5 ms polling step.
 
 Timings vary from run to run (shared machine, Python GC, broker in memory):
@@ -231,7 +232,8 @@ NOTES = [
     "checks instead of full schema validation, has no dead-letter or late topics and no sink; Freshet "
     "writes to Redis (newer-wins Lua script per entity, batched) and to Parquet (replay: Parquet only).",
     "- Freshness includes producer batching (linger 5 ms), broker, consume, the re-key hop "
-    "(rekey=True: the re-key stage (a child process) reads the source and writes the repartition topic, linger 5 ms, "
+    "(rekey=True: the re-key stage (a child process) reads the source and writes the repartition topic, linger "
+    f"{ROUTER_LINGER_MS} ms, "
     "which the application reads), processing, the "
     "Redis writer's batching (at most 20 ms) and the 5 ms polling step, with the producer, the "
     "pipeline, the broker and Redis on the same machine.",

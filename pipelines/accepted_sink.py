@@ -133,4 +133,6 @@ class AcceptedLogWriter(ParquetLogWriter):
                 if found is None:
                     continue
                 batch, first = whole.slice(lo, hi - lo).filter(counted.mask.slice(lo, hi - lo)), found
-            self._open_part(partition, partition, offsets[first], times[first]).add_batch(batch)
+            part = self._open_part(partition, partition, offsets[first], times[first])
+            self._seal(part)
+            part.add_batch(batch)

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DAY_MS = 86_400_000  # a log date's length (offline_layout.date_of)
 MAX_OPEN_ROWS = 50_000  # per writer (a view's log): what a checkpoint rewrites at most, about 25-50 ms
+# a live part's pending values are made an Arrow batch every SEAL_ROWS values, between checkpoints: the
+# conversion's cost is the same, but a checkpoint (which holds up the input) is left only the remainder
+SEAL_ROWS = 4_096
 
 
 @dataclass
@@ -58,7 +61,7 @@ class OpenPart:
     pending: list[Any]  # rows added since the last checkpoint, column by column (ParquetLogWriter._columns)
     batches: list[pa.RecordBatch] = field(default_factory=list)  # rows already durable on disk
     written_rows: int = 0
-    # rows added since the last checkpoint as Arrow batches already (after those in ``pending``)
+    # rows added since the last checkpoint as Arrow batches already (before those in ``pending``)
     pending_batches: list[pa.RecordBatch] = field(default_factory=list)
     pending_batch_rows: int = 0
 
@@ -67,6 +70,8 @@ class OpenPart:
         return len(self.pending[0]) + self.pending_batch_rows
 
     def add_batch(self, batch: pa.RecordBatch) -> None:
+        """Rows as an Arrow batch, after those in ``pending_batches``: a writer seals ``pending``'s rows
+        first (:meth:`ParquetLogWriter._seal`), so rows keep the order they came in."""
         self.pending_batches.append(batch)
         self.pending_batch_rows += batch.num_rows
 
@@ -148,8 +153,17 @@ class ParquetLogWriter:
                               value.window_end)
         if part is None:
             return
-        part.pending[0].append(value)
-        part.pending[1].append(time.time_ns() // 1_000_000 if produced_at is None else produced_at)
+        pending = part.pending
+        pending[0].append(value)
+        pending[1].append(time.time_ns() // 1_000_000 if produced_at is None else produced_at)
+        if len(pending[1]) >= SEAL_ROWS:
+            self._seal(part)
+
+    def _seal(self, part: OpenPart) -> None:
+        """Make ``part``'s pending rows an Arrow batch now (they stay pending: durable at the checkpoint)."""
+        if part.pending[0]:
+            part.add_batch(self._batch(part.pending))
+            part.pending = self._columns()
 
     def add_values(self, values: list[EmittedValue], produced_at: int) -> None:
         """``add_value`` for each of ``values`` in order, each read from its source partition (a replay), all
@@ -239,9 +253,9 @@ class ParquetLogWriter:
                 touched.setdefault(key[0], []).append(part.path)
                 written += new_rows
                 # only the new rows are converted; earlier ones stay as Arrow batches
+                part.batches += part.pending_batches
                 if part.pending[0]:
                     part.batches.append(self._batch(part.pending))
-                part.batches += part.pending_batches
                 self._write(part.path, pa.Table.from_batches(part.batches, schema=self.schema))
                 part.written_rows += new_rows
                 part.clear_pending(self._columns())

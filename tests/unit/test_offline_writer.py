@@ -153,3 +153,30 @@ def test_open_parts_stay_under_the_bound(tmp_path: Path) -> None:
 def test_max_open_rows_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_open_rows 0 is out of range"):
         ParquetLogWriter(tmp_path, VIEW, max_open_rows=0)
+
+
+def test_live_values_sealed_between_checkpoints_keep_their_order(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live part's pending values become an Arrow batch every SEAL_ROWS values: still pending (a rewind
+    forgets them), and written in the order they came, with the rest converted at the checkpoint."""
+    import freshet.pipelines.offline_sink as offline_sink
+    from freshet.pipelines.tiles import EmittedValue
+
+    monkeypatch.setattr(offline_sink, "SEAL_ROWS", 3)
+
+    def value(i: int) -> EmittedValue:
+        return EmittedValue(0, f"e{i}", DAY + i, DAY + i - 60_000, DAY + i, [i, i / 2], 0, 100 + i)
+
+    writer = ParquetLogWriter(tmp_path, VIEW, clock=FakeClock())
+    for i in range(8):
+        writer.add_value(value(i), input_partition=0)
+    assert sum(part.pending_batch_rows for part in writer._open.values()) == 6  # two sealed batches
+    writer.discard_uncommitted()  # sealed rows are not durable: a rewind forgets them
+    assert writer.checkpoint() == 0 and all_rows(tmp_path) == []
+    for i in range(10, 18):
+        writer.add_value(value(i), input_partition=0)
+    assert writer.checkpoint() == 8
+    for i in range(18, 22):
+        writer.add_value(value(i), input_partition=0)
+    assert writer.checkpoint() == 4
+    assert [r["source_offset"] for r in all_rows(tmp_path)] == [100 + i for i in range(10, 22)]

@@ -50,7 +50,7 @@ DAY_MS = 86_400_000  # a log date's length (offline_layout.date_of)
 MAX_OPEN_ROWS = 50_000  # per writer (a view's log): what a checkpoint rewrites at most, about 25-50 ms
 # a live part's pending values are made an Arrow batch every SEAL_ROWS values, between checkpoints: the
 # conversion's cost is the same, but a checkpoint (which holds up the input) is left only the remainder
-SEAL_ROWS = 4_096
+SEAL_ROWS = 1_024
 
 
 @dataclass

@@ -47,10 +47,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DAY_MS = 86_400_000  # a log date's length (offline_layout.date_of)
-MAX_OPEN_ROWS = 50_000  # per writer (a view's log): what a checkpoint rewrites at most, about 25-50 ms
-# a live part's pending values are made an Arrow batch every SEAL_ROWS values, between checkpoints: the
+MAX_OPEN_ROWS = 25_000  # per writer (a view's log): what a checkpoint rewrites at most besides its new rows
+# a live writer's pending values are made Arrow batches every SEAL_ROWS values, between checkpoints: the
 # conversion's cost is the same, but a checkpoint (which holds up the input) is left only the remainder
-SEAL_ROWS = 1_024
+SEAL_ROWS = 4_096
 
 
 @dataclass
@@ -119,7 +119,7 @@ class ParquetLogWriter:
         # that part is open and no earlier run's rows are checked on that input partition
         self._recent: tuple[int, int, int, int, OpenPart] | None = None
         self._features = max(0, len(self.schema) - 7)  # besides entity, 3 times, partition, offset, produced_at
-
+        self._unsealed = 0  # values add_value took since the last seal or checkpoint
 
     def _schema(self) -> pa.Schema:
         return view_schema(self.view)
@@ -156,8 +156,15 @@ class ParquetLogWriter:
         pending = part.pending
         pending[0].append(value)
         pending[1].append(time.time_ns() // 1_000_000 if produced_at is None else produced_at)
-        if len(pending[1]) >= SEAL_ROWS:
+        self._unsealed += 1
+        if self._unsealed >= SEAL_ROWS:
+            self._seal_all()
+
+    def _seal_all(self) -> None:
+        """Seal every open part's pending values (a re-keyed run spreads them over up to partitions^2 parts)."""
+        for part in self._open.values():
             self._seal(part)
+        self._unsealed = 0
 
     def _seal(self, part: OpenPart) -> None:
         """Make ``part``'s pending rows an Arrow batch now (they stay pending: durable at the checkpoint)."""
@@ -246,6 +253,7 @@ class ParquetLogWriter:
         written = 0
         now = self._clock()
         self._recent = None  # parts may close
+        self._unsealed = 0
         touched: dict[int, list[str]] = {}
         for key, part in list(self._open.items()):
             new_rows = part.pending_rows
@@ -281,6 +289,7 @@ class ParquetLogWriter:
     def discard_uncommitted(self) -> None:
         """Forget rows added since the last checkpoint (the input is being rewound)."""
         self._recent = None
+        self._unsealed = 0
         for key, part in list(self._open.items()):
             if part.written_rows == 0:
                 del self._open[key]

@@ -157,26 +157,30 @@ def test_max_open_rows_is_checked(tmp_path: Path) -> None:
 
 def test_live_values_sealed_between_checkpoints_keep_their_order(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """A live part's pending values become an Arrow batch every SEAL_ROWS values: still pending (a rewind
-    forgets them), and written in the order they came, with the rest converted at the checkpoint."""
+    """Every SEAL_ROWS values a live writer makes its open parts' pending values Arrow batches: still
+    pending (a rewind forgets them), and written in the order they came, the rest converted at the
+    checkpoint."""
     import freshet.pipelines.offline_sink as offline_sink
     from freshet.pipelines.tiles import EmittedValue
 
     monkeypatch.setattr(offline_sink, "SEAL_ROWS", 3)
 
-    def value(i: int) -> EmittedValue:
-        return EmittedValue(0, f"e{i}", DAY + i, DAY + i - 60_000, DAY + i, [i, i / 2], 0, 100 + i)
+    def value(i: int) -> EmittedValue:  # two source partitions: two open parts
+        return EmittedValue(0, f"e{i}", DAY + i, DAY + i - 60_000, DAY + i, [i, i / 2], i % 2, 100 + i)
 
     writer = ParquetLogWriter(tmp_path, VIEW, clock=FakeClock())
     for i in range(8):
         writer.add_value(value(i), input_partition=0)
-    assert sum(part.pending_batch_rows for part in writer._open.values()) == 6  # two sealed batches
+    assert sum(part.pending_batch_rows for part in writer._open.values()) == 6  # sealed twice, both parts
     writer.discard_uncommitted()  # sealed rows are not durable: a rewind forgets them
     assert writer.checkpoint() == 0 and all_rows(tmp_path) == []
     for i in range(10, 18):
         writer.add_value(value(i), input_partition=0)
     assert writer.checkpoint() == 8
-    for i in range(18, 22):
+    for i in range(18, 23):
         writer.add_value(value(i), input_partition=0)
-    assert writer.checkpoint() == 4
-    assert [r["source_offset"] for r in all_rows(tmp_path)] == [100 + i for i in range(10, 22)]
+    assert writer.checkpoint() == 5
+    by_part: dict[int, list[object]] = {0: [], 1: []}
+    for r in all_rows(tmp_path):
+        by_part[int(r["source_partition"])].append(r["source_offset"])  # type: ignore[call-overload]
+    assert by_part == {p: [100 + i for i in range(10, 23) if i % 2 == p] for p in (0, 1)}

@@ -14,10 +14,10 @@ current), stage by stage:
 - ``apply``: the replay driver's per-record work (:class:`freshet.replay.driver.BatchDriver`:
   decode, operator, Parquet rows, late and dead-letter records to a producer that only counts),
   no checkpoint, with the drivers' collector settings (``gc_tuning.checkpoint_gc``);
-- ``checkpoint``: the driver's checkpoints, every ``--checkpoint-every`` records and at the end
+- ``replay``: apply + the driver's checkpoints, every ``--checkpoint-every`` records and at the end
   (Parquet files and the RocksDB state commit in a temporary folder, the young generations collected),
-  per record read;
-- ``replay``: apply + checkpoint, what `freshet replay --workers 1` pays besides reading Kafka;
+  what `freshet replay --workers 1` pays besides reading Kafka; the checkpoints' own share per record
+  read is printed after it;
 - ``online``: the live run's extra sink work per record: ``apply`` with a Redis writer queuing
   every value (nothing sent: the writer's batch never fills).
 
@@ -279,13 +279,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=50_000)
     parser.add_argument("--stages", default="decode,views,operator,apply,replay,online")
     args = parser.parse_args(argv)
-    views = example_views()
-    recs = records(args.events)
     stages: dict[str, Callable[[list[FeatureView], list[Record], Path], Any]] = {
         "decode": stage_decode, "operator": stage_operator, "apply": stage_apply,
         "replay": lambda v, r, t: stage_replay(v, r, t, args.checkpoint_every), "online": stage_online}
+    names = args.stages.split(",")
+    unknown = [n for n in names if n != "views" and n not in stages]
+    if unknown:
+        parser.error(f"--stages: unknown stage(s) {', '.join(unknown)}; choose among views, {', '.join(stages)}")
+    views = example_views()
+    recs = records(args.events)
     print(f"{len(recs):,} records, example views, min of {args.repeats} repeats")
-    for name in args.stages.split(","):
+    for name in names:
         if name == "views":
             per_view(views, recs, args.repeats)
             continue

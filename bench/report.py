@@ -31,7 +31,7 @@ from freshet.pipelines.rekey_router import LINGER_MS as ROUTER_LINGER_MS
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
-HEADER = """# Freshet benchmark results
+HEADER = f"""# Freshet benchmark results
 
 Appended by `make bench` (`python -m bench.run`); newest last. Each section
 records the date, the machine, the exact command, and the figures.
@@ -84,7 +84,7 @@ Method (`python -m bench.run`: one command, one local stack, one topic).
   1-minute tumbling view that emits on every event (`emit="current"`). For every
   50th event it polls the entity's Redis hash every 5 ms until `__ts` reaches the
   event's time. The figure is send -> visible in Redis: producer batching
-  (linger 5 ms) + broker + consume + re-key hop (its producer lingers 25 ms) + processing + the Redis
+  (linger 5 ms) + broker + consume + re-key hop (its producer lingers {ROUTER_LINGER_MS} ms) + processing + the Redis
   writer's batching (at most 20 ms) + the 5 ms polling step.
 
 Timings vary from run to run (shared machine, Python GC, broker in memory):

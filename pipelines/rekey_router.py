@@ -37,7 +37,8 @@ FLUSH_TIMEOUT_S = 30.0
 # goes by produce requests more than by records: at 5,000 records/s, 5 ms made up to 200 small requests a
 # second, as many as the source's own producer, and the local broker (tansu) slows as a topic's batches
 # add up. 25 ms adds at most 20 ms to a record's trip and cut the re-keyed freshness p99 at 5,000/s from
-# 378-1,275 ms to 226-340 ms (three runs each, alternating; bench/RESULTS.md).
+# 378-1,275 ms to 226-340 ms (by hand, three runs each, alternating: `python -m bench.run --parts
+# freshness --rate 5000 --freshness-paths rekey --no-record`).
 LINGER_MS = 25
 REBALANCING = (KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID,
                KafkaError._NO_OFFSET)

@@ -5,13 +5,18 @@ Invalid records go to ``<topic>.dlq`` with their original bytes (the first
 events go to ``<topic>.late`` as JSON with the view, the window and how late
 they were. Both are produced to the same partition as the
 source record and flushed at every checkpoint, before offsets are committed.
+
+Late records are encoded with orjson (since 0.4.4; compact, UTF-8): the same fields and values
+the standard library's ``json.dumps`` gave, at 1.0 us a record instead of 10.6 (by hand, one
+late record of the example source). The events they carry come from orjson (the decoder), so
+they always encode.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from confluent_kafka import Producer
 
 from freshet.features.definitions import FeatureView, Source
@@ -73,7 +78,7 @@ class SideOutputs:
         headers = [("freshet.view", view.name.encode()), ("freshet.late_by_ms", str(late_by_ms).encode()),
                    # deterministic: a late record produced again after a retry can be recognised and dropped
                    ("freshet.id", f"{view.name}:v{view.version}:{partition}:{offset}:{start}:{end}".encode())]
-        self._producer.produce(self._source.late_topic, value=json.dumps(body).encode(), key=key,
+        self._producer.produce(self._source.late_topic, value=orjson.dumps(body), key=key,
                                partition=partition, headers=headers, on_delivery=self._on_delivery)
         self._producer.poll(0)
 

@@ -95,7 +95,7 @@ class Pipeline:
     closers: list[Any] = field(default_factory=list)
     stage: RekeyStage | None = None  # reads the source when re-keying outside Quix (pipelines.rekey_stage)
     # called after each checkpoint's flush, once what the checkpoint wrote is released (run_pipeline's
-    # young-generation collection)
+    # collector call: gc_tuning.checkpoint_gc)
     after_checkpoint: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -199,7 +199,7 @@ class OperatorSink(BaseSink):
                 raise SinkBackpressureError(retry_after=BACKPRESSURE_RETRY_S) from exc
             self._step.write_back()
             self._stats.mark()
-        finally:  # an outage too: the run's young garbage is collected at each checkpoint whatever happens
+        finally:  # an outage too: the collector's call (gc_tuning) runs at each checkpoint whatever happens
             for call in self._after_flush:
                 call()
 

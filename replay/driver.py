@@ -254,7 +254,7 @@ class BatchDriver:
                 self.stats.backpressured += 1
                 log.warning("%s; retrying in 2s", exc)
                 time.sleep(2.0)
-        if self._collect is not None:  # the batch's outputs are released: little young garbage is alive
+        if self._collect is not None:  # the batch's outputs are released: freeze what is alive (gc_tuning)
             self._collect()
         batch = self._store.prepare({k: self._states[k] for k in self._dirty}, positions)
         self._writes.submit(partial(self._store.write, batch))

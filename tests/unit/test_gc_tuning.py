@@ -1,4 +1,5 @@
-"""The drivers' collector settings: young garbage collected on call, or past a bound of allocations."""
+"""The drivers' collector settings: what is alive frozen on call, the whole heap collected every
+FULL_EVERY calls, young garbage collected past a bound of allocations."""
 
 from __future__ import annotations
 
@@ -13,16 +14,38 @@ class Node:
         self.me = self  # a reference cycle: only the collector frees it
 
 
-def test_cycles_wait_for_the_checkpoint_collection_and_settings_come_back() -> None:
+def test_a_call_freezes_what_is_alive_and_cycles_wait_for_the_full_collection() -> None:
     before = gc.get_threshold()
     with checkpoint_gc() as collect:
         garbage = weakref.ref(Node())
         for _ in range(10_000):  # allocations that would trigger collections with the default thresholds
             Node()
         assert garbage() is not None  # nothing collected it yet
+        frozen = gc.get_freeze_count()
         collect()
+        assert gc.get_count()[0] < 100  # the young generation is empty: what was alive is frozen now
+        assert gc.get_freeze_count() > frozen + 10_000
+        assert garbage() is not None  # frozen with the rest: no collection walked it
+        for _ in range(FULL_EVERY - 2):
+            collect()
+        assert garbage() is not None
+        collect()  # the FULL_EVERY th call collects the whole heap, frozen objects included
         assert garbage() is None
+        assert gc.get_freeze_count() > 0  # and freezes what is alive again
     assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0  # nothing stays frozen after the block
+
+
+def test_reference_counting_still_frees_frozen_objects() -> None:
+    class Plain:
+        pass
+
+    with checkpoint_gc() as collect:
+        held = [Plain()]
+        watched = weakref.ref(held[0])
+        collect()
+        del held
+        assert watched() is None  # no collection needed: frozen objects are freed when unreferenced
 
 
 def test_with_no_checkpoint_the_young_generation_is_collected_past_the_bound() -> None:
@@ -34,7 +57,7 @@ def test_with_no_checkpoint_the_young_generation_is_collected_past_the_bound() -
         del held
 
 
-def test_every_fiftieth_call_collects_the_whole_heap() -> None:
+def test_only_every_fiftieth_call_collects_and_it_collects_the_whole_heap() -> None:
     seen: list[int] = []
 
     def watch(phase: str, info: dict[str, int]) -> None:
@@ -48,4 +71,4 @@ def test_every_fiftieth_call_collects_the_whole_heap() -> None:
                 collect()
         finally:
             gc.callbacks.remove(watch)
-    assert seen == [1] * (FULL_EVERY - 1) + [2]
+    assert seen == [2]

@@ -2,8 +2,9 @@
 freshness measurement (bench.freshness: a steady rate into a 1-minute tumbling `current` view).
 
 It times, from the outside, each checkpoint's commit (Quix Streams' ``Checkpoint.commit``, the whole
-pause), Freshet's sink flush inside it, the Parquet writers' part rewrites inside that, and the state
-write-back, and prints them with the freshness percentiles. Options compare a checkpoint interval and
+pause), Freshet's sink flush inside it, the Parquet writers' checkpoints inside that (since 0.4.4 their
+file writes run in a thread: what is left in line), the state write-back, and the wait for those file
+writes after it, and prints them with the freshness percentiles. Options compare a checkpoint interval and
 the Parquet writer's bound on open rows (``--unbounded``: as before 0.4.1), and the path
 (``--trust-message-key``: without the re-key stage). Starts a local stack unless
 FRESHET_KAFKA_BOOTSTRAP and FRESHET_REDIS_URL are set. Timings are measurements, never assertions.
@@ -22,11 +23,13 @@ from typing import Any
 import quixstreams.checkpointing.checkpoint as quix_checkpoint
 
 import freshet.pipelines.offline_sink as offline_sink
+import freshet.pipelines.outputs as outputs
 import freshet.pipelines.topology as topology
 from bench.common import stack
 from bench.freshness import measure_freshness
 
-TIMED: dict[str, list[float]] = {"commit": [], "sink flush": [], "parquet": [], "state write-back": []}
+TIMED: dict[str, list[float]] = {"commit": [], "sink flush": [], "parquet": [], "state write-back": [],
+                                 "log writes wait": []}
 
 
 def _timed(owner: Any, name: str, bucket: str) -> None:
@@ -57,6 +60,7 @@ def main() -> None:
     _timed(topology.OperatorSink, "flush", "sink flush")
     _timed(offline_sink.ParquetLogWriter, "checkpoint", "parquet")
     _timed(topology.OperatorStep, "write_back", "state write-back")
+    _timed(outputs.OperatorOutputs, "finish_flush", "log writes wait")
     build = topology.build_pipeline
 
     def configured(views: Any, config: Any, *rest: Any, **kw: Any) -> Any:

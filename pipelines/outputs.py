@@ -21,6 +21,7 @@ from freshet.pipelines.accepted_columns import AcceptedColumns
 from freshet.pipelines.accepted_events import AcceptedEvents, AcceptedRecord
 from freshet.pipelines.accepted_online import accepting_views
 from freshet.pipelines.accepted_sink import AcceptedLogWriter
+from freshet.pipelines.background_writes import BackgroundLogRoot, BackgroundWrites
 from freshet.pipelines.offline_sink import ParquetLogWriter
 from freshet.pipelines.online_sink import RedisOnlineWriter
 from freshet.pipelines.side_outputs import SideOutputs
@@ -34,9 +35,14 @@ _FEATURE_TS = itemgetter(2)  # an EmittedValue's feature_ts
 class OperatorOutputs:
     def __init__(self, views: list[FeatureView], side: SideOutputs, stats: PipelineStats,
                  online: RedisOnlineWriter | None, offline: list[ParquetLogWriter] | None,
-                 accepted: list[AcceptedLogWriter | None] | None = None) -> None:
-        """``accepted``: per view, the accepted-event log of a request-time view (None for the others)."""
+                 accepted: list[AcceptedLogWriter | None] | None = None,
+                 writes: BackgroundWrites | None = None) -> None:
+        """``accepted``: per view, the accepted-event log of a request-time view (None for the others).
+        ``writes``: where the log's file writes run when its root is a BackgroundLogRoot that
+        :meth:`finish_flush` waits for (the live run); None: in line, or waited for by the caller (the
+        replay driver, at its next checkpoint)."""
         self.views = views
+        self.writes = writes
         self.side = side
         self.stats = stats
         self.online = online
@@ -161,7 +167,15 @@ class OperatorOutputs:
                        report.window_start, report.window_end, report.source_partition, report.source_offset)
 
     def flush(self) -> None:
-        """Make everything added so far durable. Raises OnlineStoreUnavailable (nothing lost) when Redis is down."""
+        """Make everything added so far durable. Raises OnlineStoreUnavailable (nothing lost) when Redis is down.
+        :meth:`start_flush` then :meth:`finish_flush`, with nothing between them."""
+        self.start_flush()
+        self.finish_flush()
+
+    def start_flush(self) -> None:
+        """The first part of :meth:`flush`: late and dead letters delivered, Redis written (raising
+        OnlineStoreUnavailable, nothing lost, before the log is touched), the log writers' checkpoints made
+        (with ``writes``, their file writes run in the background until :meth:`finish_flush`)."""
         stats = self.stats
         started = time.perf_counter()
         self.side.flush()
@@ -181,16 +195,25 @@ class OperatorOutputs:
             for accepted in self._accepted_writers:
                 stats.accepted_rows += accepted.checkpoint()
             stats.sink_seconds["parquet"] += time.perf_counter() - done
-            stats.sink_flushes["parquet"] += 1
+
+    def finish_flush(self) -> None:
+        """The rest of :meth:`flush`: the log's file writes waited for (``writes``; a failed one raises
+        here), then the online writer told the log holds what it sent."""
+        if self.offline is not None:
+            started = time.perf_counter()
+            if self.writes is not None:
+                self.writes.wait()
+            self.stats.sink_seconds["parquet"] += time.perf_counter() - started
+            self.stats.sink_flushes["parquet"] += 1
             if self._first_emit is not None:
-                stats.write_delay["parquet"].observe(time.monotonic() - self._first_emit)
+                self.stats.write_delay["parquet"].observe(time.monotonic() - self._first_emit)
         self._first_emit = None
         if self.online is not None:
             self.online.log_checkpointed()
         for i, newest in enumerate(self._newest):
             if newest is not None:
                 name = self.views[i].name
-                stats.newest_feature_ts[name] = max(newest, stats.newest_feature_ts.get(name, newest))
+                self.stats.newest_feature_ts[name] = max(newest, self.stats.newest_feature_ts.get(name, newest))
                 self._newest[i] = None
 
     def discard(self) -> None:
@@ -208,6 +231,8 @@ class OperatorOutputs:
             self.online.discard()
 
     def close(self) -> None:
+        if self.writes is not None:
+            self.writes.close()
         if self.online is not None:
             self.online.close()
         self.side.close()
@@ -215,7 +240,9 @@ class OperatorOutputs:
 
 def make_outputs(views: list[FeatureView], kafka_config: dict[str, Any], stats: PipelineStats, *,
                  redis_url: str | None, offline_root: RootLike | None, roll_rows: int = 100_000,
-                 roll_seconds: float = 120.0) -> OperatorOutputs:
+                 roll_seconds: float = 120.0, background: BackgroundWrites | None = None) -> OperatorOutputs:
+    """``background``: the log's file writes run there, and each flush waits for them before it ends
+    (the live run: the checkpoint's other work goes on meanwhile)."""
     side = SideOutputs(views[0].source, kafka_config, stats)
     root = open_log_root(offline_root) if offline_root is not None else None
     online = None
@@ -223,11 +250,13 @@ def make_outputs(views: list[FeatureView], kafka_config: dict[str, Any], stats: 
         guard = StoreGuard(views, root, redis_url, stats)
         online = RedisOnlineWriter(redis_url, on_written=lambda n: _count_online(stats, n), guard=guard,
                                    on_delay=stats.write_delay["redis"].observe)
+    if root is not None and background is not None:
+        root = BackgroundLogRoot.wrap(root, background)
     offline = [ParquetLogWriter(root, v, roll_rows=roll_rows, roll_seconds=roll_seconds)
                for v in views] if root is not None else None
     accepted = [AcceptedLogWriter(root, v, roll_rows=roll_rows, roll_seconds=roll_seconds)
                 if v.as_of == "request" else None for v in views] if root is not None else None
-    return OperatorOutputs(views, side, stats, online, offline, accepted)
+    return OperatorOutputs(views, side, stats, online, offline, accepted, writes=background)
 
 
 def _count_online(stats: PipelineStats, n: int) -> None:

@@ -34,6 +34,7 @@ from quixstreams.state import State
 from freshet.features.definitions import FeatureView, Source
 from freshet.features.errors import PipelineError
 from freshet.features.log_store import RootLike
+from freshet.pipelines.background_writes import BackgroundWrites
 from freshet.pipelines.broker_quirks import correct_watermarks_on_tansu
 from freshet.pipelines.decode import (
     DEFAULT_MAX_EVENT_AHEAD_MS,
@@ -191,13 +192,14 @@ class OperatorSink(BaseSink):
     def flush(self) -> None:
         try:
             try:
-                self._outputs.flush()
+                self._outputs.start_flush()
             except OnlineStoreUnavailable as exc:
                 self._stats.backpressured += 1
                 log.warning("%s; pausing input for %.0fs (nothing is lost)", exc, BACKPRESSURE_RETRY_S)
                 self.on_paused()  # Quix calls on_paused only for the other sinks: the input is rewound
                 raise SinkBackpressureError(retry_after=BACKPRESSURE_RETRY_S) from exc
-            self._step.write_back()
+            self._step.write_back()  # while the log's files are written (pipelines.background_writes)
+            self._outputs.finish_flush()
             self._stats.mark()
         finally:  # an outage too: the collector's call (gc_tuning) runs at each checkpoint whatever happens
             for call in self._after_flush:
@@ -216,8 +218,10 @@ def build_pipeline(views: list[FeatureView], config: PipelineConfig,
     kafka = dict(config.kafka_config)
     remove_quirk = correct_watermarks_on_tansu(kafka)
     app = _make_app(kafka, config)
+    # the log's file writes run in a thread while the checkpoint writes the states back (OperatorSink.flush)
     outputs = make_outputs(views, kafka, stats, redis_url=config.redis_url, offline_root=config.offline_root,
-                           roll_rows=config.parquet_roll_rows, roll_seconds=config.parquet_roll_seconds)
+                           roll_rows=config.parquet_roll_rows, roll_seconds=config.parquet_roll_seconds,
+                           background=BackgroundWrites() if config.offline_root is not None else None)
     topic = app.topic(source.topic, value_deserializer="bytes", key_deserializer="bytes")
     key_field = views[0].entity_key
     stage = None

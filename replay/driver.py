@@ -10,7 +10,7 @@ that changed and the read positions to its own RocksDB store in one atomic batch
 a killed replay resumes from its last checkpoint (the Parquet writer's last-flush
 manifest drops rows the lost interval had already written). The checkpoint's file writes and
 commit run in a background thread, in that order, while the next batch is processed
-(:mod:`freshet.replay.checkpoint_writes`); the next checkpoint, and the end of the replay, wait for them.
+(:mod:`freshet.pipelines.background_writes`); the next checkpoint, and the end of the replay, wait for them.
 
 Re-keying: a worker owns whole source partitions, so each entity must live in one
 partition, which holds when messages are keyed by the entity (the normal case). Each
@@ -36,6 +36,7 @@ from rocksdict import AccessType, Options, Rdict, WriteBatch
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import ReplayError
 from freshet.features.log_store import RootLike, open_log_root
+from freshet.pipelines.background_writes import BackgroundLogRoot, BackgroundWrites
 from freshet.pipelines.decode import (
     DEFAULT_MAX_EVENT_AHEAD_MS,
     EventDecoder,
@@ -47,7 +48,6 @@ from freshet.pipelines.online_sink import OnlineStoreUnavailable
 from freshet.pipelines.outputs import make_outputs
 from freshet.pipelines.stats import PipelineStats
 from freshet.pipelines.tiles import EmittedValue, KeyState, LateReport, SourceOperator
-from freshet.replay.checkpoint_writes import BackgroundLogRoot, BackgroundWrites
 
 log = logging.getLogger("freshet.replay")
 POSITIONS_KEY = b"\x00positions"
@@ -103,7 +103,7 @@ class BatchDriver:
         self.stats = stats or PipelineStats()
         self._kafka = kafka_config
         self._store = StateStore(state_dir)
-        # a checkpoint's file writes and state commit run in the background, in order (checkpoint_writes)
+        # a checkpoint's file writes and state commit run in the background, in order (pipelines.background_writes)
         self._writes = BackgroundWrites()
         root = BackgroundLogRoot.wrap(open_log_root(offline_root), self._writes) if offline_root is not None else None
         self._outputs = make_outputs(views, kafka_config, self.stats, redis_url=redis_url, offline_root=root)
@@ -242,7 +242,7 @@ class BatchDriver:
 
     def _checkpoint(self, positions: dict[int, int]) -> None:
         """Make what was read so far durable: the outputs flushed, then the changed states and the read
-        positions committed. The file writes and the commit run in the background (checkpoint_writes);
+        positions committed. The file writes and the commit run in the background (pipelines.background_writes);
         this first waits for the previous checkpoint's, so at most one is in flight."""
         self._hand_over_accepted()
         self._durable()

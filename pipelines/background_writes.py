@@ -1,12 +1,17 @@
-"""A replay checkpoint's writes in a background thread, in order: the Parquet parts, then the state commit.
+"""A checkpoint's file writes in a background thread, in order, for both drivers.
 
-A checkpoint of the replay driver writes the log parts that changed, the last-flush manifests and then
-the worker's states and read positions (:class:`~freshet.replay.driver.BatchDriver`). Building those
-belongs to the driver's thread (the writers' bookkeeping, the states serialised as they are now); the
-writes themselves (Parquet encoding, compression, the file system or S3, RocksDB) are handed to one
-background thread here, so the next batch is read and run through the operator while they are done.
-Parquet encoding and compression release the GIL, so on a machine with a second core the writes cost
-the driver almost nothing.
+A checkpoint writes the log parts that changed and the last-flush manifests; the replay driver then
+commits the worker's states and read positions (:class:`~freshet.replay.driver.BatchDriver`). Building
+those belongs to the driver's thread (the writers' bookkeeping, the states serialised as they are now);
+the writes themselves (Parquet encoding, compression, the file system or S3, RocksDB) are handed to one
+background thread here. Parquet encoding and compression release the GIL, so on a machine with a
+second core they cost the driver's thread little:
+
+- the replay driver reads and runs the next batch meanwhile, and waits at its next checkpoint;
+- the live run writes the window states back into Quix's transaction meanwhile and waits before its
+  checkpoint ends (:meth:`freshet.pipelines.outputs.OperatorOutputs.finish_flush`), so offsets are
+  still committed only after the log holds what they cover. A live checkpoint holds up the input, so
+  this shortens it.
 
 The guarantees are those of writing in line:
 
@@ -14,8 +19,8 @@ The guarantees are those of writing in line:
   its log files and manifests are written;
 - after a job fails, the later ones do not run (positions are never committed past a failed write),
   and the error is raised in the driver at its next :meth:`BackgroundWrites.wait`;
-- the driver waits for checkpoint N's jobs before it makes checkpoint N+1, and before it reports
-  a replay finished.
+- a driver waits for checkpoint N's jobs before it makes checkpoint N+1 (the live run: before
+  checkpoint N ends), and before it reports a replay finished.
 
 ``concurrent.futures`` gives the thread; what it does not give is stopping the queue after a failure,
 hence the small wrapper.
@@ -32,7 +37,7 @@ import pyarrow as pa
 
 from freshet.features.log_store import LogRoot
 
-log = logging.getLogger("freshet.replay")
+log = logging.getLogger("freshet.checkpoint")
 
 
 class BackgroundWrites:
@@ -69,7 +74,7 @@ class BackgroundWrites:
         try:
             self.wait()
         except Exception as exc:  # noqa: BLE001 - reported, and the run that called close already failed or ended
-            log.error("a checkpoint write failed while the replay was closing: %s", exc)
+            log.error("a checkpoint write failed while the run was closing: %s", exc)
         finally:
             self._pool.shutdown(wait=True)
 

@@ -5,14 +5,34 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pytest
 
+from freshet.features import Aggregation, FeatureView, Source, TumblingWindow
 from freshet.features.errors import OfflineStoreError
 from freshet.features.log_store import open_log_root
 from freshet.pipelines.background_writes import BackgroundLogRoot, BackgroundWrites
+from freshet.pipelines.outputs import OperatorOutputs, make_outputs
+from freshet.pipelines.stats import PipelineStats
+from freshet.pipelines.tiles import EmittedValue
+
+
+def _spend_view() -> FeatureView:
+    source = Source(name="tx", topic="tx", key="card_id", timestamp="ts",
+                    schema={"card_id": "str", "amount": "float", "ts": "int"})
+    return FeatureView(name="spend", source=source, window=TumblingWindow(size="1m"), emit="current",
+                       aggregations=[Aggregation(function="sum", column="amount", name="total")])
+
+
+def _live_outputs(root: Path) -> OperatorOutputs:
+    """The live run's outputs: log files written by a BackgroundWrites thread that finish_flush waits for."""
+    return make_outputs([_spend_view()], {"bootstrap.servers": "127.0.0.1:9", "log_level": 0}, PipelineStats(),
+                        redis_url=None, offline_root=root, background=BackgroundWrites())
+
+
+def _log_parts(root: Path) -> list[Path]:
+    return sorted(root.rglob("part-*.parquet"))
 
 
 def test_jobs_run_in_order_in_another_thread() -> None:
@@ -89,13 +109,9 @@ class _Message:
 def test_a_replay_checkpoint_whose_log_write_fails_saves_no_position(tmp_path: Path) -> None:
     """The driver moves on while its checkpoint is written; when the log write fails, the states and
     positions queued after it are not committed and the failure stops the replay at its next wait."""
-    from freshet.features import Aggregation, FeatureView, Source, TumblingWindow
     from freshet.replay.driver import BatchDriver, StateStore
 
-    source = Source(name="tx", topic="tx", key="card_id", timestamp="ts",
-                    schema={"card_id": "str", "amount": "float", "ts": "int"})
-    view = FeatureView(name="spend", source=source, window=TumblingWindow(size="1m"), emit="current",
-                       aggregations=[Aggregation(function="sum", column="amount", name="total")])
+    view = _spend_view()
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the log's directory would be")
     driver = BatchDriver([view], {"bootstrap.servers": "127.0.0.1:9", "log_level": 0}, topic="tx",
@@ -113,38 +129,18 @@ def test_a_replay_checkpoint_whose_log_write_fails_saves_no_position(tmp_path: P
     store.close()
 
 
-def _spend_view() -> object:
-    from freshet.features import Aggregation, FeatureView, Source, TumblingWindow
-
-    source = Source(name="tx", topic="tx", key="card_id", timestamp="ts",
-                    schema={"card_id": "str", "amount": "float", "ts": "int"})
-    return FeatureView(name="spend", source=source, window=TumblingWindow(size="1m"), emit="current",
-                       aggregations=[Aggregation(function="sum", column="amount", name="total")])
-
-
-def _live_outputs(root: Path) -> object:
-    from freshet.pipelines.outputs import make_outputs
-    from freshet.pipelines.stats import PipelineStats
-
-    return make_outputs([_spend_view()], {"bootstrap.servers": "127.0.0.1:9", "log_level": 0},  # type: ignore[list-item]
-                        PipelineStats(), redis_url=None, offline_root=root, background=BackgroundWrites())
-
-
 def test_a_live_flush_writes_the_log_in_the_background_and_finishes_only_once_it_is_written(
         tmp_path: Path) -> None:
     """start_flush hands the files to the thread; finish_flush (after the states are written back) waits."""
-    from freshet.pipelines.tiles import EmittedValue
-
-    outputs: Any = _live_outputs(tmp_path)
+    outputs = _live_outputs(tmp_path)
     gate = threading.Event()
     outputs.writes.submit(gate.wait)  # holds the thread: the log's files wait behind it
     outputs.emit(EmittedValue(0, "c1", 1_700_000_000_000, 1_699_999_980_000, 1_700_000_040_000, [3.5], 0, 7), 0)
     outputs.start_flush()
-    parts = lambda: sorted(tmp_path.rglob("part-*.parquet"))  # noqa: E731
-    assert parts() == []  # handed over, not written yet
+    assert _log_parts(tmp_path) == []  # handed over, not written yet
     gate.set()
     outputs.finish_flush()
-    [part] = parts()
+    [part] = _log_parts(tmp_path)
     assert part.name == "part-0-7.parquet"
     assert open_log_root(tmp_path).read_parquet(part.as_posix()).column("total").to_pylist() == [3.5]
     outputs.close()
@@ -152,11 +148,9 @@ def test_a_live_flush_writes_the_log_in_the_background_and_finishes_only_once_it
 
 def test_a_live_flush_whose_log_write_fails_raises_at_its_end(tmp_path: Path) -> None:
     """The checkpoint fails (Quix commits no offsets) rather than end with the log missing its rows."""
-    from freshet.pipelines.tiles import EmittedValue
-
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the log's directory would be")
-    outputs: Any = _live_outputs(blocker / "offline")
+    outputs = _live_outputs(blocker / "offline")
     outputs.emit(EmittedValue(0, "c1", 1_700_000_000_000, 1_699_999_980_000, 1_700_000_040_000, [3.5], 0, 7), 0)
     outputs.start_flush()  # hands the writes over and returns
     with pytest.raises(OfflineStoreError):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -78,9 +79,12 @@ class RedisOnlineWriter:
         self._on_written = on_written
         self._on_delay = on_delay  # seconds the oldest write of each sent batch waited
         self._guard = guard
-        # with a guard: what was sent since the log's last checkpoint, for a store that loses it before
-        # the log holds it (a refill from the log cannot bring those values back)
+        # with a guard: what was sent since the log's last checkpoint began, for a store that loses it
+        # before the log holds it (a refill from the log cannot bring those values back) ...
         self._sent: dict[str, PendingWrite] = {}
+        # ... and what was sent before each log checkpoint whose files are still being written, oldest
+        # first (log_checkpoint_started, log_checkpointed): a replay's land at its next checkpoint
+        self._landing: deque[dict[str, PendingWrite]] = deque()
         self._pending: dict[str, PendingWrite] = {}
         self._events = PendingEvents()  # request-time views' accepted events (guarded by _lock too)
         self._oldest: float | None = None
@@ -169,6 +173,8 @@ class RedisOnlineWriter:
             try:
                 if self._guard is not None:
                     if self._guard.check(self._client):  # refilled from the log: add what it lacks
+                        for sent in self._landing:
+                            _merge_newer(batch, sent)
                         _merge_newer(batch, self._sent)
                     _merge_newer(self._sent, batch)
                 self._send(batch, events)
@@ -315,10 +321,19 @@ class RedisOnlineWriter:
     def flush(self) -> None:
         self.write_pending()
 
-    def log_checkpointed(self) -> None:
-        """The log now holds every value sent so far: a refill from it would bring them back."""
+    def log_checkpoint_started(self) -> None:
+        """A log checkpoint holding every value sent so far is being written: they are kept for a refill
+        until :meth:`log_checkpointed` says it landed (values sent after this go to the next one)."""
         with self._write_lock:
-            self._sent.clear()
+            self._landing.append(self._sent)
+            self._sent = {}
+
+    def log_checkpointed(self) -> None:
+        """The oldest log checkpoint started has landed: the log holds what was sent before it, and a
+        refill from it would bring them back. (No checkpoint started: nothing to release.)"""
+        with self._write_lock:
+            if self._landing:
+                self._landing.popleft()
 
     def discard(self) -> None:
         """Drop pending writes and accepted events (they will be produced again after a rewind)."""

@@ -183,6 +183,7 @@ class OperatorOutputs:
         stats.sink_flushes["kafka"] += 1
         if self.online is not None:
             self.online.flush()
+            self.online.log_checkpoint_started()  # released by log_landed, once the log holds this checkpoint
             stats.sink_seconds["redis"] += (started := time.perf_counter()) - done
             stats.sink_flushes["redis"] += 1
             done = started
@@ -196,9 +197,11 @@ class OperatorOutputs:
                 stats.accepted_rows += accepted.checkpoint()
             stats.sink_seconds["parquet"] += time.perf_counter() - done
 
-    def finish_flush(self) -> None:
+    def finish_flush(self, *, landed: bool = True) -> None:
         """The rest of :meth:`flush`: the log's file writes waited for (``writes``; a failed one raises
-        here), then the online writer told the log holds what it sent."""
+        here), then the online writer told the log holds what it sent (:meth:`log_landed`).
+        ``landed=False``: the caller's own background writes still hold the log's files (the replay
+        driver); it calls :meth:`log_landed` once it has waited for them."""
         if self.offline is not None:
             started = time.perf_counter()
             if self.writes is not None:
@@ -208,13 +211,19 @@ class OperatorOutputs:
             if self._first_emit is not None:
                 self.stats.write_delay["parquet"].observe(time.monotonic() - self._first_emit)
         self._first_emit = None
-        if self.online is not None:
-            self.online.log_checkpointed()
+        if landed:
+            self.log_landed()
         for i, newest in enumerate(self._newest):
             if newest is not None:
                 name = self.views[i].name
                 self.stats.newest_feature_ts[name] = max(newest, self.stats.newest_feature_ts.get(name, newest))
                 self._newest[i] = None
+
+    def log_landed(self) -> None:
+        """The oldest flush whose log files were still being written has landed: the online writer
+        may forget the values it sent before it (a refill from the log brings them back)."""
+        if self.online is not None:
+            self.online.log_checkpointed()
 
     def discard(self) -> None:
         """Forget what was added since the last flush (the input is being rewound)."""

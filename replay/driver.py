@@ -11,6 +11,9 @@ a killed replay resumes from its last checkpoint (the Parquet writer's last-flus
 manifest drops rows the lost interval had already written). The checkpoint's file writes and
 commit run in a background thread, in that order, while the next batch is processed
 (:mod:`freshet.pipelines.background_writes`); the next checkpoint, and the end of the replay, wait for them.
+Only then is Redis's writer (with ``--online``) told the log holds that checkpoint's values
+(:meth:`~freshet.pipelines.outputs.OperatorOutputs.log_landed`): until then it keeps them, to send again
+after a refill from the log.
 
 Re-keying: a worker owns whole source partitions, so each entity must live in one
 partition, which holds when messages are keyed by the entity (the normal case). Each
@@ -248,12 +251,14 @@ class BatchDriver:
         self._durable()
         while True:
             try:
-                self._outputs.flush()
+                self._outputs.start_flush()
                 break
             except OnlineStoreUnavailable as exc:  # nothing is lost: the batch stays pending
                 self.stats.backpressured += 1
                 log.warning("%s; retrying in 2s", exc)
                 time.sleep(2.0)
+        # the log's files land in the background: Redis's writer keeps what it sent until _durable says so
+        self._outputs.finish_flush(landed=False)
         if self._collect is not None:  # the batch's outputs are released: freeze what is alive (gc_tuning)
             self._collect()
         batch = self._store.prepare({k: self._states[k] for k in self._dirty}, positions)
@@ -268,6 +273,8 @@ class BatchDriver:
         """Wait for the checkpoint in flight (raising its failure), then report its positions."""
         self._writes.wait()
         reported, self._reported = self._reported, None
+        if reported is not None:  # the checkpoint's log files landed: the values sent before it can be refilled
+            self._outputs.log_landed()
         if reported is not None and self._progress is not None:
             self._progress({p: reported[p] - self.start[p] for p in reported})
 

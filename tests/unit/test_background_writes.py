@@ -156,3 +156,57 @@ def test_a_live_flush_whose_log_write_fails_raises_at_its_end(tmp_path: Path) ->
     with pytest.raises(OfflineStoreError):
         outputs.finish_flush()
     outputs.close()  # logs the failure, does not raise
+
+
+class _RecordingOnline:
+    """Stands in for the Redis writer: records the calls the outputs make (and when the log was there)."""
+
+    def __init__(self, log_root: Path) -> None:
+        self.calls: list[str] = []
+        self.parts_at_landing: list[int] = []
+        self._root = log_root
+
+    def add(self, *_args: object) -> None:
+        self.calls.append("add")
+
+    def flush(self) -> None:
+        self.calls.append("flush")
+
+    def log_checkpoint_started(self) -> None:
+        self.calls.append("started")
+
+    def log_checkpointed(self) -> None:
+        self.calls.append("landed")
+        self.parts_at_landing.append(len(_log_parts(self._root)))
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+def test_a_replay_tells_redis_the_log_holds_its_values_only_once_the_files_landed(tmp_path: Path) -> None:
+    """With --online, the writer keeps what it sent (to put back after a refill from the log) until the
+    log's files are written: the driver says so after its next wait, not when it hands the files over."""
+    from freshet.replay.driver import BatchDriver
+
+    driver = BatchDriver([_spend_view()], {"bootstrap.servers": "127.0.0.1:9", "log_level": 0}, topic="tx",
+                         start={0: 0}, end={0: 100}, state_dir=tmp_path / "state",
+                         offline_root=tmp_path / "offline", redis_url=None, check_keys=False)
+    online = _RecordingOnline(tmp_path / "offline")
+    driver._outputs.online = online  # type: ignore[assignment]
+    gate = threading.Event()
+    start_flush = driver._outputs.start_flush
+
+    def held_start_flush() -> None:  # after the checkpoint's first wait: its files queue behind the gate
+        driver._writes.submit(gate.wait)
+        start_flush()
+
+    driver._outputs.start_flush = held_start_flush  # type: ignore[method-assign]
+    positions, todo = {0: 0}, {0}
+    driver._apply_batch([_Message(i, 1_700_000_000_000 + i) for i in range(5)], positions, todo, None)
+    driver._checkpoint(positions)
+    assert online.calls[-2:] == ["flush", "started"] and "landed" not in online.calls
+    assert _log_parts(tmp_path / "offline") == []
+    gate.set()
+    driver._durable()
+    assert online.calls[-1] == "landed" and online.parts_at_landing == [1]
+    driver.close()

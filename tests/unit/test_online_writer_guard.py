@@ -50,3 +50,44 @@ def test_a_failed_refill_keeps_the_batch(error: Exception, outages: int) -> None
 def test_tables_align_text_left_and_numbers_right() -> None:
     lines = format_table([("VIEW", "ROWS"), ("spend_5m", "1,200"), ("a", "7")], right_from=1)
     assert lines == ["VIEW       ROWS", "spend_5m  1,200", "a             7"]
+
+
+class RefillGuard:
+    """Says, once when asked, that it refilled Redis from the log."""
+
+    def __init__(self) -> None:
+        self.refilled = False
+
+    def check(self, client: redis.Redis) -> bool:
+        refilled, self.refilled = self.refilled, False
+        return refilled
+
+    def outage(self) -> None:
+        pass
+
+
+def test_values_sent_before_a_log_checkpoint_lands_are_sent_again_after_a_refill() -> None:
+    """A refill from the log cannot bring back what the log does not hold yet: the writer keeps what it
+    sent per log checkpoint until that checkpoint landed, and puts it in the batch after a refill."""
+    guard = RefillGuard()
+    writer = RedisOnlineWriter(UNREACHABLE, background=False, batch_size=100, guard=guard)  # type: ignore[arg-type]
+    sent: list[list[str]] = []
+    writer._send = lambda batch, _events: sent.append(sorted(batch))  # type: ignore[method-assign]
+    try:
+        writer.add("k1", 10, 1, 60_000, ["n"], [1], 0, 10)
+        writer.write_pending()
+        writer.log_checkpoint_started()  # k1's log files are being written
+        writer.add("k2", 20, 2, 60_000, ["n"], [2], 0, 20)
+        guard.refilled = True  # Redis lost its data and was refilled from a log without k1
+        writer.write_pending()
+        assert sent[-1] == ["k1", "k2"]
+        writer.log_checkpointed()  # k1's checkpoint landed; k1 and k2 were sent after it began
+        writer.log_checkpoint_started()
+        writer.log_checkpointed()  # and that one landed too: the log holds both
+        writer.log_checkpointed()  # nothing in flight: nothing to release
+        writer.add("k3", 30, 3, 60_000, ["n"], [3], 0, 30)
+        guard.refilled = True
+        writer.write_pending()
+        assert sent[-1] == ["k3"]
+    finally:
+        writer.close()

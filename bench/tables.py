@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable
 
@@ -23,10 +24,14 @@ def _rate(value: float | None) -> str:
 
 
 def _ratio(value: float | None, base: float | None, mark: str = "") -> str:
+    """``value / base`` cut (not rounded) to the digits shown: a ratio shown at a goal's bound is at
+    least that (1.4951 shows as 1.49, not 1.50; 0.0996 as 0.099, not 0.100)."""
     if not value or not base:
         return "-"
     ratio = value / base
-    return f"{ratio:.2f}{mark}" if ratio >= 0.1 else f"{ratio:.3f}{mark}"
+    digits = 2 if ratio >= 0.1 else 3
+    # (the 1e-9: a ratio such as 0.29, 28.999999999999996 hundredths in binary, still shows as 0.29)
+    return f"{math.floor(ratio * 10**digits + 1e-9) / 10**digits:.{digits}f}{mark}"
 
 
 def _mb(kb: int) -> str:

@@ -217,8 +217,8 @@ def render(stack: Stack, res: Results, elapsed_s: float, quick: bool) -> str:
 NOTES = [
     "- Timings vary between runs by several percent or more; one run per configuration unless "
     "`--repeat` was given (then the median, with each run in brackets).",
-    "- Ratios ('vs ...' columns) are cut, not rounded, to the digits shown (since 2026-11-24 23:10): one "
-    "shown at a goal's bound is at least that (1.4951 shows as 1.49).",
+    "- Ratios ('vs ...' columns) are cut, not rounded, to the digits shown: one shown at a goal's bound is "
+    "at least that (1.4951 shows as 1.49). Sections up to 2026-11-24 23:07 UTC rounded them.",
     "- The load average column is the machine's 1-minute load when a measurement started: anything "
     "well above zero means other work shared the cores (on a 2-core machine that halves what is left).",
     "- The live engines run in one Python process on one core (Quix Streams processes records "

@@ -2,21 +2,20 @@
 
 Quix Streams' own signal handlers turn SIGTERM/SIGINT into a graceful stop: the
 last checkpoint flushes the sinks (Redis, Parquet, DLQ/late) and commits. Once the run
-ends, the handlers the caller had are put back.
+ends, the handlers the caller had are put back (pipelines.signal_handlers).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from freshet.features.errors import PipelineError
 from freshet.pipelines.gc_tuning import checkpoint_gc
 from freshet.pipelines.offsets import GroupLag, Lag
+from freshet.pipelines.signal_handlers import callers_signal_handlers
 from freshet.pipelines.topology import Pipeline
 
 log = logging.getLogger("freshet.run")
@@ -128,11 +127,11 @@ def run_pipeline(pipeline: Pipeline, *, until_caught_up: bool = False, interval_
     monitor = ProgressMonitor(pipeline, until_caught_up=until_caught_up, interval_s=interval_s, report=report)
     monitor.start()
     stage = pipeline.stage
-    handlers = _signal_handlers()  # Quix Streams installs its own when it runs: the caller's come back after
     try:
         if stage is not None:
             stage.start()
-        with checkpoint_gc() as collect:  # collected after each checkpoint's flush (gc_tuning)
+        # Quix Streams installs its own signal handlers when it runs: the caller's come back after
+        with callers_signal_handlers(), checkpoint_gc() as collect:  # collected after each checkpoint's flush
             pipeline.after_checkpoint.append(collect)
             try:
                 pipeline.app.run()
@@ -141,25 +140,7 @@ def run_pipeline(pipeline: Pipeline, *, until_caught_up: bool = False, interval_
     finally:
         monitor.stop()
         pipeline.close()
-        _restore_signal_handlers(handlers)
     if stage is not None and stage.error is not None:
         raise PipelineError(f"the re-key stage stopped the run: {stage.error}") from stage.error
     return pipeline.stats.snapshot()
 
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _signal_handlers() -> list[tuple[int, Any]]:
-    """The SIGINT and SIGTERM handlers now (none off the main thread, where Quix Streams cannot run)."""
-    if threading.current_thread() is not threading.main_thread():
-        return []
-    return [(signum, signal.getsignal(signum)) for signum in _STOP_SIGNALS]
-
-
-def _restore_signal_handlers(handlers: list[tuple[int, Any]]) -> None:
-    """Put back what :func:`_signal_handlers` saw: Quix Streams' handlers stop its finished application (a
-    later SIGTERM would do nothing) and keep it, its Kafka clients and the run's outputs alive."""
-    for signum, handler in handlers:
-        if handler is not None:  # None: set outside Python; left as Quix Streams left it
-            signal.signal(signum, handler)

@@ -8,8 +8,8 @@ source record and flushed at every checkpoint, before offsets are committed.
 
 Late records are encoded with orjson (since 0.4.4; compact, UTF-8): the same fields and values
 the standard library's ``json.dumps`` gave; encoding one takes 1.0 us instead of 10.6, of about
-21 us a late record cost in all (by hand, one late record of the example source). The events they carry come from orjson (the decoder), so
-they always encode.
+21 us a late record cost in all (by hand, one late record of the example source). The events
+they carry come from orjson (the decoder), so they always encode.
 """
 
 from __future__ import annotations

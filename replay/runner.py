@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, TopicPartition
 from freshet.features.definitions import FeatureView
 from freshet.features.errors import ReplayError
 from freshet.pipelines.offsets import consumer_config
+from freshet.pipelines.signal_handlers import STOP_SIGNALS, callers_signal_handlers
 from freshet.pipelines.stats import PipelineStats
 from freshet.replay.driver import BatchDriver, open_seed_states, write_progress
 from freshet.replay.plan import ReplayPlan
@@ -107,16 +108,14 @@ def run_worker(plan: ReplayPlan, views: list[FeatureView], kafka_config: dict[st
         progress=report, max_rate=max_rate / plan.workers if max_rate else None, checkpoint_s=checkpoint_s,
         stats=stats,
         max_event_ahead_ms=plan.max_event_ahead_ms)
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda *_: driver.stop())
-    try:
-        result = driver.run()  # its loop sets the collector itself (gc_tuning.checkpoint_gc)
-    finally:
-        driver.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    with callers_signal_handlers():
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, lambda *_: driver.stop())
+        try:
+            result = driver.run()  # its loop sets the collector itself (gc_tuning.checkpoint_gc)
+        finally:
+            driver.close()
     if progress is not None:
         progress.update(read_progress(plan), final=True)
     return result

@@ -32,9 +32,14 @@ class AcceptedColumns:
         """``chunks``: (events, produced at in epoch ms), in the order they were taken."""
         rows: list[AcceptedRow] = []
         produced = array("q")
+        inputs: array[int] | None = array("q")
         for events, produced_at in chunks:
             rows += events.rows
             produced += array("q", [produced_at]) * len(events.rows)
+            if inputs is not None and events.inputs is not None:
+                inputs += events.inputs
+            else:  # a chunk without input partitions (a replay's): each row's is its source partition
+                inputs = None
         self.size = len(rows)
         self._firsts = [[events.firsts[v] for events, _t in chunks] for v in range(len(chunks[0][0].firsts))] \
             if chunks else []
@@ -46,7 +51,13 @@ class AcceptedColumns:
         self.offsets = array("q", offsets)
         self.produced_at = produced
         self._partition_array = pa.array(partitions, type=pa.int64())
-        self.runs = _runs(self._partition_array, self.times)
+        # per row, the partition the operator read it from: the live run's (the source's, or the
+        # repartition topic's), or a replay's (its source partition)
+        self.inputs: tuple[int, ...] | array[int] = partitions
+        input_array = None
+        if inputs is not None and rows:
+            self.inputs, input_array = inputs, machine_array(pa.int64(), inputs)
+        self.runs = _runs(self._partition_array, self.times, input_array)
         self._arrays: dict[tuple[str, pa.DataType], pa.Array] = {}
 
     def firsts(self, view: int) -> array[int]:
@@ -108,13 +119,16 @@ class CountedRows:
         return row if row < hi else None
 
 
-def _runs(partitions: pa.Array, times: array[int]) -> list[tuple[int, int]]:
-    """``(lo, hi)`` of each run of rows with one source partition and one date, in order (the rows where
-    either changes are found with Arrow compute: event times are never negative)."""
+def _runs(partitions: pa.Array, times: array[int], inputs: pa.Array | None = None) -> list[tuple[int, int]]:
+    """``(lo, hi)`` of each run of rows with one source partition, one date and (``inputs``) one input
+    partition, in order (the rows where any changes are found with Arrow compute: event times are never
+    negative)."""
     n = len(partitions)
     if n == 0:
         return []
     days = pc.divide(machine_array(pa.int64(), times), DAY_MS)
     changed = pc.or_(pc.not_equal(partitions[1:], partitions[:-1]), pc.not_equal(days[1:], days[:-1]))
+    if inputs is not None:
+        changed = pc.or_(changed, pc.not_equal(inputs[1:], inputs[:-1]))
     starts = [0, *(i + 1 for i in pc.indices_nonzero(changed).to_pylist())]
     return list(zip(starts, [*starts[1:], n], strict=True))

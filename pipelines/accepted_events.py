@@ -7,10 +7,16 @@ each request-time view adds one integer per applied event to its own column of f
 :data:`NOT_COUNTED` where the event counted in none of its windows. Per event and view that is one
 append of a machine integer, instead of a record built, queued and routed per view.
 
-Both shapes come out of it: :meth:`AcceptedEvents.take_records` gives
-:class:`AcceptedRecord` tuples (the live run hands them to Redis per event), :meth:`AcceptedEvents.take`
-the columns themselves (the replay driver hands them to the accepted-event logs, which turn them
-into Arrow columns once per flush: :mod:`freshet.pipelines.accepted_columns`).
+Both shapes come out of it: :meth:`AcceptedEvents.take_records` gives :class:`AcceptedRecord` tuples,
+:meth:`AcceptedEvents.take` the columns themselves (the accepted-event logs turn them into Arrow
+columns once per flush: :mod:`freshet.pipelines.accepted_columns`).
+
+The live run also keeps each event's input partition (:meth:`AcceptedEvents.track_inputs`: the
+partition the operator read, which the log's parts go by) and leaves the events here between
+checkpoints: the Redis writer's thread takes what has come so far before each batch it sends, and the
+checkpoint the rest (:meth:`AcceptedEvents.take_ready`). The operator's thread appends without a lock:
+an event's first starts first, then its row, then its input partition, so the events counted on the
+column appended last are whole in every column.
 """
 
 from __future__ import annotations
@@ -46,6 +52,39 @@ class AcceptedEvents:
         self.rows: list[AcceptedRow] = []
         self.firsts: list[array[int] | None] = [array("q") if r else None for r in request_time]
         self._columns = [(v, f) for v, f in enumerate(self.firsts) if f is not None]
+        self.inputs: array[int] | None = None  # per row, its input partition (track_inputs)
+        self.first_at = 0.0  # when the oldest row still here arrived (the live run's clock; track_inputs)
+
+    def track_inputs(self) -> array[int]:
+        """Keep an input partition per row from now on (the caller appends it after each row); returns the
+        column."""
+        if self.rows:
+            raise ValueError(f"track_inputs() on a holder that already has {len(self.rows)} rows")
+        self.inputs = array("q")
+        return self.inputs
+
+    def take_ready(self) -> AcceptedEvents | None:
+        """The events whole so far (counted on the input partitions, appended last) as a new holder,
+        removed from this one; None when there are none. Events the operator's thread appends meanwhile
+        stay here. Callers that take must not run at the same time (the live run's outputs lock them)."""
+        inputs = self.inputs
+        if inputs is None:
+            raise ValueError("take_ready() needs track_inputs() first")
+        n = len(inputs)
+        if not n:
+            return None
+        out = AcceptedEvents([f is not None for f in self.firsts])
+        out.rows = self.rows[:n]
+        del self.rows[:n]
+        for v, firsts in self._columns:
+            taken = out.firsts[v]
+            if taken is not None:
+                taken.extend(firsts[:n])
+                del firsts[:n]
+        out.inputs = inputs[:n]
+        del inputs[:n]
+        out.first_at = self.first_at
+        return out
 
     def take(self) -> AcceptedEvents:
         """The events since the last take, as a new holder; this one is emptied (the views keep
@@ -56,8 +95,15 @@ class AcceptedEvents:
             taken = out.firsts[v]
             if taken is not None:  # extended in place: out._columns holds the same arrays
                 taken.extend(firsts)
+        if self.inputs is not None:
+            out.inputs = self.inputs[:]
         self.clear()
         return out
+
+    @property
+    def columns(self) -> list[tuple[int, array[int]]]:
+        """``(view, its first starts)`` of each request-time view."""
+        return self._columns
 
     def records(self) -> list[AcceptedRecord]:
         """One record per (event, view that counted it), in arrival order, then view order."""
@@ -80,3 +126,5 @@ class AcceptedEvents:
         self.rows.clear()
         for _v, firsts in self._columns:
             del firsts[:]
+        if self.inputs is not None:
+            del self.inputs[:]

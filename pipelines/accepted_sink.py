@@ -98,10 +98,10 @@ class AcceptedLogWriter(ParquetLogWriter):
             i = j
 
     def add_columns(self, columns: AcceptedColumns, view: int) -> None:
-        """The accepted events of view ``view`` among ``columns`` (each read from its source partition:
-        the input partition is the source's, as in a replay), in arrival order. Each run of one source
-        partition and date goes to its open part as one Arrow batch of slices of the shared columns;
-        rows the run before a crash flushed already are skipped."""
+        """The accepted events of view ``view`` among ``columns`` (each with the partition it was read
+        from: ``columns.inputs``), in arrival order. Each run of one input partition, source partition
+        and date goes to its open part as one Arrow batch of slices of the shared columns; rows the run
+        before a crash flushed already are skipped."""
         if not columns.size:
             return
         firsts = columns.firsts(view)
@@ -116,9 +116,10 @@ class AcceptedLogWriter(ParquetLogWriter):
         whole = pa.RecordBatch.from_arrays(arrays, schema=fields)
         counted = CountedRows(firsts)
         entities, times, partitions, offsets = columns.entities, columns.times, columns.partitions, columns.offsets
+        inputs = columns.inputs
         for lo, hi in columns.runs:
-            partition = partitions[lo]
-            seen = self._already_written_on(partition)
+            partition, input_partition = partitions[lo], inputs[lo]
+            seen = self._already_written_on(input_partition)
             if seen:  # after a crash: skip the rows the run before it flushed last
                 mine = counted.rows(lo, hi)
                 rows = [i for i in mine if (entities[i], times[i], times[i], partition, offsets[i]) not in seen]
@@ -133,6 +134,6 @@ class AcceptedLogWriter(ParquetLogWriter):
                 if found is None:
                     continue
                 batch, first = whole.slice(lo, hi - lo).filter(counted.mask.slice(lo, hi - lo)), found
-            part = self._open_part(partition, partition, offsets[first], times[first])
+            part = self._open_part(input_partition, partition, offsets[first], times[first])
             self._seal(part)
             part.add_batch(batch)

@@ -32,6 +32,7 @@ from freshet.features.errors import OnlineStoreError
 from freshet.features.online_layout import NEWER_WINS_LUA
 from freshet.features.redact import redact_url
 from freshet.features.redis_connect import is_cluster, sync_client
+from freshet.pipelines.accepted_events import AcceptedEvents
 from freshet.pipelines.accepted_online import AcceptingView, EventsWrite, PendingEvents, packed_accept
 from freshet.pipelines.online_calls import VALUE_KEYS_PER_CALL, call_groups, event_groups, packed_newer_wins
 
@@ -95,6 +96,7 @@ class RedisOnlineWriter:
         self.events_added = 0  # accepted events a batch added (the others were there, or behind the floor)
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._pull: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(target=self._background, name="freshet-redis-writer", daemon=True)
@@ -115,9 +117,12 @@ class RedisOnlineWriter:
 
     def add_accepted_records(self, accepting: list[AcceptingView], records: list[Any]) -> None:
         """:meth:`add_accepted` for a list of :class:`~freshet.pipelines.tiles.AcceptedRecord` (one lock for
-        all; see :meth:`PendingEvents.add_records`)."""
+        all; ``accepting``: per view index, what its members keep)."""
         with self._lock:
-            self._events.add_records(accepting, records)
+            add = self._events.add
+            for view_i, entity, ts, first_start, event, partition, offset in records:
+                view = accepting[view_i]
+                add(view.view, entity, ts, first_start, partition, offset, view.values(event))
             if self._oldest is None:
                 self._oldest = self._clock()
             due = len(self._pending) + len(self._events) >= self._batch_size
@@ -140,10 +145,44 @@ class RedisOnlineWriter:
         elif due and not self._unavailable:
             self._write_quietly()  # no writer thread (tests): write here
 
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
+    def wake(self) -> None:
+        """Have the writer's thread look now (a caller holding a batch's worth for :meth:`set_puller`)."""
+        self._wake.set()
+
+    def set_puller(self, pull: Callable[[], None] | None) -> None:
+        """``pull``: called by the writer's thread each time it wakes, before it decides whether a batch is
+        due; it hands over what its caller holds (:meth:`add_accepted_events`). The live run's accepted
+        events wait in the operator's holder for it instead of being handed over one event at a time."""
+        self._pull = pull
+
+    def add_accepted_events(self, accepting: list[AcceptingView], events: AcceptedEvents) -> None:
+        """:meth:`add_accepted_records` for the columns the operator keeps (``events.first_at``: when the
+        oldest of them arrived, on this writer's clock)."""
+        with self._lock:
+            self._events.add_events(accepting, events)
+            if self._oldest is None or events.first_at < self._oldest:
+                self._oldest = events.first_at
+            due = len(self._pending) + len(self._events) >= self._batch_size
+        self._queued(due)
+
     def _background(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self._max_delay / 2)
             self._wake.clear()
+            pull = self._pull
+            if pull is not None:
+                try:
+                    pull()
+                except Exception:  # the writer thread must outlive anything unexpected: the checkpoint takes them
+                    log.exception("taking the accepted events for Redis failed; the checkpoint takes them")
             oldest = self._oldest
             if oldest is not None and (self._clock() - oldest >= self._max_delay
                                        or len(self._pending) + len(self._events) >= self._batch_size):
@@ -347,6 +386,7 @@ class RedisOnlineWriter:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        self._pull = None  # the puller's owner (the run's outputs) holds this writer: no cycle left behind
         self._client.close()
 
 

@@ -18,6 +18,7 @@ one record per key per checkpoint, not one per event.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,17 @@ class OperatorStep:
         self._seeds = seeds
         self._entity = operator.entity_key
         self._live: dict[str, tuple[State[Any, Any], KeyState]] = {}
+        # request-time views: their accepted events stay in the operator's holder, each with the partition
+        # it was read from, until the Redis writer's thread or the checkpoint takes them (outputs.attach_live)
+        self._accepted = operator.accepted if operator.any_request_time else None
+        self._inputs = self._accepted.track_inputs() if self._accepted is not None else None
+        online = outputs.online
+        self._wake_at = online.batch_size if online is not None else 1 << 62
+        self._wake = online.wake if online is not None else None
+        # when the oldest held event arrived, on the Redis writer's clock (it sends a batch max_delay after it)
+        self._clock = online.clock if online is not None else time.monotonic
+        if self._accepted is not None:
+            outputs.attach_live(self._accepted)
 
     def __call__(self, event: dict[str, Any], state: State[Any, Any]) -> list[EmittedValue]:
         """Emitted values go to the outputs from here; nothing flows on (the sink only flushes)."""
@@ -155,13 +167,17 @@ class OperatorStep:
         outputs = self._outputs
         for report in late:
             outputs.late(report)
-        if emitted:
+        inputs = self._inputs
+        if emitted or inputs is not None:
             partition = message_context().partition  # the partition the operator read
             for value in emitted:
                 outputs.emit(value, partition)
-        if self._operator.accepted.rows:  # request-time views: the events they counted
-            partition = message_context().partition
-            outputs.accept(self._operator.take_accepted(), partition)
+            if inputs is not None:  # request-time views: the event's row is in the holder; its partition last
+                if not inputs:
+                    self._accepted.first_at = self._clock()  # type: ignore[union-attr]
+                inputs.append(partition)
+                if len(inputs) >= self._wake_at:
+                    self._wake()  # type: ignore[misc]
         return NOTHING
 
     def write_back(self) -> None:

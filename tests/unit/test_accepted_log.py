@@ -144,9 +144,13 @@ COLUMN_VIEWS = [
 drawn_event = st.tuples(st.sampled_from("abc"), st.integers(0, 40), st.integers(0, 2))
 
 
-def _run_both(tmp_path: Path, drawn: list[tuple[str, int, int]], chunk: int) -> tuple[Path, Path, Any]:
+def _run_both(tmp_path: Path, drawn: list[tuple[str, int, int]], chunk: int,
+              live: bool = False) -> tuple[Path, Path, Any]:
     """The same stream through the operator twice: its records to OperatorOutputs.accept per event (root
-    ``records``), its columns to accept_events every ``chunk`` events (root ``columns``)."""
+    ``records``), its columns to accept_events every ``chunk`` events (root ``columns``, a replay's way).
+    ``live``: the columns stay in the operator's holder with each event's input partition (one per card,
+    not its source partition: a re-keyed run's) and OperatorOutputs.take_live takes them every ``chunk``
+    events (the live run's way); the records path gets the same input partitions."""
     from freshet.pipelines.outputs import OperatorOutputs
     from freshet.pipelines.stats import PipelineStats
 
@@ -159,18 +163,25 @@ def _run_both(tmp_path: Path, drawn: list[tuple[str, int, int]], chunk: int) -> 
                             [AcceptedLogWriter(root, v) if v.as_of == "request" else None for v in COLUMN_VIEWS])
             for root in roots]
     ops = [SourceOperator(COLUMN_VIEWS), SourceOperator(COLUMN_VIEWS)]
+    inputs = ops[1].accepted.track_inputs() if live else None
+    if live:
+        outs[1].attach_live(ops[1].accepted)
     states: list[dict[str, Any]] = [{}, {}]
     offsets = [0, 0, 0]
     for n, (card, minute, partition) in enumerate(drawn, 1):
         ts = MIDNIGHT - 20 * MIN + minute * MIN + n  # distinct times
         event = {"card_id": card, "amount": float(n), "merchant": f"m{n % 3}", "ts": ts, "__event_ts": ts}
         offset = offsets[partition] = offsets[partition] + 1
+        input_partition = 5 + "abc".index(card) % 2 if live else partition
         for op, st_ in zip(ops, states, strict=True):
-            op.process(st_.setdefault(card, op.initial()), event, partition, offset, [], [])
-        outs[0].accept(ops[0].take_accepted(), partition)
+            applied = op.process(st_.setdefault(card, op.initial()), event, partition, offset, [], [])
+        outs[0].accept(ops[0].take_accepted(), input_partition)
+        if inputs is not None and applied:
+            inputs.append(input_partition)  # after the operator's row, as the live step does
         if n % chunk == 0:
-            outs[1].accept_events(ops[1].accepted.take())
-    outs[1].accept_events(ops[1].accepted.take())
+            outs[1].take_live() if live else outs[1].accept_events(ops[1].accepted.take())
+    if not live:
+        outs[1].accept_events(ops[1].accepted.take())
     for out in outs:
         out.flush()
     return roots[0], roots[1], outs
@@ -183,12 +194,13 @@ def _log(root: Path, view: FeatureView) -> dict[str, list[dict[str, Any]]]:
 
 
 @settings(max_examples=60, deadline=None)
-@given(drawn=st.lists(drawn_event, min_size=1, max_size=60), chunk=st.integers(1, 25))
+@given(drawn=st.lists(drawn_event, min_size=1, max_size=60), chunk=st.integers(1, 25), live=st.booleans())
 def test_columns_write_the_same_accepted_logs_as_records(tmp_path_factory: Any, drawn: list[Any],
-                                                         chunk: int) -> None:
-    """Handed over as columns in chunks, the accepted events make the same parts (names, rows, row order)
-    as handed over as records one event at a time."""
-    by_records, by_columns, _ = _run_both(tmp_path_factory.mktemp("logs"), drawn, chunk)
+                                                         chunk: int, live: bool) -> None:
+    """Handed over as columns in chunks (a replay's way, or the live run's holder with input partitions
+    other than the source's), the accepted events make the same parts (names, rows, row order) as handed
+    over as records one event at a time."""
+    by_records, by_columns, _ = _run_both(tmp_path_factory.mktemp("logs"), drawn, chunk, live)
     for view in COLUMN_VIEWS:
         if view.as_of == "request":
             assert _log(by_columns, view) == _log(by_records, view), view.name

@@ -70,6 +70,9 @@ class AcceptedEvents:
         inputs = self.inputs
         if inputs is None:
             raise ValueError("take_ready() needs track_inputs() first")
+        # read before counting: an event the operator's thread appends once the holder is empty sets a
+        # newer time, which must not be given to the events taken here
+        first_at = self.first_at
         n = len(inputs)
         if not n:
             return None
@@ -83,7 +86,7 @@ class AcceptedEvents:
                 del firsts[:n]
         out.inputs = inputs[:n]
         del inputs[:n]
-        out.first_at = self.first_at
+        out.first_at = first_at
         return out
 
     def take(self) -> AcceptedEvents:

@@ -181,8 +181,9 @@ class RedisOnlineWriter:
             if pull is not None:
                 try:
                     pull()
-                except Exception:  # the writer thread must outlive anything unexpected: the checkpoint takes them
-                    log.exception("taking the accepted events for Redis failed; the checkpoint takes them")
+                except Exception:  # the writer thread must outlive anything unexpected: the events are kept
+                    log.exception("handing the accepted events to Redis's batch failed; they are kept, and the "
+                                  "checkpoint tries again (and stops the run if it fails too)")
             oldest = self._oldest
             if oldest is not None and (self._clock() - oldest >= self._max_delay
                                        or len(self._pending) + len(self._events) >= self._batch_size):

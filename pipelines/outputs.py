@@ -66,6 +66,7 @@ class OperatorOutputs:
         # thread and by the checkpoint, one at a time
         self._live: AcceptedEvents | None = None
         self._live_lock = threading.Lock()
+        self._for_online: list[AcceptedEvents] = []  # taken from the live holder, not yet in Redis's batch
 
     def attach_live(self, events: AcceptedEvents) -> None:
         """The live run's accepted events stay in the operator's ``events`` (with their input partitions:
@@ -78,18 +79,22 @@ class OperatorOutputs:
             self.online.set_puller(self.take_live)
 
     def take_live(self) -> None:
-        """Hand the live holder's whole events to the log's chunks and to Redis (any thread)."""
+        """Hand the live holder's whole events to the log's chunks and to Redis (any thread). Events Redis's
+        batch failed to take are kept and handed over first next time (a union: nothing added twice); the
+        checkpoint's call raises that failure, so the run stops before its offsets are committed."""
         live = self._live
         if live is None:
             return
         with self._live_lock:
             taken = live.take_ready()
-            if taken is None:
-                return
-            if self.accepted is not None:
-                self._accepted_chunks.append((taken, time.time_ns() // 1_000_000))
-            if self.online is not None:
-                self.online.add_accepted_events(self._accepting, taken)
+            if taken is not None:
+                if self.accepted is not None:
+                    self._accepted_chunks.append((taken, time.time_ns() // 1_000_000))
+                if self.online is not None:
+                    self._for_online.append(taken)
+            while self._for_online and self.online is not None:
+                self.online.add_accepted_events(self._accepting, self._for_online[0])
+                del self._for_online[0]
 
     def emit(self, value: EmittedValue, input_partition: int) -> None:
         """``input_partition``: the partition the operator read (the source, or the repartition topic)."""
@@ -265,6 +270,7 @@ class OperatorOutputs:
         self._accepted_pending = []
         with self._live_lock:
             self._accepted_chunks = []
+            self._for_online = []
             if self._live is not None:
                 self._live.clear()
         if self.offline is not None:

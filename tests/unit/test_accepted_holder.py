@@ -3,6 +3,8 @@ Redis's pending batch as columns (the same members as the records path)."""
 
 from __future__ import annotations
 
+import pytest
+
 from freshet.features import Aggregation, FeatureView, Source, TumblingWindow
 from freshet.pipelines.accepted_events import NOT_COUNTED, AcceptedEvents
 from freshet.pipelines.accepted_online import PendingEvents, accepting_views
@@ -70,3 +72,52 @@ def test_pending_events_from_columns_hold_what_one_event_at_a_time_holds() -> No
         by_records.add(views[view_i], entity, ts, first, partition, offset, accepting[view_i].values(event))
     assert len(by_columns) == len(by_records) == 9 - 3 + 9
     assert {k: w.members for k, w in by_columns.writes.items()} == {k: w.members for k, w in by_records.writes.items()}
+
+
+class FlakyRedis:
+    """Stands in for the Redis writer's batch: refuses the first ``fail`` hand-overs."""
+
+    def __init__(self, fail: int) -> None:
+        self.fail = fail
+        self.offsets: list[int] = []
+
+    def set_puller(self, pull: object) -> None:
+        self.pull = pull
+
+    def add_accepted_events(self, accepting: object, events: AcceptedEvents) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise RuntimeError("the batch refused them")
+        self.offsets += [row[4] for row in events.rows]
+
+    def discard(self) -> None:
+        pass
+
+
+def test_events_redis_refused_are_handed_over_again_and_a_discard_drops_them() -> None:
+    from freshet.pipelines.outputs import OperatorOutputs
+    from freshet.pipelines.stats import PipelineStats
+
+    redis = FlakyRedis(fail=1)
+    outputs = OperatorOutputs([_view("a")], None, PipelineStats(), redis, None)  # type: ignore[arg-type]
+    events = AcceptedEvents([True])
+    events.track_inputs()
+    outputs.attach_live(events)
+    assert redis.pull == outputs.take_live
+    for i in range(3):
+        _append(events, i, [0], input_partition=0)
+    with pytest.raises(RuntimeError, match="refused"):
+        outputs.take_live()  # the writer's thread logs this; the checkpoint's call stops the run
+    assert not events.rows and redis.offsets == []
+    _append(events, 3, [0], input_partition=0)
+    outputs.take_live()
+    assert redis.offsets == [10, 11, 12, 13]
+    outputs.take_live()
+    assert redis.offsets == [10, 11, 12, 13]
+    redis.fail = 1
+    _append(events, 4, [0], input_partition=0)
+    with pytest.raises(RuntimeError):
+        outputs.take_live()
+    outputs.discard()  # the input is rewound: they come again
+    outputs.take_live()
+    assert redis.offsets == [10, 11, 12, 13]

@@ -115,19 +115,6 @@ class RedisOnlineWriter:
             due = len(self._pending) + len(self._events) >= self._batch_size
         self._queued(due)
 
-    def add_accepted_records(self, accepting: list[AcceptingView], records: list[Any]) -> None:
-        """:meth:`add_accepted` for a list of :class:`~freshet.pipelines.tiles.AcceptedRecord` (one lock for
-        all; ``accepting``: per view index, what its members keep)."""
-        with self._lock:
-            add = self._events.add
-            for view_i, entity, ts, first_start, event, partition, offset in records:
-                view = accepting[view_i]
-                add(view.view, entity, ts, first_start, partition, offset, view.values(event))
-            if self._oldest is None:
-                self._oldest = self._clock()
-            due = len(self._pending) + len(self._events) >= self._batch_size
-        self._queued(due)
-
     def add_accepted(self, view: FeatureView, entity: Any, ts: int, first_start: int, partition: int, offset: int,
                      values: list[Any]) -> None:
         """Queue an event a request-time view accepted (``values``: its values of the view's
@@ -164,7 +151,7 @@ class RedisOnlineWriter:
         self._pull = pull
 
     def add_accepted_events(self, accepting: list[AcceptingView], events: AcceptedEvents) -> None:
-        """:meth:`add_accepted_records` for the columns the operator keeps (``events.first_at``: when the
+        """:meth:`add_accepted` for each event the columns hold, as the operator keeps them (``events.first_at``: when the
         oldest of them arrived, on this writer's clock)."""
         with self._lock:
             self._events.add_events(accepting, events)

@@ -154,7 +154,10 @@ class OperatorOutputs:
         if self.accepted is not None:
             self._accepted_pending.append((input_partition, records, time.time_ns() // 1_000_000))
         if self.online is not None:
-            self.online.add_accepted_records(self._accepting, records)
+            for view_i, entity, ts, first_start, event, partition, offset in records:
+                accepting = self._accepting[view_i]
+                self.online.add_accepted(accepting.view, entity, ts, first_start, partition, offset,
+                                         accepting.values(event))
 
     def accept_events(self, events: AcceptedEvents) -> None:
         """Accepted events as the operator keeps them (:meth:`AcceptedEvents.take`), for a driver that reads

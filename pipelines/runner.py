@@ -143,4 +143,3 @@ def run_pipeline(pipeline: Pipeline, *, until_caught_up: bool = False, interval_
     if stage is not None and stage.error is not None:
         raise PipelineError(f"the re-key stage stopped the run: {stage.error}") from stage.error
     return pipeline.stats.snapshot()
-

@@ -123,6 +123,10 @@ def single_source(views: list[FeatureView]) -> Source:
     return views[0].source
 
 
+def _nothing() -> None:
+    pass
+
+
 class OperatorStep:
     """The stateful step: the operator over Quix state, each key written back once per checkpoint."""
 
@@ -136,14 +140,14 @@ class OperatorStep:
         self._live: dict[str, tuple[State[Any, Any], KeyState]] = {}
         # request-time views: their accepted events stay in the operator's holder, each with the partition
         # it was read from, until the Redis writer's thread or the checkpoint takes them (outputs.attach_live)
-        self._accepted = operator.accepted if operator.any_request_time else None
-        self._inputs = self._accepted.track_inputs() if self._accepted is not None else None
+        self._accepted = operator.accepted
+        self._inputs = self._accepted.track_inputs() if operator.any_request_time else None
         online = outputs.online
-        self._wake_at = online.batch_size if online is not None else 1 << 62
-        self._wake = online.wake if online is not None else None
+        self._wake_at = online.batch_size if online is not None else 1 << 62  # no writer: never reached
+        self._wake = online.wake if online is not None else _nothing
         # when the oldest held event arrived, on the Redis writer's clock (it sends a batch max_delay after it)
         self._clock = online.clock if online is not None else time.monotonic
-        if self._accepted is not None:
+        if self._inputs is not None:
             outputs.attach_live(self._accepted)
 
     def __call__(self, event: dict[str, Any], state: State[Any, Any]) -> list[EmittedValue]:
@@ -174,10 +178,10 @@ class OperatorStep:
                 outputs.emit(value, partition)
             if inputs is not None:  # request-time views: the event's row is in the holder; its partition last
                 if not inputs:
-                    self._accepted.first_at = self._clock()  # type: ignore[union-attr]
+                    self._accepted.first_at = self._clock()
                 inputs.append(partition)
                 if len(inputs) >= self._wake_at:
-                    self._wake()  # type: ignore[misc]
+                    self._wake()
         return NOTHING
 
     def write_back(self) -> None:

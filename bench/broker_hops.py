@@ -5,13 +5,14 @@ No Freshet here: a producer sends small JSON records at a steady rate to a new 4
 a consumer reads the last topic at its tail. Send -> received latency is reported per window of the
 run (10 s by default), with the broker's CPU (psutil; when the benchmark started it: a local tansu) over the
 same window. Consumers wait for a fetch as long as the live pipeline's do (``PipelineConfig``'s
-``fetch_wait_max_ms``, 25 ms) and return what is queued at once; the producer lingers 5 ms (librdkafka's
-default: a client), the forwarder as long as the re-key stage's (``rekey_router.LINGER_MS``). Everything
-runs in one process (threads).
+``fetch_wait_max_ms``, 25 ms) and return what is queued at once; the producer lingers as the freshness
+load's does (``bench.load.CLIENT_LINGER_MS``, 20 ms; ``--linger-ms``), the forwarder as long as the re-key
+stage's (``rekey_router.LINGER_MS``). Everything runs in one process (threads).
 
 What it showed on tansu (bench/RESULTS.md): its in-memory log makes each request cost more as a
-topic grows, so at 5,000 records/s its CPU climbs to a whole core within a minute and the tail
-latency of a bare consumer climbs with it. Starts a local stack unless FRESHET_KAFKA_BOOTSTRAP and
+topic grows (a fetch lists every batch stored in the partition), so at 5,000 records/s its CPU climbs
+to a whole core within a minute and the tail latency of a bare consumer climbs with it; the fewer
+batches the producer makes (a longer linger), the slower it climbs. Starts a local stack unless FRESHET_KAFKA_BOOTSTRAP and
 FRESHET_REDIS_URL are set. Timings are measurements, never assertions.
 """
 
@@ -30,11 +31,11 @@ import psutil
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.common import PARTITIONS, Stack, stack
+from bench.load import CLIENT_LINGER_MS
 from freshet.pipelines.rekey_router import LINGER_MS as ROUTER_LINGER_MS
 from freshet.pipelines.topology import PipelineConfig
 
 FETCH_WAIT_MS = next(f.default for f in fields(PipelineConfig) if f.name == "fetch_wait_max_ms")
-LINGER_MS = 5  # the source's producer: librdkafka's default
 
 
 @dataclass
@@ -64,7 +65,9 @@ def _consumer(bootstrap: str, topic: str) -> Consumer:
     return consumer
 
 
-def measure_hops(running: Stack, rate: int, seconds: int, hops: int, window_s: int = 10) -> list[Window]:
+def measure_hops(running: Stack, rate: int, seconds: int, hops: int, window_s: int = 10,
+                 linger_ms: int = CLIENT_LINGER_MS) -> list[Window]:
+    """``linger_ms``: the first producer's (a client's); the forwarder lingers as the re-key stage."""
     from freshet.infra.topics import TopicSpec, provision_topics
 
     run = uuid.uuid4().hex[:6]
@@ -101,7 +104,7 @@ def measure_hops(running: Stack, rate: int, seconds: int, hops: int, window_s: i
     for thread in threads:
         thread.start()
     time.sleep(2.0)  # the consumers have their positions
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": LINGER_MS})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": linger_ms})
     windows = [Window(w) for w in range(0, seconds, window_s)]
     cpu_marks: list[float | None] = []
     started = time.time()
@@ -140,13 +143,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60, help="seconds of steady load (default 60)")
     parser.add_argument("--hops", default="1,2", help="comma-separated hop counts, each measured in turn (default 1,2)")
     parser.add_argument("--window", type=int, default=10, help="seconds per reported window (default 10)")
+    parser.add_argument("--linger-ms", type=int, default=CLIENT_LINGER_MS,
+                        help=f"the first producer's linger.ms (default {CLIENT_LINGER_MS}; librdkafka's own is 5)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="freshet-hops-") as tmp, stack(Path(tmp)) as running:
-        print(f"{running.describe()}; {args.rate:,} records/s for {args.seconds}s per measurement")
+        print(f"{running.describe()}; {args.rate:,} records/s for {args.seconds}s per measurement, "
+              f"producer linger {args.linger_ms} ms")
         print("| hops | window | records | p50 ms | p99 ms | max ms | broker CPU |")
         print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
         for hops in (int(h) for h in args.hops.split(",")):
-            for w in measure_hops(running, args.rate, args.seconds, hops, args.window):
+            for w in measure_hops(running, args.rate, args.seconds, hops, args.window, args.linger_ms):
                 cpu = f"{w.broker_cpu:.0%}" if w.broker_cpu is not None else "-"
                 print(f"| {hops} | {w.start_s}-{w.start_s + args.window} s | {len(w.latencies_ms):,} | "
                       f"{w.percentile(50):.0f} | {w.percentile(99):.0f} | "

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import PARTITIONS, Stack, example_views, load_average, say
-from bench.load import LoadPlan, LoadResult, probe_into
+from bench.load import CLIENT_LINGER_MS, LoadPlan, LoadResult, probe_into
 from freshet.features.definitions import Aggregation, FeatureView, TumblingWindow
 
 FRESHNESS_VIEW = "bench_freshness_1m"
@@ -35,6 +35,7 @@ class Freshness:
     rekey: bool
     consumer_overrides: dict[str, Any]
     load_before: float = 0.0
+    client_linger_ms: int = CLIENT_LINGER_MS  # the load's producer
 
     @property
     def consumer(self) -> str:
@@ -110,7 +111,9 @@ def freshness_view(topic: str) -> FeatureView:
 
 
 def measure_freshness(stack: Stack, rate: int, seconds: float, workdir: Path, run_id: str,
-                      rekey: bool = True, consumer_overrides: dict[str, Any] | None = None) -> Freshness:
+                      rekey: bool = True, consumer_overrides: dict[str, Any] | None = None,
+                      client_linger_ms: int = CLIENT_LINGER_MS) -> Freshness:
+    """``client_linger_ms``: the load producer's linger.ms (see :data:`bench.load.CLIENT_LINGER_MS`)."""
     from freshet.infra.topics import provision_topics, source_topic_specs
     from freshet.pipelines.runner import run_pipeline
     from freshet.pipelines.topology import PipelineConfig, build_pipeline
@@ -126,7 +129,8 @@ def measure_freshness(stack: Stack, rate: int, seconds: float, workdir: Path, ru
         extra_consumer_config=dict(consumer_overrides or {}),
     ))
     plan = LoadPlan(bootstrap=stack.kafka_bootstrap, redis_url=stack.redis_url, topic=topic,
-                    view_name=view.name, view_version=view.version, rate=rate, seconds=seconds)
+                    view_name=view.name, view_version=view.version, rate=rate, seconds=seconds,
+                    linger_ms=client_linger_ms)
     outcome: list[LoadResult] = []
     finished = threading.Event()
 
@@ -152,7 +156,7 @@ def measure_freshness(stack: Stack, rate: int, seconds: float, workdir: Path, ru
 
     say(f"freshness: {rate:,} events/s for {seconds:g}s into {topic}, view {view.name} "
         f"({view.window.describe()}, {view.emit}), rekey={rekey}, "
-        f"consumer {consumer_overrides or 'defaults'}")
+        f"consumer {consumer_overrides or 'defaults'}, client linger {client_linger_ms} ms")
     load = load_average()
     controller = threading.Thread(target=control, name="bench-freshness", daemon=True)
     controller.start()
@@ -166,7 +170,7 @@ def measure_freshness(stack: Stack, rate: int, seconds: float, workdir: Path, ru
     if result.error:
         say(f"      freshness probe failed: {result.error}")
     say(f"      pipeline read {snapshot['read']:,}, Redis writes {snapshot['online_writes']:,}")
-    return Freshness(view, rate, seconds, result, rekey, dict(consumer_overrides or {}), load)
+    return Freshness(view, rate, seconds, result, rekey, dict(consumer_overrides or {}), load, client_linger_ms)
 
 
 def summarize(fresh: Freshness) -> str:

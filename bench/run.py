@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import say, stack
+from bench.load import CLIENT_LINGER_MS
 
 PARTS = ("loop", "throughput", "replay", "changelog", "empty", "memory", "freshness")
 QUICK = {"events": 20_000, "seconds": 5.0, "bare_events": 5_000, "memory_events": 50_000}
@@ -67,6 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fetch-wait-ms", type=int, default=0,
                         help="freshness: one more measurement at the lowest rate with the pipeline's "
                              "fetch.wait.max.ms set to this (default 0: skip; the pipeline's default is 25)")
+    parser.add_argument("--client-linger-ms", type=int, default=CLIENT_LINGER_MS,
+                        help="freshness: the load producer's linger.ms, and the broker floor's (default "
+                        f"{CLIENT_LINGER_MS}, as freshet's own producer; see bench.load)")
+    parser.add_argument("--saturating-linger-ms", type=int, default=5,
+                        help="freshness: one more measurement at the highest rate, each path and the broker "
+                        "floor, with the load producer lingering this long (default 5, librdkafka's own: "
+                        "more, smaller batches, whose number the local broker's fetches grow with; 0: skip)")
     parser.add_argument("--freshness-paths", default="rekey,key",
                         help="freshness: the pipeline's paths, each measured at each rate: rekey (the re-key "
                         "stage, `freshet run`'s default) and key (`--trust-message-key`); default both")
@@ -106,6 +114,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         ("--memory-cards", args.memory_cards), ("--cards", args.cards)):
         if value < 1:
             parser.error(f"{name} must be at least 1, got {value}")
+    if args.client_linger_ms < 0 or args.saturating_linger_ms < 0:
+        parser.error(f"--client-linger-ms and --saturating-linger-ms must be at least 0, got "
+                     f"{args.client_linger_ms} and {args.saturating_linger_ms}")
     if args.seconds <= 0 or args.bare_events < 0:
         parser.error("--seconds must be positive and --bare-events at least 0")
     return args
@@ -129,11 +140,15 @@ def _choices(text: str, allowed: list[str], flag: str) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def freshness_plan(args: argparse.Namespace) -> list[tuple[int, dict[str, int]]]:
-    """Each rate with Freshet's consumer defaults, then (if asked) the lowest rate with another fetch wait."""
-    plan: list[tuple[int, dict[str, int]]] = [(rate, {}) for rate in args.rates]
+def freshness_plan(args: argparse.Namespace) -> list[tuple[int, dict[str, int], int]]:
+    """(rate, consumer overrides, client linger): each rate with Freshet's consumer defaults, then (if
+    asked) the lowest rate with another fetch wait, and the highest with the saturating client linger."""
+    linger = args.client_linger_ms
+    plan: list[tuple[int, dict[str, int], int]] = [(rate, {}, linger) for rate in args.rates]
     if args.fetch_wait_ms > 0:
-        plan.append((min(args.rates), {"fetch.wait.max.ms": args.fetch_wait_ms}))
+        plan.append((min(args.rates), {"fetch.wait.max.ms": args.fetch_wait_ms}, linger))
+    if args.saturating_linger_ms > 0 and args.saturating_linger_ms != linger:
+        plan.append((max(args.rates), {}, args.saturating_linger_ms))
     return plan
 
 
@@ -207,18 +222,20 @@ def measure(args: argparse.Namespace, running: Any, workdir: Path, run_id: str) 
     def freshness() -> None:
         from bench.broker_hops import measure_hops
 
-        for rate, overrides in freshness_plan(args):
+        for rate, overrides, linger in freshness_plan(args):
             for path in args.fresh_paths:
                 result = measure_freshness(running, rate, args.seconds, workdir, run_id,
-                                           rekey=path == "rekey", consumer_overrides=overrides)
+                                           rekey=path == "rekey", consumer_overrides=overrides,
+                                           client_linger_ms=linger)
                 say(f"      {summarize(result)}")
                 res.fresh.append(result)
             if not args.no_broker_floor and not overrides:
                 for hops in (1, 2):
-                    say(f"broker floor: {hops} bare hop(s) at {rate:,}/s for {args.seconds:g}s")
+                    say(f"broker floor: {hops} bare hop(s) at {rate:,}/s for {args.seconds:g}s, producer "
+                        f"linger {linger} ms")
                     seconds = max(1, round(args.seconds))
-                    windows = measure_hops(running, rate, seconds, hops, window_s=seconds)
-                    res.broker_floor.append((rate, hops, windows[0]))
+                    windows = measure_hops(running, rate, seconds, hops, window_s=seconds, linger_ms=linger)
+                    res.broker_floor.append((rate, hops, linger, windows[0]))
 
     steps = {"loop": loop, "throughput": throughput, "replay": replay, "changelog": changelog,
              "empty": empty, "memory": memory, "freshness": freshness}

@@ -183,22 +183,22 @@ def freshness_table(results: list[Freshness]) -> list[str]:
         return f"{value:,.1f}" if value is not None else "-"
 
     lines = [
-        "| target rate | path | pipeline consumer | producer achieved | pipeline kept up | samples | p50 ms "
-        "| p99 ms | max ms | unresolved | median first -> last tenth | load avg before |",
-        "| ---: | --- | --- | ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| target rate | path | pipeline consumer | client linger | producer achieved | pipeline kept up | samples "
+        "| p50 ms | p99 ms | max ms | unresolved | median first -> last tenth | load avg before |",
+        "| ---: | --- | --- | ---: | ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for fresh in results:
         r = fresh.result
         if r.error:
-            lines.append(f"| {fresh.rate:,}/s | {fresh.path} | {fresh.consumer} | probe failed: {r.error} "
-                         "| | | | | | | | |")
+            lines.append(f"| {fresh.rate:,}/s | {fresh.path} | {fresh.consumer} | {fresh.client_linger_ms} ms "
+                         f"| probe failed: {r.error} | | | | | | | | |")
             continue
         trend = fresh.trend
         shown = f"{trend[0]:,.0f} -> {trend[1]:,.0f} ms" if trend else "-"
         producer = f"{fresh.achieved_rate:,.0f}/s{'' if fresh.kept_up else ' (behind)'}"
         lines.append(
             f"| {fresh.rate:,}/s for {fresh.seconds:g}s | {fresh.path} | {fresh.consumer} "
-            f"| {producer} (max {r.max_behind_ms:,.0f} ms late) "
+            f"| {fresh.client_linger_ms} ms | {producer} (max {r.max_behind_ms:,.0f} ms late) "
             f"| {'yes' if fresh.pipeline_kept_up else '**no**'} | {len(r.latencies_ms):,} "
             f"| {ms(fresh.percentile(50))} | {ms(fresh.percentile(99))} | {ms(fresh.max_ms)} | {r.missing} "
             f"| {shown} | {fresh.load_before:.2f} |"
@@ -206,11 +206,13 @@ def freshness_table(results: list[Freshness]) -> list[str]:
     return lines
 
 
-def broker_floor_table(floor: list[tuple[int, int, Window]]) -> list[str]:
-    lines = ["| rate | bare hops | records | p50 ms | p99 ms | max ms | broker CPU (one core = 100%) |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for rate, hops, window in floor:
+def broker_floor_table(floor: list[tuple[int, int, int, Window]]) -> list[str]:
+    """(rate, hops, the producer's linger ms, latencies) per row."""
+    lines = ["| rate | producer linger | bare hops | records | p50 ms | p99 ms | max ms "
+             "| broker CPU (one core = 100%) |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for rate, hops, linger, window in floor:
         cpu = f"{window.broker_cpu:.0%}" if window.broker_cpu is not None else "-"
-        lines.append(f"| {rate:,}/s | {hops} | {len(window.latencies_ms):,} | {window.percentile(50):.0f} "
+        lines.append(f"| {rate:,}/s | {linger} ms | {hops} | {len(window.latencies_ms):,} | {window.percentile(50):.0f} "
                      f"| {window.percentile(99):.0f} | {max(window.latencies_ms, default=float('nan')):.0f} | {cpu} |")
     return lines

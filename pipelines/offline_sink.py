@@ -1,9 +1,7 @@
 """The Parquet offline log writer: durable at every checkpoint, no duplicates after a crash.
 
 Rows are kept per (source partition, date) in an *open part* named by its first
-source offset, whichever input partition they were read from (since 0.4.7; before, a part per input
-partition too, so a re-keyed run over P partitions rewrote up to P x P parts a checkpoint, and the
-files' fixed cost was most of its wait for them). At each checkpoint, before offsets are committed, every open part
+source offset. At each checkpoint, before offsets are committed, every open part
 that changed is written whole to a temporary name and renamed over
 ``part-<partition>-<first offset>.parquet`` (on S3: a copy to the final key, where an object
 appears whole or not at all; see :mod:`freshet.features.log_store`); a part is closed (dropped from
@@ -19,8 +17,7 @@ being deterministic, emits again exactly the rows flushed after that commit:
 those can only be in the files the last flush touched. Regeneration happens per
 *input* partition (the partition the windows read: the source, or the
 repartition topic when re-keying), so each flush records, per input partition,
-the files its rows went to in ``_last_flush-<input partition>.json`` (a part that took rows of
-several input partitions is in each one's list; one that took none is in none). The first time
+the files it touched in ``_last_flush-<input partition>.json``. The first time
 an input partition emits in a process, the identities (entity, window, source
 partition and offset) of the rows in those files are loaded, and a re-emitted
 row with one of them is skipped. So the log never holds a row twice and never
@@ -67,8 +64,6 @@ class OpenPart:
     # rows added since the last checkpoint as Arrow batches already (before those in ``pending``)
     pending_batches: list[pa.RecordBatch] = field(default_factory=list)
     pending_batch_rows: int = 0
-    # the input partitions whose rows are pending: the checkpoint lists the part in each one's manifest
-    inputs: set[int] = field(default_factory=set)
 
     @property
     def pending_rows(self) -> int:
@@ -84,7 +79,6 @@ class OpenPart:
         self.pending = columns
         self.pending_batches = []
         self.pending_batch_rows = 0
-        self.inputs = set()
 
     @property
     def rows(self) -> int:
@@ -114,7 +108,7 @@ class ParquetLogWriter:
         self._max_open_rows = max_open_rows
         self._clock = clock
         self._compression = compression
-        self._open: dict[tuple[int, str], OpenPart] = {}  # (source partition, date) -> its open part
+        self._open: dict[tuple[int, int, str], OpenPart] = {}
         self._dir = self._directory()
         self._already_written: dict[int, set[tuple[Any, ...]]] = {}
         self._skipped = 0
@@ -167,7 +161,7 @@ class ParquetLogWriter:
             self._seal_all()
 
     def _seal_all(self) -> None:
-        """Seal every open part's pending values (one per source partition and date)."""
+        """Seal every open part's pending values (a re-keyed run spreads them over up to partitions^2 parts)."""
         for part in self._open.values():
             self._seal(part)
         self._unsealed = 0
@@ -229,12 +223,11 @@ class ParquetLogWriter:
     def _open_part(self, input_partition: int, partition: int, offset: int, feature_ts: int) -> OpenPart:
         """The open part for rows of ``partition`` dated ``feature_ts`` (opened, named by ``offset``, if none)."""
         date = date_of(feature_ts)
-        part = self._open.get((partition, date))
+        part = self._open.get((input_partition, partition, date))
         if part is None:
             part = OpenPart(self._part_path(date, partition, offset), offset, self._clock(),
                             self._columns())
-            self._open[(partition, date)] = part
-        part.inputs.add(input_partition)
+            self._open[(input_partition, partition, date)] = part
         return part
 
     def _batch(self, pending: list[Any]) -> pa.RecordBatch:
@@ -265,8 +258,7 @@ class ParquetLogWriter:
         for key, part in list(self._open.items()):
             new_rows = part.pending_rows
             if new_rows:
-                for input_partition in part.inputs:
-                    touched.setdefault(input_partition, []).append(part.path)
+                touched.setdefault(key[0], []).append(part.path)
                 written += new_rows
                 # only the new rows are converted; earlier ones stay as Arrow batches
                 part.batches += part.pending_batches

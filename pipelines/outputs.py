@@ -187,17 +187,17 @@ class OperatorOutputs:
         if not pending or writers is None:
             return
         views = len(writers)
-        # runs of one input partition, in the order the records came (a part takes rows of any input partition)
-        runs: list[tuple[int, list[list[AcceptedRecord]], list[array[int]]]] = []
+        by_input: dict[int, tuple[list[list[AcceptedRecord]], list[array[int]]]] = {}
         for input_partition, records, produced_at in pending:
-            if not runs or runs[-1][0] != input_partition:
-                runs.append((input_partition, [[] for _ in range(views)], [array("q") for _ in range(views)]))
-            _, rows, times = runs[-1]
+            lists = by_input.get(input_partition)
+            if lists is None:
+                lists = by_input[input_partition] = ([[] for _ in range(views)], [array("q") for _ in range(views)])
+            rows, times = lists
             for record in records:
                 view = record[0]
                 rows[view].append(record)
                 times[view].append(produced_at)
-        for input_partition, rows, times in runs:
+        for input_partition, (rows, times) in by_input.items():
             for view, writer in enumerate(writers):
                 if writer is not None and rows[view]:
                     writer.add_records(rows[view], times[view], input_partition)

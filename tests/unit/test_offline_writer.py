@@ -96,48 +96,6 @@ def test_restart_skips_rows_the_last_flush_wrote(tmp_path: Path) -> None:
     assert second.skipped == 2
 
 
-def test_a_re_keyed_run_keeps_one_part_per_source_partition(tmp_path: Path) -> None:
-    """Rows of one source partition read from several input partitions (a re-keyed run) share a part,
-    and each input partition's manifest lists it, so a restart skips the rows either one wrote."""
-    first = ParquetLogWriter(tmp_path, VIEW, clock=FakeClock())
-    add(first, row("a", DAY, 1, 0, 1), input_partition=5)
-    add(first, row("b", DAY + 1, 2, 0, 2), input_partition=6)
-    add(first, row("c", DAY + 2, 3, 1, 9), input_partition=6)
-    first.checkpoint()  # say this flush's commit was lost in a crash
-    assert sorted(Path(p).name for p in list_parts(tmp_path, VIEW)) == ["part-0-1.parquet", "part-1-9.parquet"]
-    second = ParquetLogWriter(tmp_path, VIEW, clock=FakeClock())
-    add(second, row("b", DAY + 1, 2, 0, 2), input_partition=6)  # re-emitted: not the part's first row
-    add(second, row("a", DAY, 1, 0, 1), input_partition=5)
-    add(second, row("c", DAY + 2, 3, 1, 9), input_partition=6)
-    add(second, row("d", DAY + 3, 4, 0, 3), input_partition=5)
-    second.checkpoint()
-    offsets = sorted((int(r["source_partition"]), int(r["source_offset"]))  # type: ignore[call-overload]
-                     for r in all_rows(tmp_path))
-    assert offsets == [(0, 1), (0, 2), (0, 3), (1, 9)]
-    assert second.skipped == 3
-
-
-def test_a_shared_part_rewritten_for_one_input_partition_is_still_found_by_the_other(tmp_path: Path) -> None:
-    """A part took rows of input partitions 5 and 6, then only 6's: 6's manifest lists it again, 5's still
-    does from before, and a restart after a lost commit skips 6's re-emitted rows and writes new ones."""
-    first = ParquetLogWriter(tmp_path, VIEW, clock=FakeClock())
-    add(first, row("a", DAY, 1, 0, 1), input_partition=5)
-    add(first, row("b", DAY + 1, 2, 0, 2), input_partition=6)
-    first.checkpoint()  # committed
-    add(first, row("b", DAY + 2, 3, 0, 3), input_partition=6)
-    first.checkpoint()  # the part rewritten with 6's row only; say its commit was lost
-    manifests = {p.name: p.read_text() for p in (tmp_path / "spend" / "v1").glob("_last_flush-*.json")}
-    assert set(manifests) == {"_last_flush-5.json", "_last_flush-6.json"}
-    assert all("part-0-1.parquet" in text for text in manifests.values())
-    second = ParquetLogWriter(tmp_path, VIEW, clock=FakeClock())
-    add(second, row("b", DAY + 2, 3, 0, 3), input_partition=6)  # after 6's last commit
-    add(second, row("a", DAY + 3, 4, 0, 4), input_partition=5)  # 5 resumes with a new row
-    second.checkpoint()
-    offsets = sorted(int(r["source_offset"]) for r in all_rows(tmp_path))  # type: ignore[call-overload]
-    assert offsets == [1, 2, 3, 4]
-    assert second.skipped == 1
-
-
 def test_emitted_values_make_the_same_rows_as_rows(tmp_path: Path) -> None:
     """add_value (the drivers' path: columns appended from an EmittedValue, the last part remembered)
     writes what add writes, across dates, partitions, rolled parts and a restart's skipped rows."""

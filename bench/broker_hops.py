@@ -12,8 +12,8 @@ stage's (``rekey_router.LINGER_MS``). Everything runs in one process (threads).
 What it showed on tansu (bench/RESULTS.md): its in-memory log makes each request cost more as a
 topic grows (a fetch lists every batch stored in the partition), so at 5,000 records/s its CPU climbs
 to a whole core within a minute and the tail latency of a bare consumer climbs with it; the fewer
-batches the producer makes (a longer linger), the slower it climbs. Starts a local stack unless FRESHET_KAFKA_BOOTSTRAP and
-FRESHET_REDIS_URL are set. Timings are measurements, never assertions.
+batches the producer makes (a longer linger), the slower it climbs. Starts a local stack unless
+FRESHET_KAFKA_BOOTSTRAP and FRESHET_REDIS_URL are set. Timings are measurements, never assertions.
 """
 
 from __future__ import annotations

@@ -21,16 +21,17 @@ import redis
 from confluent_kafka import Producer
 
 from freshet.features.online_layout import TS_FIELD, online_key
+from freshet.synthetic import PRODUCER_LINGER_MS
 
 WARMUP_CARD = "card-warmup"
-# The load's producer lingers as Freshet's own producer does (freshet.synthetic: 20 ms), not librdkafka's
+# The load's producer lingers as Freshet's own producer does (freshet.synthetic, 20 ms), not librdkafka's
 # default 5 ms: the local broker (tansu 0.6.0, memory storage) keeps each produced batch as an object
 # and a fetch lists every batch stored in the partition, so its CPU grows with the number of batches.
 # A producer at 5,000 records/s and a bare consumer (fetch.wait.max.ms 25) took it to a whole core
 # within 15 s at linger 5 and to 35% at 30 s at linger 25 (by hand, 2026-11-25); the same freshness
 # measurement fell behind at 5 (p99 3.6 s) and not at 20. ``bench.run --saturating-linger-ms`` still
 # measures at 5 ms, with the broker's own latency beside it.
-CLIENT_LINGER_MS = 20
+CLIENT_LINGER_MS = PRODUCER_LINGER_MS
 
 
 @dataclass(frozen=True)

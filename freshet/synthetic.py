@@ -21,6 +21,7 @@ from freshet.features.errors import SinkError
 
 COUNTRIES = ["FR", "DE", "GB", "ES", "IT", "NL", "US", "PL", "SE", "BR"]
 MALFORMED_KINDS = ("bad_json", "missing_timestamp", "bad_timestamp", "wrong_type", "missing_key")
+PRODUCER_LINGER_MS = 20  # how long the producer waits to fill a batch (librdkafka's default is 5)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def produce(producer_config: dict[str, Any], topic: str, spec: StreamSpec,
             rate: float | None = None, clock: Callable[[], float] = time.monotonic,
             sleep: Callable[[float], None] = time.sleep) -> StreamSummary:
     """Produce ``events`` (default: the card stream of ``spec``), at most ``rate`` per second when given."""
-    producer = Producer({"linger.ms": 20, "batch.num.messages": 10_000, **producer_config})
+    producer = Producer({"linger.ms": PRODUCER_LINGER_MS, "batch.num.messages": 10_000, **producer_config})
     summary = StreamSummary(by_kind={})
     started = clock()
     for n, (key, value, kind) in enumerate(events if events is not None else generate(spec), start=1):

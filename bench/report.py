@@ -199,13 +199,16 @@ def render(stack: Stack, res: Results, elapsed_s: float, quick: bool) -> str:
         lines += ["", "### Freshness (send -> readable in Redis)", "",
                   f"View {view.name}: {view.window.describe()}, emit={view.emit}, count + sum(amount), "
                   "Redis and Parquet sinks on; every 50th event sampled. Path rekey: the re-key stage (a "
-                  "second hop through the broker, `freshet run`'s default); key: `--trust-message-key`.", "",
+                  "second hop through the broker, `freshet run`'s default); key: `--trust-message-key`. Each "
+                  "measurement at the client's default linger runs `--freshness-repeat` times (each on a new "
+                  "topic and consumer group) and the runs' samples are then pooled into one row: a run of "
+                  f"{res.fresh[0].seconds:g}s holds only a few checkpoints, so its own p99 varies widely.", "",
                   *freshness_table(res.fresh)]
         if res.broker_floor:
             lines += ["", "The broker's own latency at the same rates, no Freshet (`bench.broker_hops`: a producer, "
                       "bare consumers and, for two hops, a bare forwarder, on a new topic each):", "",
                       *broker_floor_table(res.broker_floor)]
-        warmups = [f"{f.result.warmup_s:.1f}s" for f in res.fresh if not f.result.error]
+        warmups = [f"{f.result.warmup_s:.1f}s" for f in res.fresh if not f.result.error and not f.runs]
         if warmups:
             lines.append("\nWarm-up before each measurement (join + first value visible): "
                          f"{', '.join(warmups)}.")

@@ -65,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="freshness: events per second, a comma-separated list measured in turn")
     parser.add_argument("--seconds", type=float, default=None,
                         help="freshness: seconds of steady load (default 20)")
+    parser.add_argument("--freshness-repeat", type=int, default=3,
+                        help="freshness: runs of each measurement, each on a new topic and consumer group, "
+                             "shown one by one and pooled (default 3: one run holds only about four "
+                             "checkpoints, so its p99 varies widely); the extra measurements (--fetch-wait-ms, "
+                             "--saturating-linger-ms) run once")
     parser.add_argument("--fetch-wait-ms", type=int, default=0,
                         help="freshness: one more measurement at the lowest rate with the pipeline's "
                              "fetch.wait.max.ms set to this (default 0: skip; the pipeline's default is 25)")
@@ -111,7 +116,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.workers = _ints(parser, args.replay_workers, "--replay-workers")
     for name, value in (("--events", args.events), ("--repeat", args.repeat), ("--rate", min(args.rates)),
                         ("--replay-workers", min(args.workers)), ("--memory-events", args.memory_events),
-                        ("--memory-cards", args.memory_cards), ("--cards", args.cards)):
+                        ("--memory-cards", args.memory_cards), ("--cards", args.cards),
+                        ("--freshness-repeat", args.freshness_repeat)):
         if value < 1:
             parser.error(f"{name} must be at least 1, got {value}")
     if args.client_linger_ms < 0 or args.saturating_linger_ms < 0:
@@ -156,7 +162,7 @@ def measure(args: argparse.Namespace, running: Any, workdir: Path, run_id: str) 
     """Every selected part, in order, into one Results."""
     from bench.changelog import measure_changelog
     from bench.common import retargeted_repo
-    from bench.freshness import measure_freshness, summarize
+    from bench.freshness import measure_freshness, pooled, summarize
     from bench.loop import measure_loop
     from bench.replays import (
         WORKLOAD_VIEWS,
@@ -224,11 +230,19 @@ def measure(args: argparse.Namespace, running: Any, workdir: Path, run_id: str) 
 
         for rate, overrides, linger in freshness_plan(args):
             for path in args.fresh_paths:
-                result = measure_freshness(running, rate, args.seconds, workdir, run_id,
-                                           rekey=path == "rekey", consumer_overrides=overrides,
-                                           client_linger_ms=linger)
-                say(f"      {summarize(result)}")
-                res.fresh.append(result)
+                runs = []  # the extra measurements (another fetch wait or linger) run once
+                repeat = args.freshness_repeat if not overrides and linger == args.client_linger_ms else 1
+                for _ in range(repeat):
+                    result = measure_freshness(running, rate, args.seconds, workdir, run_id,
+                                               rekey=path == "rekey", consumer_overrides=overrides,
+                                               client_linger_ms=linger)
+                    say(f"      {summarize(result)}")
+                    res.fresh.append(result)
+                    runs.append(result)
+                measured = [run for run in runs if not run.result.error]
+                if len(measured) > 1:
+                    res.fresh.append(pooled(measured))
+                    say(f"      {len(measured)} runs pooled: {summarize(res.fresh[-1])}")
             if not args.no_broker_floor and not overrides:
                 for hops in (1, 2):
                     say(f"broker floor: {hops} bare hop(s) at {rate:,}/s for {args.seconds:g}s, producer "

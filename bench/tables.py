@@ -197,7 +197,7 @@ def freshness_table(results: list[Freshness]) -> list[str]:
         shown = f"{trend[0]:,.0f} -> {trend[1]:,.0f} ms" if trend else "-"
         producer = f"{fresh.achieved_rate:,.0f}/s{'' if fresh.kept_up else ' (behind)'}"
         lines.append(
-            f"| {fresh.rate:,}/s for {fresh.seconds:g}s | {fresh.path} | {fresh.consumer} "
+            f"| {fresh.rate:,}/s for {fresh.seconds:g}s | {fresh.label} | {fresh.consumer} "
             f"| {fresh.client_linger_ms} ms | {producer} (max {r.max_behind_ms:,.0f} ms late) "
             f"| {'yes' if fresh.pipeline_kept_up else '**no**'} | {len(r.latencies_ms):,} "
             f"| {ms(fresh.percentile(50))} | {ms(fresh.percentile(99))} | {ms(fresh.max_ms)} | {r.missing} "

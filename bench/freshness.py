@@ -104,7 +104,7 @@ def pooled(runs: list[Freshness]) -> Freshness:
     """The samples of several runs of one measurement (same rate, path, consumer and linger) as one.
 
     One 20-second run holds about four checkpoints, and its p99 (the 20th-slowest of 2,000 samples)
-    depends on how those few went: identical runs gave 135 to 421 ms re-keyed at 5,000/s (by hand,
+    depends on how those few went: identical runs gave 136 to 402 ms re-keyed at 5,000/s (by hand,
     2026-11-25). Pooling the runs' samples estimates the same percentile from N times the checkpoints;
     each run is still shown on its own."""
     first = runs[0]

@@ -145,6 +145,16 @@ class Results:
                 or (self.empty is not None and any(not r.ok for r in self.empty.runs)))
 
 
+def _pooling_note(fresh: list[Freshness]) -> str:
+    """What the pooled rows are, when there are any (``--freshness-repeat`` above 1)."""
+    pooled_runs = max((len(f.runs) for f in fresh), default=0)
+    if not pooled_runs:
+        return ""
+    return (f" Each measurement at the client's default linger ran {pooled_runs} times (`--freshness-repeat`, "
+            "each on a new topic and consumer group), and a row then pools those runs' samples: a run of "
+            f"{fresh[0].seconds:g}s holds only a few checkpoints, so its own p99 varies widely.")
+
+
 def render(stack: Stack, res: Results, elapsed_s: float, quick: bool) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -199,10 +209,8 @@ def render(stack: Stack, res: Results, elapsed_s: float, quick: bool) -> str:
         lines += ["", "### Freshness (send -> readable in Redis)", "",
                   f"View {view.name}: {view.window.describe()}, emit={view.emit}, count + sum(amount), "
                   "Redis and Parquet sinks on; every 50th event sampled. Path rekey: the re-key stage (a "
-                  "second hop through the broker, `freshet run`'s default); key: `--trust-message-key`. Each "
-                  "measurement at the client's default linger runs `--freshness-repeat` times (each on a new "
-                  "topic and consumer group) and the runs' samples are then pooled into one row: a run of "
-                  f"{res.fresh[0].seconds:g}s holds only a few checkpoints, so its own p99 varies widely.", "",
+                  "second hop through the broker, `freshet run`'s default); key: `--trust-message-key`."
+                  + _pooling_note(res.fresh), "",
                   *freshness_table(res.fresh)]
         if res.broker_floor:
             lines += ["", "The broker's own latency at the same rates, no Freshet (`bench.broker_hops`: a producer, "

@@ -52,7 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bare-events", type=int, default=None,
                         help="throughput: the bare Quix runs on the all-views workload stop after this many "
                              "events (Quix's sliding window is slow; default 20,000; 0 = the whole topic)")
-    parser.add_argument("--repeat", type=int, default=1, help="throughput: runs per configuration (median)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="throughput and replay: runs per configuration and per replay command (median)")
     parser.add_argument("--commit-interval", type=float, default=None, metavar="SECONDS",
                         help="throughput: the checkpoint interval of the live and bare runs (default: "
                         "`freshet run`'s)")
@@ -201,9 +202,10 @@ def measure(args: argparse.Namespace, running: Any, workdir: Path, run_id: str) 
             live = next((r for c in ("rekey", "key") for r in res.runs
                          if r.workload == workload and r.config == c and r.complete), None)
             for workers in args.workers:
-                run = run_replay(running, repo, workload, workers, workdir)
-                check_parity(run, live.offline_root if live else None, WORKLOAD_VIEWS[workload])
-                res.replays.append(run)
+                for _ in range(args.repeat):  # each run on its own state and log, checked on its own
+                    run = run_replay(running, repo, workload, workers, workdir)
+                    check_parity(run, live.offline_root if live else None, WORKLOAD_VIEWS[workload])
+                    res.replays.append(run)
 
     def changelog() -> None:
         if topic is None:

@@ -92,14 +92,21 @@ def throughput_table(runs: list[Run], replays: list[CommandRun], loop: Loop | No
             lines.append(f"| {workload} | {path} | {shown} | {seconds or 0:.1f} | {_rate(incl)} "
                          f"| {wall or 0:.1f} "
                          f"| {_ratio(rate, loop_rate)} | {vs_bare} | {loads} |")
-        for run in (r for r in replays if r.workload == workload):
-            rate = run.processing_rate
-            mark = "†" if prefix else ""
-            shown = _rate(rate) + ("" if run.ok else f" FAILED: {run.note}")
-            lines.append(f"| {workload} | (b) {run.label} (subprocess) | {shown} "
-                         f"| {run.processing_s or 0:.1f} "
-                         f"| {_rate(run.wall_rate)} | {run.measured.wall_s:.1f} | {_ratio(rate, loop_rate)} "
-                         f"| {_ratio(rate, bares['bare'], mark)} | {run.load_before:.2f} |")
+        mark = "†" if prefix else ""
+        for label in dict.fromkeys(r.label for r in replays if r.workload == workload):
+            group = [r for r in replays if r.workload == workload and r.label == label]
+            rate = _median(r.processing_rate for r in group if r.ok)
+            shown = _rate(rate)
+            if len(group) > 1:
+                shown += " (" + ", ".join(_rate(r.processing_rate) for r in group) + ")"
+            if any(not r.ok for r in group):
+                shown += " FAILED: " + "; ".join(r.note for r in group if not r.ok)
+            seconds = _median(r.processing_s for r in group if r.ok)
+            wall = _median(r.measured.wall_s for r in group)
+            loads = ", ".join(f"{r.load_before:.2f}" for r in group)
+            lines.append(f"| {workload} | (b) {label} (subprocess) | {shown} | {seconds or 0:.1f} "
+                         f"| {_rate(_median(r.wall_rate for r in group if r.ok))} | {wall or 0:.1f} "
+                         f"| {_ratio(rate, loop_rate)} | {_ratio(rate, bares['bare'], mark)} | {loads} |")
     return lines
 
 

@@ -72,3 +72,30 @@ def test_only_every_fiftieth_call_collects_and_it_collects_the_whole_heap() -> N
         finally:
             gc.callbacks.remove(watch)
     assert seen == [2]
+
+
+def test_entry_collects_only_the_young_generations_and_old_garbage_waits_for_the_full_collection() -> None:
+    """Entering does not walk the whole heap (tens of ms in the CLI, inside every driver's start)."""
+    gc.collect()
+    held = Node()
+    old = weakref.ref(held)
+    gc.collect(1)  # alive: moved into the old generation
+    del held  # garbage now, in the old generation: only a full collection frees it
+    young = weakref.ref(Node())
+    seen: list[int] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            seen.append(info["generation"])
+
+    gc.callbacks.append(watch)
+    try:
+        with checkpoint_gc() as collect:
+            assert seen == [1]  # the young generations, once
+            assert young() is None
+            assert old() is not None  # frozen with what is alive
+            for _ in range(FULL_EVERY):
+                collect()
+            assert old() is None  # the FULL_EVERY th call's full collection freed it
+    finally:
+        gc.callbacks.remove(watch)

@@ -22,6 +22,9 @@ runs hash alike. Stages (as in ``bench.operator_path``):
 - ``replay``: with its checkpoints every 50,000 records (every thread's instructions count, the
   background writes' included, though on two cores those do not hold the driver up).
 
+Every stage runs with the collector set as the drivers set it (:func:`freshet.pipelines.gc_tuning.checkpoint_gc`;
+counts before 2026-11-25 08:10 UTC included the default thresholds' collections).
+
 Needs valgrind (Debian's package); about two minutes a stage at 100,000 records (the two runs
 of a stage side by side). Counts, like
 timings, are measurements and never test assertions.
@@ -46,11 +49,15 @@ _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 def _child(stage: str, records_file: Path, views_arg: str, work: bool) -> None:
     from bench import operator_path as op
+    from freshet.pipelines.gc_tuning import checkpoint_gc
     from freshet.pipelines.tiles import SourceOperator
 
     views = op.example_views()
     recs = [op.Record(*fields) for fields in pickle.loads(records_file.read_bytes())]
-    with tempfile.TemporaryDirectory(prefix="freshet-instructions-") as tmp:
+    # the collector as the drivers set it (BatchDriver.run, run_pipeline): without it every stage counted
+    # the default thresholds' collections too (about 14% of the apply stage's instructions), which neither
+    # driver pays
+    with tempfile.TemporaryDirectory(prefix="freshet-instructions-") as tmp, checkpoint_gc() as collect:
         if stage == "views":
             events = op.decoded_events(views, recs)
             chosen = views if views_arg == "all" else [views[int(i)] for i in views_arg.split(",")]
@@ -70,6 +77,7 @@ def _child(stage: str, records_file: Path, views_arg: str, work: bool) -> None:
                 (op.stage_decode if stage == "decode" else op.stage_operator)(views, recs, Path(tmp))
         else:
             driver, _producer = op._driver(views, Path(tmp))
+            driver._collect = collect  # as BatchDriver.run: the checkpoints freeze what is alive
             if work:
                 op._apply_all(driver, recs, 50_000, driver._checkpoint if stage == "replay" else None)
             driver.close()

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from freshet.pipelines.accepted_events import NOT_COUNTED, AcceptedEvents, AcceptedRow
+from freshet.pipelines.int64_arrays import INT64
 from freshet.pipelines.offline_sink import DAY_MS, machine_array
 
 
@@ -31,11 +32,11 @@ class AcceptedColumns:
     def __init__(self, chunks: list[tuple[AcceptedEvents, int]]) -> None:
         """``chunks``: (events, produced at in epoch ms), in the order they were taken."""
         rows: list[AcceptedRow] = []
-        produced = array("q")
-        inputs: array[int] | None = array("q")
+        produced = array(INT64)
+        inputs: array[int] | None = array(INT64)
         for events, produced_at in chunks:
             rows += events.rows
-            produced += array("q", [produced_at]) * len(events.rows)
+            produced += array(INT64, [produced_at]) * len(events.rows)
             if inputs is not None and events.inputs is not None:
                 inputs += events.inputs
             else:  # a chunk without input partitions (a replay's): each row's is its source partition
@@ -45,10 +46,10 @@ class AcceptedColumns:
             if chunks else []
         entities, times, events_, partitions, offsets = zip(*rows, strict=True) if rows else ((),) * 5
         self.entities: tuple[Any, ...] = entities
-        self.times = array("q", times)
+        self.times = array(INT64, times)
         self.events: tuple[dict[str, Any], ...] = events_
         self.partitions: tuple[int, ...] = partitions
-        self.offsets = array("q", offsets)
+        self.offsets = array(INT64, offsets)
         self.produced_at = produced
         self._partition_array = pa.array(partitions, type=pa.int64())
         # per row, the partition the operator read it from: the live run's (the source's, or the
@@ -62,7 +63,7 @@ class AcceptedColumns:
 
     def firsts(self, view: int) -> array[int]:
         """A view's first starts over every row (NOT_COUNTED where it counted the event nowhere)."""
-        out = array("q")
+        out = array(INT64)
         for firsts in self._firsts[view]:
             if firsts is None:
                 raise ValueError(f"view {view} is not a request-time view: it has no accepted events")

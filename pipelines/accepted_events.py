@@ -25,6 +25,8 @@ from array import array
 from functools import partial
 from typing import Any, NamedTuple
 
+from freshet.pipelines.int64_arrays import INT64
+
 NOT_COUNTED = -(2**63)  # a first start meaning: the event counted in none of the view's windows
 
 
@@ -50,7 +52,7 @@ class AcceptedEvents:
 
     def __init__(self, request_time: list[bool]) -> None:
         self.rows: list[AcceptedRow] = []
-        self.firsts: list[array[int] | None] = [array("q") if r else None for r in request_time]
+        self.firsts: list[array[int] | None] = [array(INT64) if r else None for r in request_time]
         self._columns = [(v, f) for v, f in enumerate(self.firsts) if f is not None]
         self.inputs: array[int] | None = None  # per row, its input partition (track_inputs)
         self.first_at = 0.0  # when the oldest row still here arrived (the live run's clock; track_inputs)
@@ -60,7 +62,7 @@ class AcceptedEvents:
         column."""
         if self.rows:
             raise ValueError(f"track_inputs() on a holder that already has {len(self.rows)} rows")
-        self.inputs = array("q")
+        self.inputs = array(INT64)
         return self.inputs
 
     def take_ready(self) -> AcceptedEvents | None:

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from freshet.features.as_of_layout import accepted_dir, accepted_schema, read_columns
 from freshet.pipelines.accepted_columns import AcceptedColumns, CountedRows
+from freshet.pipelines.int64_arrays import INT64
 from freshet.pipelines.offline_sink import DAY_MS, ParquetLogWriter, machine_array
 
 if TYPE_CHECKING:
@@ -42,17 +43,17 @@ class AcceptedLogWriter(ParquetLogWriter):
     def _columns(self) -> list[Any]:
         """Pending rows kept as the operator's records and their production times, made into columns
         once per checkpoint (appending a record is one call; a row of columns took ten)."""
-        return [[], array("q")]
+        return [[], array(INT64)]
 
     def _batch(self, columns: list[Any]) -> pa.RecordBatch:
         records, produced_at = columns
         if not records:
-            return self._arrow_batch([array("q") if machine else [] for machine in self._machine])
+            return self._arrow_batch([array(INT64) if machine else [] for machine in self._machine])
         # one transposition in C: (view, entity, ts, first start, event, partition, offset) as columns
         _view, entities, times, firsts, events, partitions, offsets = zip(*records, strict=True)
         lists: list[Any] = [list(entities), times, firsts, *([e.get(c) for e in events] for c in self._read),
                             list(partitions), offsets]
-        arrays = [array("q", c) if machine else c for c, machine in zip(lists, self._machine, strict=False)]
+        arrays = [array(INT64, c) if machine else c for c, machine in zip(lists, self._machine, strict=False)]
         return self._arrow_batch([*arrays, produced_at])
 
     def add(self, row: tuple[Any, ...], input_partition: int, partition: int, offset: int,
@@ -61,7 +62,7 @@ class AcceptedLogWriter(ParquetLogWriter):
 
     def add_accepted(self, record: AcceptedRecord, input_partition: int) -> None:
         """One accepted event as a row, produced now."""
-        self.add_records([record], array("q", [time.time_ns() // 1_000_000]), input_partition)
+        self.add_records([record], array(INT64, [time.time_ns() // 1_000_000]), input_partition)
 
     def add_records(self, records: Sequence[AcceptedRecord], produced_at: Sequence[int],
                     input_partition: int) -> None:

@@ -41,6 +41,7 @@ from freshet.features.definitions import FeatureView
 from freshet.features.errors import OfflineStoreError
 from freshet.features.log_store import LogRoot, open_log_root
 from freshet.features.offline_layout import TS_TYPE, date_of, part_path, view_dir, view_schema
+from freshet.pipelines.int64_arrays import INT64
 
 if TYPE_CHECKING:
     from freshet.pipelines.tiles import EmittedValue
@@ -134,7 +135,7 @@ class ParquetLogWriter:
         """Pending rows kept as the emitted values themselves and their production times, made into
         columns once per checkpoint (:meth:`_batch`): appending a value is one call, a row of columns
         took one per column."""
-        return [[], array("q")]
+        return [[], array(INT64)]
 
     def add(self, row: tuple[Any, ...], input_partition: int, partition: int, offset: int,
             feature_ts: int) -> None:
@@ -234,11 +235,11 @@ class ParquetLogWriter:
         """The pending values (:meth:`_columns`) as an Arrow batch: transposed in C (``zip``)."""
         values, produced_at = pending
         if not values:
-            return self._arrow_batch([array("q") if machine else [] for machine in self._machine])
+            return self._arrow_batch([array(INT64) if machine else [] for machine in self._machine])
         _view, entities, feature_ts, starts, ends, features, partitions, offsets = zip(*values, strict=True)
         by_feature = list(zip(*features, strict=True)) if self._features else []
         lists: list[Any] = [entities, feature_ts, starts, ends, *by_feature, partitions, offsets]
-        return self._arrow_batch([*(array("q", c) if machine else list(c)
+        return self._arrow_batch([*(array(INT64, c) if machine else list(c)
                                     for c, machine in zip(lists, self._machine, strict=False)), produced_at])
 
     def _arrow_batch(self, columns: list[Any]) -> pa.RecordBatch:

@@ -23,6 +23,7 @@ from freshet.pipelines.accepted_events import AcceptedEvents, AcceptedRecord
 from freshet.pipelines.accepted_online import accepting_views
 from freshet.pipelines.accepted_sink import AcceptedLogWriter
 from freshet.pipelines.background_writes import BackgroundLogRoot, BackgroundWrites
+from freshet.pipelines.int64_arrays import INT64
 from freshet.pipelines.offline_sink import ParquetLogWriter
 from freshet.pipelines.online_sink import RedisOnlineWriter
 from freshet.pipelines.side_outputs import SideOutputs
@@ -191,7 +192,7 @@ class OperatorOutputs:
         for input_partition, records, produced_at in pending:
             lists = by_input.get(input_partition)
             if lists is None:
-                lists = by_input[input_partition] = ([[] for _ in range(views)], [array("q") for _ in range(views)])
+                lists = by_input[input_partition] = ([[] for _ in range(views)], [array(INT64) for _ in range(views)])
             rows, times = lists
             for record in records:
                 view = record[0]

@@ -81,6 +81,9 @@ def _child(stage: str, records_file: Path, views_arg: str, work: bool) -> None:
             if work:
                 op._apply_all(driver, recs, 50_000, driver._checkpoint if stage == "replay" else None)
             driver.close()
+        # what the stage left alive frozen (a driver's last checkpoint does so): else leaving the block, with
+        # the default thresholds back, would collect it once, in the work run only
+        collect()
 
 
 def _counts(stage: str, records_file: Path, views_arg: str) -> tuple[int, int]:

@@ -45,6 +45,7 @@ class CommandRun:
     values_written: int = 0
     offline_root: Path | None = None
     parity: dict[str, str] = field(default_factory=dict)  # view -> outcome against the live log
+    repeat: int = 1  # which run of the same command this is (bench.run's --repeat)
 
     @property
     def ok(self) -> bool:

@@ -59,8 +59,8 @@ Method (`python -m bench.run`: one command, one local stack, one topic).
   (workers' progress files, every 2 s). Its Parquet log is compared row for row
   with the live rekey=True run's. With `--repeat`, each replay command runs that
   many times, each with a fresh state directory and log (since 2026-11-25 07:40 UTC;
-  before, once): the throughput table gives the median, with each run in brackets,
-  and the replay table lists every run.
+  before, once; the worker counts take turns): the throughput table gives the median,
+  with each run in brackets, and the replay table lists every run, numbered.
   (c) a bare Quix Streams application computing the same windows with Quix's own
   window operators, the same consumer settings and changelog topics, no sink
   (built-in Count and Sum; count-distinct of merchant as a small custom

@@ -201,9 +201,12 @@ def measure(args: argparse.Namespace, running: Any, workdir: Path, run_id: str) 
         for workload in args.workloads:
             live = next((r for c in ("rekey", "key") for r in res.runs
                          if r.workload == workload and r.config == c and r.complete), None)
-            for workers in args.workers:
-                for _ in range(args.repeat):  # each run on its own state and log, checked on its own
+            # the repeats outermost: the worker counts take turns, so a slow spell of the machine does not
+            # fall on one of them; each run on its own state and log, checked on its own
+            for repeat in range(args.repeat):
+                for workers in args.workers:
                     run = run_replay(running, repo, workload, workers, workdir)
+                    run.repeat = repeat + 1
                     check_parity(run, live.offline_root if live else None, WORKLOAD_VIEWS[workload])
                     res.replays.append(run)
 

@@ -98,11 +98,11 @@ def throughput_table(runs: list[Run], replays: list[CommandRun], loop: Loop | No
             rate = _median(r.processing_rate for r in group if r.ok)
             shown = _rate(rate)
             if len(group) > 1:
-                shown += " (" + ", ".join(_rate(r.processing_rate) for r in group) + ")"
+                shown += " (" + ", ".join(_rate(r.processing_rate) if r.ok else "failed" for r in group) + ")"
             if any(not r.ok for r in group):
                 shown += " FAILED: " + "; ".join(r.note for r in group if not r.ok)
             seconds = _median(r.processing_s for r in group if r.ok)
-            wall = _median(r.measured.wall_s for r in group)
+            wall = _median(r.measured.wall_s for r in group if r.ok)
             loads = ", ".join(f"{r.load_before:.2f}" for r in group)
             lines.append(f"| {workload} | (b) {label} (subprocess) | {shown} | {seconds or 0:.1f} "
                          f"| {_rate(_median(r.wall_rate for r in group if r.ok))} | {wall or 0:.1f} "
@@ -111,15 +111,17 @@ def throughput_table(runs: list[Run], replays: list[CommandRun], loop: Loop | No
 
 
 def replay_table(replays: list[CommandRun]) -> list[str]:
-    lines = ["| workload | command | events | wall s | processing s | events/s processing "
+    lines = ["| workload | command | run | events | wall s | processing s | events/s processing "
              "| events/s between checkpoints | events/s over wall | the command's own s | values written "
              "| peak RSS MB | parity with the live log |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for run in replays:
         parity = ", ".join(f"{k} {v}" for k, v in run.parity.items()) or "-"
+        if not run.ok:
+            parity = f"FAILED: {run.note}"
         own = f"{run.reported_s:.1f}" if run.reported_s is not None else "-"
         processing = f"{run.processing_s:.1f}" if run.processing_s is not None else "-"
-        lines.append(f"| {run.workload} | {run.label} | {run.events:,} | {run.measured.wall_s:.1f} "
+        lines.append(f"| {run.workload} | {run.label} | {run.repeat} | {run.events:,} | {run.measured.wall_s:.1f} "
                      f"| {processing} | {_rate(run.processing_rate)} | {_rate(run.checkpoint_rate)} "
                      f"| {_rate(run.wall_rate)} | {own} | {run.values_written:,} "
                      f"| {_mb(run.measured.max_rss_kb)} | {parity} |")
@@ -150,10 +152,16 @@ def memory_table(memory: Memory, replays: list[CommandRun], empty: EmptyTopic | 
              f"| {memory.topic} ({memory.cards:,} cards) | {memory.events:,} | {memory.distinct_keys:,} "
              f"| {run.measured.wall_s:.1f} | {_rate(run.processing_rate)} | {_mb(run.measured.max_rss_kb)}"
              f"{'' if run.ok else ' FAILED: ' + run.note} |"]
-    for other in replays:
-        if other.workload == "all" and other.workers == 1:
-            lines.append(f"| the main topic | {other.events:,} | - | {other.measured.wall_s:.1f} "
-                         f"| {_rate(other.processing_rate)} | {_mb(other.measured.max_rss_kb)} |")
+    main = [r for r in replays if r.workload == "all" and r.workers == 1]
+    if main:  # the median of its runs (bench.run's --repeat), those that failed said so
+        done = [r for r in main if r.ok]
+        failed = len(main) - len(done)
+        shown = f" ({failed} of {len(main)} runs FAILED)" if failed else ""
+        rss = _median(r.measured.max_rss_kb for r in done)
+        wall = _median(r.measured.wall_s for r in done)
+        runs = f", median of {len(done)} runs" if len(done) > 1 else ""
+        lines.append(f"| the main topic{runs}{shown} | {main[0].events:,} | - | {wall or 0:.1f} "
+                     f"| {_rate(_median(r.processing_rate for r in done))} | {_mb(int(rss or 0))} |")
     base = next((r for r in (empty.runs if empty else []) if r.workers == 1 and r.ok), None)
     if base is not None:
         lines.append(f"| the empty topic | 0 | 0 | {base.measured.wall_s:.1f} | - "

@@ -32,7 +32,9 @@ there (the CLI's: about 96,000 objects after its imports) took 55-57 ms and foun
 paid inside every replay worker's and live run's start, between building the driver and its first
 batch (by hand: ``python -c 'import freshet.cli, ...; gc.collect()'``, three calls). Cyclic garbage of
 the old generation that exists on entry is frozen with the rest and freed at the first full collection
-(the :data:`FULL_EVERY` th call) or, after the block, by the collector's own runs.
+(the :data:`FULL_EVERY` th call) or, after the block, by the collector's own runs. (CPython 3.14's
+incremental collector has two generations and ``gc.collect(1)`` also walks part of the old one there:
+a little more work on entry, the same guarantees.)
 """
 
 from __future__ import annotations

@@ -219,3 +219,50 @@ def test_replay_workers_get_no_secret_on_their_command_line(stream: Stream, tmp_
     assert len(seen) == 2, seen
     assert all(secret not in cmd for cmd in seen.values()), seen
     assert secret not in out + err
+
+
+def test_a_replay_never_asks_for_more_records_than_its_plan_has_left(stream: Stream, tmp_path: Path) -> None:
+    """Asking for a whole batch when fewer records are left made the last `consume` wait out its timeout
+    (0.5 s of every replay): each call asks for at most what the planned partitions still hold."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from freshet.replay import driver as replay_driver
+
+    asked: list[tuple[int, int]] = []  # (records asked for, records the plan had left)
+    state: dict[str, object] = {}
+
+    class Watched(Consumer):  # the real consumer, its calls recorded
+        def consume(self, num_messages: int = 1, timeout: float = -1) -> list[object]:
+            driver = state["driver"]
+            positions = state["positions"]
+            assert isinstance(driver, replay_driver.BatchDriver) and isinstance(positions, dict)
+            left = sum(driver.end[p] - positions.get(p, driver.start[p]) for p in driver.end)
+            asked.append((num_messages, left))
+            return super().consume(num_messages, timeout)
+
+    probe = Consumer({**stream.servers.kafka_config(), "group.id": f"probe-{uuid.uuid4().hex[:6]}"})
+    end = {p: probe.get_watermark_offsets(TopicPartition(stream.topic, p), timeout=10)[1] for p in range(3)}
+    probe.close()
+    views = list(Registry.load(stream.repo).views.values())
+    driver = replay_driver.BatchDriver(views, stream.servers.kafka_config(), topic=stream.topic,
+                                       start=dict.fromkeys(end, 0), end=end, state_dir=tmp_path / "state",
+                                       offline_root=tmp_path / "offline", redis_url=None, check_keys=False)
+    state["driver"] = driver
+    apply_batch = driver._apply_batch
+
+    def watched_apply(msgs: list[object], positions: dict[int, int], todo: set[int], consumer: object) -> None:
+        state["positions"] = positions
+        apply_batch(msgs, positions, todo, consumer)
+
+    state["positions"] = dict.fromkeys(end, 0)
+    driver._apply_batch = watched_apply  # type: ignore[method-assign]
+    original = replay_driver.Consumer
+    replay_driver.Consumer = Watched  # type: ignore[misc]
+    try:
+        result = driver.run()
+    finally:
+        replay_driver.Consumer = original  # type: ignore[misc]
+        driver.close()
+    assert result["finished"] and result["read"] == sum(end.values()) > 0
+    assert asked and all(0 < n <= left for n, left in asked)
+    assert asked[-1][0] < 5000  # the last call asked for what was left, not a whole batch

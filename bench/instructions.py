@@ -23,7 +23,8 @@ runs hash alike. Stages (as in ``bench.operator_path``):
   background writes' included, though on two cores those do not hold the driver up).
 
 Every stage runs with the collector set as the drivers set it (:func:`freshet.pipelines.gc_tuning.checkpoint_gc`;
-counts before 2026-11-25 08:10 UTC included the default thresholds' collections).
+counts before 2f1ae69, 2026-11-25 07:27 UTC, included the default thresholds' collections; until fed3093,
+08:12 UTC, the work run also collected what its stage left alive once, on leaving).
 
 Needs valgrind (Debian's package); about two minutes a stage at 100,000 records (the two runs
 of a stage side by side). Counts, like

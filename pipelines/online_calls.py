@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from hiredis import pack_command
 
+from freshet.features.online_layout import WINDOW_END_FIELD, WINDOW_START_FIELD, encode_value
 from freshet.pipelines.accepted_online import EventsWrite
 
 T = TypeVar("T")
@@ -72,14 +73,21 @@ def _cut(items: list[T], max_keys: int, weight: Callable[[T], int] | None, max_w
     return groups
 
 
-def packed_newer_wins(sha: str, writes: list[tuple[str, int, int, int, list[str]]]) -> bytes:
-    """One ``EVALSHA`` of the newer-wins script for ``writes``: (key, feature_ts, offset, ttl ms, the
-    hash's field/value items)."""
+def packed_newer_wins(sha: str, writes: list[tuple[str, int, int, int, tuple[list[str], list[Any], int, int]]]) -> bytes:
+    """One ``EVALSHA`` of the newer-wins script for ``writes``: (key, feature_ts, offset, ttl ms, (feature
+    names, their values, window start, window end)). Each hash's items: the window's start and end, then
+    each feature's name and JSON text, flattened here in one pass (no per-write dict or list: this runs
+    in the Redis writer's thread, holding the interpreter lock, for every value written)."""
     keys: list[Any] = []
     argv: list[Any] = []
-    for key, ts, offset, ttl, fields in writes:
+    append = argv.append
+    for key, ts, offset, ttl, (names, values, window_start, window_end) in writes:
         keys.append(key)
-        argv += (ts, offset, ttl, len(fields), *fields)
+        argv += (ts, offset, ttl, 4 + 2 * len(names), WINDOW_START_FIELD, str(window_start), WINDOW_END_FIELD,
+                 str(window_end))
+        for name, value in zip(names, values, strict=True):
+            append(name)
+            append(encode_value(value))
     packed: bytes = pack_command(("EVALSHA", sha, len(keys), *keys, *argv))
     return packed
 

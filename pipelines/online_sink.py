@@ -292,11 +292,7 @@ class RedisOnlineWriter:
             if event_writes and (attempt or self._events_sha is None):
                 self._events_sha = client.script_load(ACCEPT_EVENTS_LUA)
             sha, events_sha = self._sha, self._events_sha
-            packed = b"".join(
-                packed_newer_wins(sha, [(key, ts, offset, ttl,
-                                         encode_fields(dict(zip(raw[0], raw[1], strict=True)), raw[2], raw[3]))
-                                        for key, ts, offset, ttl, raw in call])
-                for call in value_calls)
+            packed = b"".join(packed_newer_wins(sha, call) for call in value_calls)
             if event_calls and events_sha is not None:
                 packed += b"".join(packed_accept(events_sha, cap, call) for call in event_calls)
             conn = pool.get_connection()
@@ -393,14 +389,3 @@ def _merge_newer(into: dict[str, PendingWrite], writes: dict[str, PendingWrite])
 def check_credentials(url: str) -> None:
     """Fail now, naming the problem, if Redis refuses the URL's credentials (an unreachable Redis passes)."""
     RedisOnlineWriter(url, background=False).close()
-
-
-def encode_fields(features: dict[str, Any], window_start: int, window_end: int) -> list[str]:
-    """Flat field/value list for one hash write (features as JSON text)."""
-    from freshet.features.online_layout import WINDOW_END_FIELD, WINDOW_START_FIELD, encode_value
-
-    flat = [WINDOW_START_FIELD, str(window_start), WINDOW_END_FIELD, str(window_end)]
-    for name, value in features.items():
-        flat.append(name)
-        flat.append(encode_value(value))
-    return flat

@@ -28,6 +28,10 @@ from freshet.pipelines.accepted_online import EventsWrite
 
 T = TypeVar("T")
 
+# one value for the writer: (hash key, feature_ts, source offset, ttl ms, (feature names, their values,
+# window start, window end))
+PendingWrite = tuple[str, int, int, int, tuple[list[str], list[Any], int, int]]
+
 VALUE_KEYS_PER_CALL = 128
 EVENT_KEYS_PER_CALL = 64
 EVENT_MEMBERS_PER_CALL = 4_000  # a call also ends once its event sets hold this many members
@@ -73,11 +77,12 @@ def _cut(items: list[T], max_keys: int, weight: Callable[[T], int] | None, max_w
     return groups
 
 
-def packed_newer_wins(sha: str, writes: list[tuple[str, int, int, int, tuple[list[str], list[Any], int, int]]]) -> bytes:
+def packed_newer_wins(sha: str, writes: list[PendingWrite]) -> bytes:
     """One ``EVALSHA`` of the newer-wins script for ``writes``: (key, feature_ts, offset, ttl ms, (feature
     names, their values, window start, window end)). Each hash's items: the window's start and end, then
     each feature's name and JSON text, flattened here in one pass (no per-write dict or list: this runs
-    in the Redis writer's thread, holding the interpreter lock, for every value written)."""
+    in the Redis writer's thread, holding the interpreter lock, for every value written). A view's
+    feature names are distinct (its definition refuses duplicates), so each name is sent once."""
     keys: list[Any] = []
     argv: list[Any] = []
     append = argv.append

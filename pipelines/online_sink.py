@@ -34,7 +34,13 @@ from freshet.features.redact import redact_url
 from freshet.features.redis_connect import is_cluster, sync_client
 from freshet.pipelines.accepted_events import AcceptedEvents
 from freshet.pipelines.accepted_online import AcceptingView, EventsWrite, PendingEvents, packed_accept
-from freshet.pipelines.online_calls import VALUE_KEYS_PER_CALL, call_groups, event_groups, packed_newer_wins
+from freshet.pipelines.online_calls import (
+    VALUE_KEYS_PER_CALL,
+    PendingWrite,
+    call_groups,
+    event_groups,
+    packed_newer_wins,
+)
 
 if TYPE_CHECKING:  # the guard refills through a writer of this module
     from freshet.pipelines.store_guard import StoreGuard
@@ -43,7 +49,6 @@ log = logging.getLogger(__name__)
 
 # (key, feature_ts, source offset, ttl ms, (feature names, values, window start, window end)):
 # encoded to hash fields only when sent, so a value superseded within a batch costs nothing more
-PendingWrite = tuple[str, int, int, int, tuple[list[str], list[Any], int, int]]
 
 
 class OnlineStoreUnavailable(OnlineStoreError):

@@ -60,13 +60,13 @@ def test_newer_wins_call_carries_each_key_with_its_field_count() -> None:
 def test_newer_wins_call_holds_each_hashs_window_then_its_features_as_json_text() -> None:
     """The items each hash gets, as the online layout reads them back: the window's start and end, then
     each feature's name and its JSON text (ints as digits, floats as repr, None as null, the rest JSON)."""
-    names = ["n", "total", "avg", "merchants", "last"]
-    values: list[Any] = [3, 12.5, None, 17, "m-0042"]
+    names = ["n", "total", "avg", "merchants", "last", "flag", "ratio", "top"]
+    values: list[Any] = [3, 12.5, None, 17, "m-0042", True, float("nan"), {"a": 1}]
     writes = [("f:v:1:{c1}", 1_700_000_000_123, 41, 86_400_000, (names, values, 1_700_000_000_000, 1_700_000_300_000)),
               ("f:v:1:{c2}", 1_700_000_000_456, 42, 0, (["x"], [[1, 2]], 5, 6))]
     expected: list[Any] = ["EVALSHA", "s" * 40, 2, "f:v:1:{c1}", "f:v:1:{c2}",
-                           1_700_000_000_123, 41, 86_400_000, 14, WINDOW_START_FIELD, "1700000000000",
+                           1_700_000_000_123, 41, 86_400_000, 20, WINDOW_START_FIELD, "1700000000000",
                            WINDOW_END_FIELD, "1700000300000", "n", "3", "total", "12.5", "avg", "null",
-                           "merchants", "17", "last", '"m-0042"',
+                           "merchants", "17", "last", '"m-0042"', "flag", "true", "ratio", "NaN", "top", '{"a":1}',
                            1_700_000_000_456, 42, 0, 6, WINDOW_START_FIELD, "5", WINDOW_END_FIELD, "6", "x", "[1,2]"]
     assert packed_newer_wins("s" * 40, writes) == pack_command(tuple(expected))

@@ -29,7 +29,8 @@ from freshet.pipelines.accepted_online import EventsWrite
 T = TypeVar("T")
 
 # one value for the writer: (hash key, feature_ts, source offset, ttl ms, (feature names, their values,
-# window start, window end))
+# window start, window end)); encoded to hash fields only when sent (packed_newer_wins), so a value
+# superseded within a batch costs nothing more
 PendingWrite = tuple[str, int, int, int, tuple[list[str], list[Any], int, int]]
 
 VALUE_KEYS_PER_CALL = 128

@@ -47,9 +47,6 @@ if TYPE_CHECKING:  # the guard refills through a writer of this module
 
 log = logging.getLogger(__name__)
 
-# (key, feature_ts, source offset, ttl ms, (feature names, values, window start, window end)):
-# encoded to hash fields only when sent, so a value superseded within a batch costs nothing more
-
 
 class OnlineStoreUnavailable(OnlineStoreError):
     """Redis did not accept a batch; nothing was lost, the batch is still pending."""

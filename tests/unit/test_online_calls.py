@@ -48,25 +48,19 @@ def test_groups_keep_every_item_within_the_limits(items: list[tuple[str, str, in
             assert [i for i in flat if hash_tag(key_of(i)) == tag] == [i for i in items if hash_tag(key_of(i)) == tag]
 
 
-def test_newer_wins_call_carries_each_key_with_its_field_count() -> None:
-    packed = packed_newer_wins("sha", [("k1", 10, 3, 60_000, (["a"], [1], 0, 5)), ("k2", 11, 4, 60_000, ([], [], 7, 9))])
-    # EVALSHA sha 2 k1 k2 | 10 3 60000 6 __ws 0 __we 5 a 1 | 11 4 60000 4 __ws 7 __we 9
-    assert packed.startswith(b"*23\r\n$7\r\nEVALSHA\r\n$3\r\nsha\r\n$1\r\n2\r\n$2\r\nk1\r\n$2\r\nk2\r\n"
-                             b"$2\r\n10\r\n$1\r\n3\r\n$5\r\n60000\r\n$1\r\n6\r\n")
-    assert packed.endswith(b"$2\r\n11\r\n$1\r\n4\r\n$5\r\n60000\r\n$1\r\n4\r\n"
-                           + pack_command((WINDOW_START_FIELD, "7", WINDOW_END_FIELD, "9"))[4:])
-
-
 def test_newer_wins_call_holds_each_hashs_window_then_its_features_as_json_text() -> None:
-    """The items each hash gets, as the online layout reads them back: the window's start and end, then
-    each feature's name and its JSON text (ints as digits, floats as repr, None as null, the rest JSON)."""
+    """One call carries every key, then per key its time, offset, ttl and item count, and the items the
+    hash gets, as the online layout reads them back: the window's start and end, then each feature's
+    name and its JSON text (ints as digits, floats as repr, None as null, the rest JSON)."""
     names = ["n", "total", "avg", "merchants", "last", "flag", "ratio", "top"]
     values: list[Any] = [3, 12.5, None, 17, "m-0042", True, float("nan"), {"a": 1}]
     writes = [("f:v:1:{c1}", 1_700_000_000_123, 41, 86_400_000, (names, values, 1_700_000_000_000, 1_700_000_300_000)),
-              ("f:v:1:{c2}", 1_700_000_000_456, 42, 0, (["x"], [[1, 2]], 5, 6))]
-    expected: list[Any] = ["EVALSHA", "s" * 40, 2, "f:v:1:{c1}", "f:v:1:{c2}",
+              ("f:v:1:{c2}", 1_700_000_000_456, 42, 0, (["x"], [[1, 2]], 5, 6)),
+              ("f:v:1:{c3}", 1_700_000_000_789, 43, 60_000, ([], [], 7, 9))]  # no features: the window alone
+    expected: list[Any] = ["EVALSHA", "s" * 40, 3, "f:v:1:{c1}", "f:v:1:{c2}", "f:v:1:{c3}",
                            1_700_000_000_123, 41, 86_400_000, 20, WINDOW_START_FIELD, "1700000000000",
                            WINDOW_END_FIELD, "1700000300000", "n", "3", "total", "12.5", "avg", "null",
                            "merchants", "17", "last", '"m-0042"', "flag", "true", "ratio", "NaN", "top", '{"a":1}',
-                           1_700_000_000_456, 42, 0, 6, WINDOW_START_FIELD, "5", WINDOW_END_FIELD, "6", "x", "[1,2]"]
+                           1_700_000_000_456, 42, 0, 6, WINDOW_START_FIELD, "5", WINDOW_END_FIELD, "6", "x", "[1,2]",
+                           1_700_000_000_789, 43, 60_000, 4, WINDOW_START_FIELD, "7", WINDOW_END_FIELD, "9"]
     assert packed_newer_wins("s" * 40, writes) == pack_command(tuple(expected))

@@ -123,7 +123,7 @@ async def _check_consistency(checks: ConsistencyChecks, views: dict[str, Feature
                 report = await asyncio.to_thread(check_view, checks.redis_url, view, checks.offline_root,
                                                  checks.sample)
             except Exception as exc:  # a check must never take the server down
-                log.warning("consistency check of %s failed: %s", view.name, exc)
+                log.warning("consistency check of %s failed: %s", view.name, str(exc))
                 continue
             metrics.mismatch.labels(*labels).set(report.mismatch_rate)
             metrics.compared.labels(*labels).set(report.compared)

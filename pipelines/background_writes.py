@@ -74,7 +74,7 @@ class BackgroundWrites:
         try:
             self.wait()
         except Exception as exc:  # noqa: BLE001 - reported, and the run that called close already failed or ended
-            log.error("a checkpoint write failed while the run was closing: %s", exc)
+            log.error("a checkpoint write failed while the run was closing: %s", str(exc))
         finally:
             self._pool.shutdown(wait=True)
 

@@ -33,7 +33,7 @@ def topic_id(kafka_config: dict[str, Any], topic: str) -> str | None:
     try:
         found = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout=10)
     except Exception as exc:  # an old broker or no permission: the offset check still runs
-        log.info("no topic id for %s (%s): the history check uses offsets only", topic, exc)
+        log.info("no topic id for %s (%s): the history check uses offsets only", topic, str(exc))
         return None
     return str(found.topic_id) if found.topic_id is not None else None
 

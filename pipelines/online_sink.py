@@ -182,9 +182,9 @@ class RedisOnlineWriter:
         try:
             self.write_pending()
         except OnlineStoreUnavailable as exc:
-            log.debug("redis write deferred: %s", exc)
+            log.debug("redis write deferred: %s", str(exc))
         except OnlineStoreError as exc:  # kept pending: the next checkpoint's flush raises it and stops the run
-            log.error("%s", exc)
+            log.error("%s", str(exc))
         except Exception:  # the writer thread must outlive anything unexpected: the batch was put back
             log.exception("redis write failed unexpectedly; the batch is kept and retried")
 
@@ -276,7 +276,7 @@ class RedisOnlineWriter:
         try:
             self._client.nodes_manager.initialize()
         except (redis.RedisError, RedisClusterException) as exc:
-            log.debug("cluster map not refreshed yet: %s", exc)
+            log.debug("cluster map not refreshed yet: %s", str(exc))
 
     def _send_to(self, client: Any, writes: list[PendingWrite], event_writes: list[EventsWrite], cap: int) -> None:
         """Packed by hiredis on one pooled connection, many keys per script call (pipelines.online_calls):

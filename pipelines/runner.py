@@ -57,7 +57,7 @@ class ProgressMonitor:
             try:
                 self._tick()
             except Exception as exc:  # progress must never kill the pipeline
-                log.debug("progress check failed: %s", exc)
+                log.debug("progress check failed: %s", str(exc))
 
     def _measure_lag(self) -> Lag | None:
         found = self._lag.per_partition()

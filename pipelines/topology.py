@@ -215,7 +215,9 @@ class OperatorSink(BaseSink):
                 self._outputs.start_flush()
             except OnlineStoreUnavailable as exc:
                 self._stats.backpressured += 1
-                log.warning("%s; pausing input for %.0fs (nothing is lost)", exc, BACKPRESSURE_RETRY_S)
+                # as text: a record holding the exception keeps its traceback's frames (the run's clients and
+                # states) alive wherever records are kept
+                log.warning("%s; pausing input for %.0fs (nothing is lost)", str(exc), BACKPRESSURE_RETRY_S)
                 self.on_paused()  # Quix calls on_paused only for the other sinks: the input is rewound
                 raise SinkBackpressureError(retry_after=BACKPRESSURE_RETRY_S) from exc
             self._step.write_back()  # while the log's files are written (pipelines.background_writes)

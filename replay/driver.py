@@ -260,7 +260,7 @@ class BatchDriver:
                 break
             except OnlineStoreUnavailable as exc:  # nothing is lost: the batch stays pending
                 self.stats.backpressured += 1
-                log.warning("%s; retrying in 2s", exc)
+                log.warning("%s; retrying in 2s", str(exc))  # as text: no traceback kept by a handler
                 time.sleep(2.0)
         # the log's files land in the background: Redis's writer keeps what it sent until _durable says so
         self._outputs.finish_flush(landed=False)

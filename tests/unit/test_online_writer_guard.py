@@ -91,3 +91,20 @@ def test_values_sent_before_a_log_checkpoint_lands_are_sent_again_after_a_refill
         assert sent[-1] == ["k3"]
     finally:
         writer.close()
+
+
+def test_a_deferred_write_is_logged_as_text_holding_no_exception(caplog: pytest.LogCaptureFixture) -> None:
+    """A handler that keeps log records (pytest's capture, a queue) must not keep the failure's traceback:
+    its frames hold the run's producers, consumers and states, alive for as long as the record is."""
+    writer = RedisOnlineWriter(UNREACHABLE, background=False, batch_size=1)
+    try:
+        with caplog.at_level("DEBUG", logger="freshet.pipelines.online_sink"):
+            writer.add("k1", 10, 1, 60_000, ["n"], [1], 0, 10)  # a full batch: written now, Redis is down
+        deferred = [r for r in caplog.records if r.getMessage().startswith("redis write deferred")]
+        assert len(deferred) == 1
+        assert "redis unavailable" in deferred[0].getMessage()
+        assert all(isinstance(arg, str) for arg in deferred[0].args or ()), deferred[0].args
+        assert deferred[0].exc_info is None
+        assert sorted(writer._pending) == ["k1"]  # kept for the next attempt
+    finally:
+        writer.close()

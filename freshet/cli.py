@@ -13,6 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
+from freshet import __version__
 from freshet.features.errors import FreshetError
 
 EPILOG = """\
@@ -127,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"freshet {__version__}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (commands_repo, commands_dev, commands_produce, commands_run, commands_drift, commands_consistency, commands_replay, commands_reset, commands_online, commands_read):
         module.register(sub)

@@ -43,6 +43,15 @@ def test_bad_flag_values_are_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert parsed.value.code == 2
 
 
+def test_version_prints_the_installed_version_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"freshet {version('freshet')}"
+
+
 def test_unknown_view_is_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["get", "--repo", EXAMPLE, "--view", "nope", "--redis-url",
                  f"redis://127.0.0.1:{_closed_port()}/0", "card-1"]) == 2
